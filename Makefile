@@ -1,0 +1,35 @@
+# The two commands of a fresh machine: `make demo` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot
+# what `make test` runs; .ci/run runs exactly this
+PYTEST := $(PYTHON) -m pytest -q
+
+.PHONY: deps test unit lint demo clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(PYTHON) -c "import baker, moto, ansible, pytest" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
+	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
+
+test: deps
+	$(PYTEST)
+
+unit: deps
+	$(PYTEST) tests/unit
+
+lint: deps
+	ruff check baker tests bench
+	ruff format --check baker tests bench
+	mypy
+
+demo: deps
+	@bash examples/demo.sh
+
+clean:
+	rm -rf .baker .pytest_cache .mypy_cache .ruff_cache
