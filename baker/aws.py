@@ -18,8 +18,9 @@ import botocore.exceptions
 from baker.errors import AWSError, UsageError
 
 #: botocore's own retry machinery; no hand-written retry loops elsewhere
-RETRIES = botocore.config.Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10,
-                                 read_timeout=60)
+RETRIES = botocore.config.Config(
+    retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=60
+)
 
 
 def error_code(exc: BaseException) -> str:
@@ -134,15 +135,22 @@ class AWS:
     def client(self, service: str, region: str | None = None) -> Client:
         key = (service, region or self.region)
         if key not in self._clients:
-            raw = self.session().client(service, region_name=key[1], endpoint_url=self.endpoint_url,
-                                        config=RETRIES)
+            raw = self.session().client(
+                service, region_name=key[1], endpoint_url=self.endpoint_url, config=RETRIES
+            )
             self._clients[key] = Client(raw, service)
         return self._clients[key]
 
     def in_region(self, region: str) -> AWS:
         """The same credentials in another region (copies, promotion)."""
-        return AWS(region=region, profile=self.profile, role_arn=self.role_arn,
-                   endpoint_url=self.endpoint_url, credentials=self.credentials, _session=self._session)
+        return AWS(
+            region=region,
+            profile=self.profile,
+            role_arn=self.role_arn,
+            endpoint_url=self.endpoint_url,
+            credentials=self.credentials,
+            _session=self._session,
+        )
 
     def env_vars(self) -> dict[str, str]:
         """Variables that point a child program (packer, terraform) at the same AWS.

@@ -142,7 +142,9 @@ class PathSettings(Model):
 
 
 class StateSettings(Model):
-    ledger_prefix: str = Field("/baker", description="SSM parameter path prefix of the release ledger and pins")
+    ledger_prefix: str = Field(
+        "/baker", description="SSM parameter path prefix of the release ledger and pins"
+    )
     lock_table: str = Field("baker-locks", description="DynamoDB table of deploy locks (created if missing)")
     lock_lease_seconds: int = Field(900, ge=30, description="a lock not renewed for this long is stale")
 
@@ -344,9 +346,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def _lookup(data: Any, loc: tuple[Any, ...]) -> tuple[bool, Any]:
     cur = data
     for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+        in_dict = isinstance(cur, dict) and part in cur
+        in_list = isinstance(cur, list) and isinstance(part, int) and part < len(cur)
+        if in_dict or in_list:
             cur = cur[part]
         else:
             return False, None
@@ -399,7 +401,7 @@ def load_environment(project: Project, name: str) -> Environment:
     known = project.environment_names()
     if not ENV_NAME.match(name) or name not in known:
         raise ConfigError(
-            f"unknown environment {name!r}; known: {', '.join(known) or '(none: add environments/<env>.yml)'}",
+            f"unknown environment {name!r}; known: {', '.join(known) or '(none: add environments/<env>.yml)'}",  # noqa: E501
             details={"known": known},
         )
     env_dir = project.root / ENV_DIR
@@ -437,5 +439,3 @@ def schema() -> dict[str, Any]:
         "baker.yml": ProjectSettings.model_json_schema(),
         "environments/<env>.yml": EnvironmentSettings.model_json_schema(),
     }
-
-

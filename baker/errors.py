@@ -33,8 +33,15 @@ class ToolError(BakerError):
 
     exit_code = 3
 
-    def __init__(self, message: str, *, tool: str = "", output_tail: list[str] | None = None,
-                 returncode: int | None = None, details: dict | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str = "",
+        output_tail: list[str] | None = None,
+        returncode: int | None = None,
+        details: dict | None = None,
+    ) -> None:
         self.tool = tool
         self.output_tail = output_tail or []
         self.returncode = returncode

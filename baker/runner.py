@@ -116,6 +116,7 @@ def run(
         raise UsageError(f"cannot run {program}: {exc.strerror}: {INSTALL_HINTS.get(program, '')}") from exc
 
     if stdin_data is not None and proc.stdin is not None:
+
         def feed() -> None:
             assert proc.stdin is not None
             try:
@@ -123,14 +124,17 @@ def run(
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
+
         threading.Thread(target=feed, daemon=True).start()
 
     timer: threading.Timer | None = None
     timed_out = threading.Event()
     if timeout:
+
         def expire() -> None:
             timed_out.set()
             _terminate(proc)
+
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
@@ -158,14 +162,26 @@ def run(
         if timer is not None:
             timer.cancel()
 
-    result = Result(argv=argv, returncode=proc.returncode, lines=everything if capture else list(keep),
-                    duration=time.monotonic() - started)
+    result = Result(
+        argv=argv,
+        returncode=proc.returncode,
+        lines=everything if capture else list(keep),
+        duration=time.monotonic() - started,
+    )
     if timed_out.is_set():
-        raise ToolError(f"{name} timed out after {timeout:.0f}s", tool=name, output_tail=list(keep),
-                        returncode=proc.returncode)
+        raise ToolError(
+            f"{name} timed out after {timeout:.0f}s",
+            tool=name,
+            output_tail=list(keep),
+            returncode=proc.returncode,
+        )
     if check and proc.returncode != 0:
-        raise ToolError(f"{name} failed with exit code {proc.returncode}", tool=name,
-                        output_tail=list(keep), returncode=proc.returncode)
+        raise ToolError(
+            f"{name} failed with exit code {proc.returncode}",
+            tool=name,
+            output_tail=list(keep),
+            returncode=proc.returncode,
+        )
     return result
 
 
@@ -180,15 +196,29 @@ def _terminate(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def output(argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None,
-           timeout: float | None = 60, check: bool = True, stage: str = "") -> str:
+def output(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = 60,
+    check: bool = True,
+    stage: str = "",
+) -> str:
     """Run a short command and return its merged output, without echoing it."""
-    return run(argv, cwd=cwd, env=env, timeout=timeout, check=check, capture=True, echo=False,
-               stage=stage).output
+    return run(
+        argv, cwd=cwd, env=env, timeout=timeout, check=check, capture=True, echo=False, stage=stage
+    ).output
 
 
-def start(argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None,
-          log_file: str | Path | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
+def start(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    log_file: str | Path | None = None,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.Popen:
     """Start a long-running daemon detached in its own session (the local cloud's services).
 
     Its output goes to ``log_file``; the caller records the PID and ends it by that PID.
@@ -198,9 +228,16 @@ def start(argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[st
         argv[0] = which(argv[0])
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     try:
-        return subprocess.Popen(argv, cwd=str(cwd) if cwd else None, env=dict(env) if env is not None else None,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, pass_fds=tuple(pass_fds))
+        return subprocess.Popen(
+            argv,
+            cwd=str(cwd) if cwd else None,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+        )
     finally:
         if log_file:
             out.close()  # type: ignore[union-attr]

@@ -6,11 +6,9 @@ else is a bug (traceback with -v, exit 1). No other module calls sys.exit.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
-
 
 import click
 
@@ -24,10 +22,21 @@ COMMANDS = [
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--project", "project_dir", type=click.Path(file_okay=False), default=".",
-              show_default="current directory", help="the project root (where baker.yml is)")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: exactly one JSON object on stdout; progress goes to stderr")
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default="current directory",
+    help="the project root (where baker.yml is)",
+)
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: exactly one JSON object on stdout; progress goes to stderr",
+)
 @click.option("-v", "--verbose", count=True, help="more detail on stderr; tracebacks for bugs")
 @click.option("--local", is_flag=True, help="run against the local cloud started by 'baker local up'")
 @click.version_option(package_name="baker")
@@ -70,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         emit_error(output, message, 2, {})
         code = 2
     except BakerError as exc:
-        emit_error(output, exc.message if not isinstance(exc, Interrupted) else str(exc), exc.exit_code,
-                   exc.details)
+        emit_error(
+            output, exc.message if not isinstance(exc, Interrupted) else str(exc), exc.exit_code, exc.details
+        )
         code = exc.exit_code
     except KeyboardInterrupt:
         emit_error(output, "interrupted", Interrupted.exit_code, {})
@@ -79,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so, traceback with -v
         if verbose:
             traceback.print_exc()
-        emit_error(output, f"unexpected error (a bug in baker): {type(exc).__name__}: {exc}"
-                   + ("" if verbose else "; run with -v for the traceback"), 1, {})
+        emit_error(
+            output,
+            f"unexpected error (a bug in baker): {type(exc).__name__}: {exc}"
+            + ("" if verbose else "; run with -v for the traceback"),
+            1,
+            {},
+        )
         code = 1
     finally:
         logging.shutdown()
@@ -99,5 +114,3 @@ def run() -> None:  # pragma: no cover - console script entry
 
 
 __all__ = ["cli", "main"]
-
-

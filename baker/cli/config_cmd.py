@@ -23,8 +23,15 @@ def show(app: App, env_name: str) -> None:
     """The merged, validated configuration of ENV (secrets shown only as where they come from)."""
     env = app.environment(env_name)
     data = {"env": env.name, "files": [str(p) for p in env.files], "settings": redacted(env)}
-    app.emit(data, lambda d: f"# {d['env']}: " + " <- ".join(d["files"]) + "\n"
-             + yaml.safe_dump(d["settings"], sort_keys=False).rstrip())
+    app.emit(
+        data,
+        lambda d: (
+            f"# {d['env']}: "
+            + " <- ".join(d["files"])
+            + "\n"
+            + yaml.safe_dump(d["settings"], sort_keys=False).rstrip()
+        ),
+    )
 
 
 @config.command("schema")

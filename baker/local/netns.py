@@ -28,8 +28,10 @@ def _check_name(name: str) -> None:
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        raise UsageError("the local cloud needs root (it creates a network namespace and mounts overlays); "
-                         "run as root or inside a user namespace with CAP_SYS_ADMIN")
+        raise UsageError(
+            "the local cloud needs root (it creates a network namespace and mounts overlays); "
+            "run as root or inside a user namespace with CAP_SYS_ADMIN"
+        )
 
 
 def path(name: str) -> Path:
@@ -66,8 +68,10 @@ def assert_isolated(name: str) -> None:
     """Refuse to use a namespace that has anything but loopback."""
     extra = [i for i in interfaces(name) if i != "lo"]
     if extra:
-        raise UsageError(f"network namespace {name} has interfaces other than lo ({', '.join(extra)}); "
-                         "refusing to run the local cloud in it")
+        raise UsageError(
+            f"network namespace {name} has interfaces other than lo ({', '.join(extra)}); "
+            "refusing to run the local cloud in it"
+        )
 
 
 def _inode(p: str | Path) -> int:

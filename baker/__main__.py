@@ -1,0 +1,3 @@
+from baker.cli import run
+
+run()

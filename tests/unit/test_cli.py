@@ -1,0 +1,95 @@
+"""The CLI frame: exit codes, one JSON object, bugs are exit 1."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from baker import cli as cli_module
+from baker.cli import cli, main
+from baker.errors import Refused, RolledBack, ToolError
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def failing_command():
+    """A command registered only for this test that raises what it is given."""
+    holder: dict = {}
+
+    @cli.command("raise-for-test")
+    def raiser() -> None:
+        raise holder["error"]
+
+    yield holder
+    cli.commands.pop("raise-for-test")
+
+
+def test_help_lists_commands():
+    code, out, _ = invoke("--help")
+    assert code == 0 and "config" in out and "--output" in out
+
+
+def test_console_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "baker", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+def test_unknown_command_is_usage_error():
+    code, out, err = invoke("--output", "json", "frobnicate")
+    assert code == 2
+    assert json.loads(out)["exit_code"] == 2
+    assert "frobnicate" in err
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ToolError("packer failed", tool="packer", output_tail=["Build 'x' errored: boom"]), 3),
+        (RolledBack("health gate failed", details={"outcome": "rolled_back", "ami_id": "ami-1"}), 4),
+        (Refused("environment prod is pinned"), 6),
+    ],
+)
+def test_baker_errors_map_to_their_exit_code(failing_command, error, code):
+    failing_command["error"] = error
+    rc, out, err = invoke("--output", "json", "raise-for-test")
+    assert rc == code
+    payload = json.loads(out)
+    assert payload["exit_code"] == code and payload["ok"] is False
+    assert error.message.splitlines()[0] in err
+    if isinstance(error, RolledBack):
+        assert payload["outcome"] == "rolled_back"
+    if isinstance(error, ToolError):
+        assert "boom" in err
+
+
+def test_a_bug_is_exit_1_with_traceback_only_verbose(failing_command):
+    failing_command["error"] = ZeroDivisionError("oops")
+    rc, _, err = invoke("raise-for-test")
+    assert rc == 1 and "a bug in baker" in err and "Traceback" not in err
+    rc, _, err = invoke("-v", "raise-for-test")
+    assert rc == 1 and "Traceback" in err
+
+
+def test_interrupt_is_130(failing_command):
+    failing_command["error"] = KeyboardInterrupt()
+    rc, _, _ = invoke("raise-for-test")
+    assert rc == 130
+
+
+def test_no_placeholder_commands():
+    """Every registered command does something: none is a stub that only says 'not implemented'."""
+    for name, command in cli.commands.items():
+        assert command.callback is not None or isinstance(command, click.Group), name
+    assert cli_module.COMMANDS
