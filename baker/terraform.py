@@ -1,0 +1,481 @@
+"""The thin wrapper over the ``terraform`` (or ``tofu``) binary.
+
+Not python-terraform: 0.10.1 fails against Terraform 1.x. The argument lists are built by pure
+functions (tested on their own); the ``Terraform`` class only adds the working directory, the
+environment and error handling around ``runner.run``.
+
+Each environment gets its own working directory under the build folder: the module's files are
+copied there and ``TF_DATA_DIR`` points into it, so environments never share ``.terraform``
+state and nothing is written into the source tree. Variables go to Terraform in a 0600 JSON
+file that is removed as soon as the plan is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baker import runner
+from baker.config import BackendSettings
+from baker.errors import ToolError, UsageError
+
+log = logging.getLogger("baker")
+
+#: where a provider mirror is looked for when baker.yml names none (the first that exists wins)
+MIRROR_CANDIDATES = ("/opt/tf-plugins", "/usr/local/share/terraform/plugins", "/usr/share/terraform/plugins")
+#: files of the module that belong in the working directory
+MODULE_SUFFIXES = (".tf", ".tf.json", ".tfvars", ".tftpl")
+LOCK_FILE = ".terraform.lock.hcl"
+BACKEND_OVERRIDE = "baker_backend_override.tf"
+PLAN_FILE = "baker.tfplan"
+CLI_CONFIG = "baker.tfrc"
+
+
+# ---------------------------------------------------------------- pure argv builders
+
+
+def _base(binary: str, work_dir: Path | str) -> list[str]:
+    return [binary, f"-chdir={work_dir}"]
+
+
+def init_argv(
+    binary: str, work_dir: Path | str, backend_config: Mapping[str, str] | None = None
+) -> list[str]:
+    """``init`` with every backend setting given as ``-backend-config`` (never interactive).
+
+    ``-reconfigure``: the state lives in the backend, never in the working directory, so there
+    is nothing to migrate when a setting changes.
+    """
+    argv = [*_base(binary, work_dir), "init", "-input=false", "-no-color", "-reconfigure"]
+    for key, value in (backend_config or {}).items():
+        argv.append(f"-backend-config={key}={value}")
+    return argv
+
+
+def plan_argv(
+    binary: str, work_dir: Path | str, *, var_file: Path | str, out: Path | str, lock_timeout: str = "60s"
+) -> list[str]:
+    return [
+        *_base(binary, work_dir),
+        "plan",
+        "-input=false",
+        "-no-color",
+        f"-lock-timeout={lock_timeout}",
+        f"-var-file={var_file}",
+        f"-out={out}",
+    ]
+
+
+def show_argv(binary: str, work_dir: Path | str, plan: Path | str) -> list[str]:
+    return [*_base(binary, work_dir), "show", "-json", "-no-color", str(plan)]
+
+
+def apply_argv(
+    binary: str, work_dir: Path | str, plan: Path | str, *, lock_timeout: str = "60s"
+) -> list[str]:
+    """Apply exactly the saved plan: no approval prompt, no re-planning, machine-readable lines."""
+    return [
+        *_base(binary, work_dir),
+        "apply",
+        "-input=false",
+        "-no-color",
+        "-json",
+        f"-lock-timeout={lock_timeout}",
+        str(plan),
+    ]
+
+
+def output_argv(binary: str, work_dir: Path | str) -> list[str]:
+    return [*_base(binary, work_dir), "output", "-json", "-no-color"]
+
+
+def _hcl_string(value: str) -> str:
+    # JSON string syntax is valid HCL string syntax (escapes included)
+    return json.dumps(value)
+
+
+def backend_config(backend: BackendSettings, *, region: str, endpoint: str | None = None) -> dict[str, str]:
+    """``-backend-config`` pairs of the S3 backend for one environment.
+
+    With ``endpoint`` (the local cloud) the backend talks path-style to the emulator and skips
+    the checks an emulator cannot answer; against real AWS none of that is set.
+    """
+    out = {"bucket": backend.bucket, "key": backend.key, "region": backend.region or region}
+    if backend.use_lockfile:
+        out["use_lockfile"] = "true"
+    if backend.dynamodb_table:
+        out["dynamodb_table"] = backend.dynamodb_table
+    if endpoint:
+        out.update(
+            {
+                "use_path_style": "true",
+                "skip_credentials_validation": "true",
+                "skip_requesting_account_id": "true",
+                "skip_metadata_api_check": "true",
+                "skip_region_validation": "true",
+                "endpoints": "{s3=%s}" % _hcl_string(endpoint),  # noqa: UP031 - HCL braces
+            }
+        )
+    return out
+
+
+def cli_config(mirror: Path | str, providers: Sequence[str]) -> str:
+    """A Terraform CLI configuration that installs ``providers`` from the filesystem mirror.
+
+    Other providers still come from their registries, so a module that needs one more provider
+    fails with the registry's own message rather than a mirror miss.
+    """
+    listed = ", ".join(_hcl_string(p) for p in providers) or _hcl_string("*/*/*")
+    return (
+        "# written by baker; Terraform reads it through TF_CLI_CONFIG_FILE\n"
+        "provider_installation {\n"
+        "  filesystem_mirror {\n"
+        f"    path    = {_hcl_string(str(mirror))}\n"
+        f"    include = [{listed}]\n"
+        "  }\n"
+        "  direct {\n"
+        f"    exclude = [{listed}]\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def mirror_providers(mirror: Path) -> list[str]:
+    """``host/namespace/type`` of every provider in a mirror laid out as Terraform expects."""
+    found = []
+    for type_dir in sorted(mirror.glob("*/*/*")):
+        if type_dir.is_dir():
+            host, namespace, name = type_dir.parts[-3:]
+            found.append(f"{host}/{namespace}/{name}")
+    return found
+
+
+def find_mirror(configured: str | None) -> Path | None:
+    """The provider mirror to use: the configured one (must exist), else the first found."""
+    if configured:
+        path = Path(configured)
+        if not path.is_dir():
+            raise UsageError(f"terraform.plugin_mirror {configured!r} is not a directory")
+        return path
+    for candidate in MIRROR_CANDIDATES:
+        if Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+# ---------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class Change:
+    address: str
+    type: str
+    actions: tuple[str, ...]
+    #: attributes whose value changes (top level), for the summary
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """create, update, delete, replace, read or no-op."""
+        acts = set(self.actions)
+        if {"create", "delete"} <= acts:
+            return "replace"
+        return self.actions[0] if len(self.actions) == 1 else "+".join(self.actions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "type": self.type,
+            "action": self.kind,
+            "attributes": list(self.attributes),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    changes: tuple[Change, ...]
+    #: the raw ``show -json`` document
+    document: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"create": 0, "update": 0, "replace": 0, "delete": 0}
+        for c in self.changes:
+            if c.kind in out:
+                out[c.kind] += 1
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, Any]:
+        return {"counts": self.counts, "changes": [c.as_dict() for c in self.changes]}
+
+
+def _changed_attributes(before: Any, after: Any, unknown: Any) -> tuple[str, ...]:
+    if not isinstance(after, dict):
+        return ()
+    before = before if isinstance(before, dict) else {}
+    unknown = unknown if isinstance(unknown, dict) else {}
+    keys = set(before) | set(after) | set(unknown)
+    return tuple(sorted(k for k in keys if before.get(k) != after.get(k) or unknown.get(k)))
+
+
+def parse_plan(document: dict[str, Any], path: Path | str = "") -> Plan:
+    """The changes of a ``show -json`` plan document, no-ops and reads left out."""
+    changes = []
+    for rc in document.get("resource_changes", []):
+        change = rc.get("change", {})
+        actions = tuple(change.get("actions", []))
+        if actions in (("no-op",), ("read",)) or not actions:
+            continue
+        attrs = _changed_attributes(change.get("before"), change.get("after"), change.get("after_unknown"))
+        changes.append(
+            Change(address=rc.get("address", ""), type=rc.get("type", ""), actions=actions, attributes=attrs)
+        )
+    return Plan(path=Path(path), changes=tuple(changes), document=document)
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def text_diagnostics(lines: Sequence[str]) -> list[str]:
+    """The ``Error:`` blocks of human-readable (-no-color) output, one string each."""
+    out: list[str] = []
+    current: list[str] | None = None
+    for raw in lines:
+        line = raw.strip().lstrip("│╷╵").strip()
+        if line.startswith("Error: "):
+            if current:
+                out.append(" ".join(current))
+            current = [line.removeprefix("Error: ")]
+        elif current is not None:
+            if not line and len(current) > 1:
+                out.append(" ".join(current))
+                current = None
+            elif line and not line.startswith(("on ", "with ")) and not line.startswith(tuple("0123456789")):
+                current.append(line)
+    if current:
+        out.append(" ".join(current))
+    return out
+
+
+def json_diagnostic(line: str) -> str | None:
+    """The error of one ``-json`` line, or None when the line is not an error diagnostic."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or msg.get("@level") != "error":
+        return None
+    diag = msg.get("diagnostic") or {}
+    summary = diag.get("summary") or msg.get("@message", "")
+    detail = " ".join(str(diag.get("detail", "")).split())
+    address = diag.get("address")
+    text = f"{address}: {summary}" if address else str(summary)
+    return f"{text}: {detail}" if detail else text
+
+
+def progress_message(line: str) -> str | None:
+    """The human line worth showing for one ``apply -json`` line (None: not worth showing)."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return line.strip() or None
+    if not isinstance(msg, dict):
+        return None
+    if msg.get("type") in (
+        "apply_start",
+        "apply_progress",
+        "apply_complete",
+        "apply_errored",
+        "change_summary",
+        "diagnostic",
+    ):
+        return str(msg.get("@message", "")) or None
+    return None
+
+
+def _json_text(lines: Sequence[str]) -> str:
+    """The JSON document in captured output; a CLI-config warning on stderr may come before it."""
+    for i, line in enumerate(lines):
+        if line.startswith(("{", "[")):
+            return "\n".join(lines[i:])
+    return ""
+
+
+# ---------------------------------------------------------------- the wrapper
+
+
+@dataclass
+class Terraform:
+    """One environment's Terraform: its working directory, environment and settings."""
+
+    module_dir: Path
+    work_dir: Path
+    binary: str = "terraform"
+    #: added to os.environ for every command (AWS region/endpoint); never logged
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    backend: dict[str, str] | None = None
+    mirror: Path | None = None
+    timeout: float = 1800
+    _prepared: bool = field(default=False, repr=False)
+
+    # -- working directory
+
+    def prepare(self) -> None:
+        """Copy the module into the working directory and write baker's own CLI configuration."""
+        if not self.module_dir.is_dir():
+            raise UsageError(f"Terraform module {self.module_dir} not found (paths.terraform in baker.yml)")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        wanted = {
+            p.name for p in self.module_dir.iterdir() if p.is_file() and p.name.endswith(MODULE_SUFFIXES)
+        }
+        if not any(n.endswith((".tf", ".tf.json")) for n in wanted):
+            raise UsageError(f"{self.module_dir} has no Terraform files")
+        for stale in self.work_dir.iterdir():
+            if stale.is_file() and stale.name.endswith(MODULE_SUFFIXES) and stale.name not in wanted:
+                stale.unlink()
+        for name in wanted:
+            shutil.copy2(self.module_dir / name, self.work_dir / name)
+        if (self.module_dir / LOCK_FILE).is_file():
+            shutil.copy2(self.module_dir / LOCK_FILE, self.work_dir / LOCK_FILE)
+        if self.backend is None:
+            # no backend configured: local state in the working directory
+            (self.work_dir / BACKEND_OVERRIDE).write_text('terraform {\n  backend "local" {}\n}\n')
+        if self.mirror is not None:
+            (self.work_dir / CLI_CONFIG).write_text(cli_config(self.mirror, mirror_providers(self.mirror)))
+        self._prepared = True
+
+    def environ(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env["TF_IN_AUTOMATION"] = "1"
+        env["TF_INPUT"] = "0"
+        env["TF_DATA_DIR"] = str(self.work_dir / ".terraform")
+        if self.mirror is not None:
+            env["TF_CLI_CONFIG_FILE"] = str(self.work_dir / CLI_CONFIG)
+        return env
+
+    # -- commands
+
+    def _run(
+        self,
+        what: str,
+        argv: list[str],
+        *,
+        on_line: Callable[[str], None] | None = None,
+        json_lines: bool = False,
+        capture: bool = False,
+    ) -> runner.Result:
+        if not self._prepared:
+            self.prepare()
+        errors: list[str] = []
+
+        def each(line: str) -> None:
+            if json_lines:
+                diag = json_diagnostic(line)
+                if diag:
+                    errors.append(diag)
+            if on_line is not None:
+                on_line(line)
+
+        result = runner.run(
+            argv,
+            stage=f"terraform {what}",
+            env=self.environ(),
+            timeout=self.timeout,
+            check=False,
+            capture=capture,
+            on_line=each,
+            echo=False,
+            tail=60,
+        )
+        if result.returncode != 0:
+            tail = result.lines[-60:]
+            found = errors or text_diagnostics(tail)
+            message = f"terraform {what} failed" + (": " + "; ".join(found) if found else "")
+            raise ToolError(
+                message,
+                tool="terraform",
+                output_tail=[] if found else tail[-20:],
+                returncode=result.returncode,
+                details={"diagnostics": found},
+            )
+        return result
+
+    def init(self) -> None:
+        self._run(
+            "init",
+            init_argv(self.binary, self.work_dir, self.backend),
+            on_line=lambda line: log.debug("[terraform init] %s", line),
+        )
+
+    @contextlib.contextmanager
+    def var_file(self, variables: Mapping[str, Any]) -> Iterator[Path]:
+        """Variables in a 0600 JSON file (never on the command line), removed when done."""
+        path = self.work_dir / f"baker-{secrets.token_hex(6)}.tfvars.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(dict(variables), fh)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def plan(self, variables: Mapping[str, Any]) -> Plan:
+        """Write a saved plan for ``variables`` and read it back through ``show -json``."""
+        out = self.work_dir / PLAN_FILE
+        with self.var_file(variables) as vf:
+            self._run(
+                "plan",
+                plan_argv(self.binary, self.work_dir, var_file=vf.name, out=PLAN_FILE),
+                on_line=lambda line: log.debug("[terraform plan] %s", line),
+            )
+        shown = self._run("show", show_argv(self.binary, self.work_dir, PLAN_FILE), capture=True)
+        try:
+            document = json.loads(_json_text(shown.lines))
+        except ValueError as exc:
+            raise ToolError(
+                "terraform show -json printed no JSON plan", tool="terraform", output_tail=shown.lines[-10:]
+            ) from exc
+        return parse_plan(document, out)
+
+    def apply(self, plan: Plan) -> None:
+        """Apply exactly the saved plan, each progress line to stderr as it comes."""
+
+        def each(line: str) -> None:
+            text = progress_message(line)
+            if text:
+                log.info("[terraform] %s", text)
+
+        try:
+            self._run(
+                "apply", apply_argv(self.binary, self.work_dir, plan.path.name), on_line=each, json_lines=True
+            )
+        finally:
+            plan.path.unlink(missing_ok=True)
+
+    def discard(self, plan: Plan) -> None:
+        """Forget a plan that will not be applied."""
+        plan.path.unlink(missing_ok=True)
+
+    def outputs(self) -> dict[str, Any]:
+        result = self._run("output", output_argv(self.binary, self.work_dir), capture=True)
+        try:
+            raw = json.loads(_json_text(result.lines) or "{}")
+        except ValueError as exc:
+            raise ToolError(
+                "terraform output -json printed no JSON", tool="terraform", output_tail=result.lines[-10:]
+            ) from exc
+        return {k: v.get("value") for k, v in raw.items() if isinstance(v, dict)}
