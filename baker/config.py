@@ -159,6 +159,7 @@ class StateSettings(Model):
 class TerraformSettings(Model):
     binary: Literal["terraform", "tofu"] = "terraform"
     timeout: int = Field(1800, ge=60, description="seconds any one terraform command may take")
+    plugin_mirror: str | None = Field(None, description="provider mirror; default: /opt/tf-plugins")
 
 
 class SmokeCheck(Model):
