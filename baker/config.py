@@ -88,6 +88,7 @@ class DebSettings(Model):
     service: str = Field("", description="systemd unit name; default the package name")
     exec_start: str = Field(description="command the unit runs, relative paths under prefix")
     env_file: str = Field("", description="environment file the unit reads; default /etc/default/<package>")
+    env_defaults: str = Field("default.env", description="file in the app source installed as env_file")
 
     @field_validator("package")
     @classmethod

@@ -18,6 +18,7 @@ from baker.errors import BakerError, Interrupted
 COMMANDS = [
     # (module, attribute): a command is registered when it works, not before
     ("baker.cli.config_cmd", "config"),
+    ("baker.cli.package_cmd", "package"),
 ]
 
 

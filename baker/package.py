@@ -1,0 +1,375 @@
+"""The .deb of the app: the first stage, and the first input of the recipe hash.
+
+Reproducible on purpose: the same commit gives the same bytes, so a rebuild of an already baked
+commit finds the same recipe and reuses its AMI. Everything that could differ between two builds
+is pinned: file times are clamped to the commit time (SOURCE_DATE_EPOCH), owners are root:root,
+modes are 0755/0644, dpkg-deb sorts members and compresses single-threaded, and the package tree
+is assembled from scratch in a temporary directory. Only the finished file is moved into the
+output directory, so bad input or a failing dpkg-deb leaves nothing behind.
+
+Layout of the package (names from baker.yml's app.deb):
+
+    <prefix>/                         the app source (default prefix /opt/<package>)
+    <prefix>/VERSION                  the package version, for the app's /version
+    /lib/systemd/system/<service>.service
+    <env_file>                        conffile, from <source>/<env_defaults> (default /etc/default/<package>)
+    /usr/share/doc/<package>/         copyright, changelog.gz
+    DEBIAN/                           control, conffiles, md5sums, postinst, prerm, postrm
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import logging
+import os
+import re
+import shlex
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from baker import runner
+from baker.config import DEB_VERSION, DebSettings, Project
+from baker.errors import UsageError
+from baker.version import GitState, derive
+
+log = logging.getLogger("baker")
+
+TEMPLATES = Path(__file__).parent / "deb"
+#: never packaged: bytecode written by running the app, version control
+_SKIP_NAMES = {"__pycache__", ".git"}
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_ABS_PATH = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
+_TOKEN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Package:
+    """A built .deb, as the later stages and the ledger see it."""
+
+    path: Path
+    package: str
+    version: str
+    sha256: str
+    git_sha: str | None
+    built_at: str
+    architecture: str = "all"
+    size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "package": self.package,
+            "version": self.version,
+            "sha256": self.sha256,
+            "git_sha": self.git_sha,
+            "built_at": self.built_at,
+            "architecture": self.architecture,
+            "size": self.size,
+        }
+
+
+def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Package:
+    """Build the app's .deb from what is checked out and move it into ``out_dir``."""
+    app = project.app
+    deb = app.deb
+    source = project.path(app.source)
+    if not source.is_dir():
+        raise UsageError(
+            f"baker.yml: app.source: {app.source}: no such directory ({source})",
+            details={"key": "app.source"},
+        )
+    check_settings(deb)
+    env_defaults = _env_defaults(source, deb)
+
+    found = derive(app.base_version, source, [source, project.root / "baker.yml"], allow_dirty=allow_dirty)
+    version = found.version
+    if not DEB_VERSION.match(version):
+        raise UsageError(f"version {version!r} is not a valid Debian version", details={"version": version})
+    epoch = _source_date_epoch(found.git, source)
+    log.info("packaging %s %s from %s", deb.package, version, found.git.sha[:12] if found.git else source)
+
+    with tempfile.TemporaryDirectory(prefix="baker-package-") as tmp:
+        tree = Path(tmp) / "tree"
+        assemble(tree, source, deb, version, epoch, env_defaults=env_defaults, git=found.git)
+        name = f"{deb.package}_{version}_{deb.architecture}.deb"
+        built = Path(tmp) / name
+        runner.run(
+            dpkg_deb_argv(tree, built),
+            env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+            stage="dpkg-deb",
+            echo=False,
+            timeout=600,
+        )
+        digest = _sha256(built)
+        size = built.stat().st_size
+        out_dir.mkdir(parents=True, exist_ok=True)
+        final = out_dir / name
+        partial = out_dir / f".{name}.partial"
+        shutil.copyfile(built, partial)
+        partial.chmod(0o644)
+        os.replace(partial, final)
+
+    return Package(
+        path=final.resolve(),
+        package=deb.package,
+        version=version,
+        sha256=digest,
+        git_sha=found.git.sha if found.git else None,
+        built_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        architecture=deb.architecture,
+        size=size,
+    )
+
+
+def dpkg_deb_argv(tree: Path, target: Path) -> list[str]:
+    """dpkg-deb as reproducibility needs it: root:root owners, xz in one thread (same blocks anywhere)."""
+    return [
+        "dpkg-deb",
+        "--root-owner-group",
+        "-Zxz",
+        "-z6",
+        "--threads-max=1",
+        "--build",
+        str(tree),
+        str(target),
+    ]
+
+
+def check_settings(deb: DebSettings) -> None:
+    """What baker.yml's model cannot see alone: names and paths that land in shell scripts and units."""
+    problems = []
+    if not _USER.match(deb.user):
+        problems.append(f"app.deb.user: {deb.user!r} is not a valid system user name")
+    if not _UNIT.match(deb.service):
+        problems.append(f"app.deb.service: {deb.service!r} is not a valid systemd unit name")
+    for key, value in (("prefix", deb.prefix), ("env_file", deb.env_file)):
+        if not _ABS_PATH.match(value) or "/../" in f"{value}/" or "/./" in f"{value}/":
+            problems.append(f"app.deb.{key}: {value!r} must be an absolute path without spaces or '..'")
+    for key, value in (
+        ("architecture", deb.architecture),
+        ("section", deb.section),
+        ("priority", deb.priority),
+    ):
+        if not _TOKEN.match(value):
+            problems.append(f"app.deb.{key}: {value!r} is not a valid control field value")
+    if not deb.description.strip() or "\n" in deb.description.strip():
+        problems.append(f"app.deb.description: {deb.description!r} must be one non-empty line")
+    for i, dep in enumerate(deb.depends):
+        if not dep.strip() or any(c in dep for c in ",\n\r"):
+            problems.append(f"app.deb.depends.{i}: {dep!r} must be one package relation (no commas)")
+    if not deb.exec_start.strip() or "\n" in deb.exec_start.strip():
+        problems.append(f"app.deb.exec_start: {deb.exec_start!r} must be one command line")
+    if problems:
+        raise UsageError("baker.yml: " + "; ".join(problems), details={"problems": problems})
+
+
+def assemble(
+    tree: Path,
+    source: Path,
+    deb: DebSettings,
+    version: str,
+    epoch: int,
+    *,
+    env_defaults: Path | None,
+    git: GitState | None,
+) -> None:
+    """Lay out the package tree with normalized modes and times."""
+    prefix = tree / deb.prefix.lstrip("/")
+    _copy_app(source, prefix, skip={env_defaults} if env_defaults else set())
+    _write(prefix / "VERSION", version + "\n")
+
+    values = _values(deb, version, epoch, git, source)
+    _write(tree / "lib/systemd/system" / f"{deb.service}.service", render("service.j2", values))
+    env_text = env_defaults.read_text() if env_defaults else f"# settings of {deb.service}.service\n"
+    _write(tree / deb.env_file.lstrip("/"), env_text)
+    doc = tree / "usr/share/doc" / deb.package
+    _write(doc / "copyright", render("copyright.j2", values))
+    _write_bytes(doc / "changelog.gz", _gzip(render("changelog.j2", values).encode()))
+    _write(tree / "usr/share/lintian/overrides" / deb.package, render("lintian-overrides.j2", values))
+
+    control_dir = tree / "DEBIAN"
+    for script in ("postinst", "prerm", "postrm"):
+        _write(control_dir / script, render(f"{script}.j2", values), mode=0o755)
+    conffiles = ["/" + deb.env_file.lstrip("/")]
+    _write(control_dir / "conffiles", "".join(f"{c}\n" for c in conffiles))
+    _write(control_dir / "md5sums", _md5sums(tree, exclude=set(conffiles)))
+    _write(control_dir / "control", control(deb, version, installed_size_kib(tree)))
+    _normalize(tree, epoch)
+
+
+def control(deb: DebSettings, version: str, installed_size: int) -> str:
+    """The control file; Depends gains what the maintainer scripts use (adduser)."""
+    depends = list(deb.depends)
+    if not any(re.match(r"^adduser\b", d.strip()) for d in depends):
+        depends.append("adduser")
+    long = deb.long_description.strip("\n") or deb.description
+    body = "\n".join(f" {line.rstrip()}" if line.strip() else " ." for line in long.splitlines())
+    fields = [
+        ("Package", deb.package),
+        ("Version", version),
+        ("Architecture", deb.architecture),
+        ("Maintainer", deb.maintainer),
+        ("Installed-Size", str(installed_size)),
+        ("Depends", ", ".join(d.strip() for d in depends)),
+        ("Section", deb.section),
+        ("Priority", deb.priority),
+    ]
+    if deb.homepage:
+        fields.append(("Homepage", deb.homepage))
+    text = "".join(f"{k}: {v}\n" for k, v in fields)
+    return text + f"Description: {deb.description.strip()}\n{body}\n"
+
+
+def installed_size_kib(tree: Path) -> int:
+    """Installed-Size as dpkg-gencontrol counts it: KiB per file, rounded up; 1 per directory or link."""
+    total = 0
+    for path in tree.rglob("*"):
+        if path.relative_to(tree).parts[0] == "DEBIAN":
+            continue
+        if path.is_file() and not path.is_symlink():
+            total += (path.stat().st_size + 1023) // 1024
+        else:
+            total += 1
+    return total
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - shell scripts and unit files, not HTML; values go through |sh
+    )
+    env.filters["sh"] = lambda v: shlex.quote(str(v))
+    return env.get_template(template).render(**values)
+
+
+def exec_start(deb: DebSettings, source: Path) -> str:
+    """app.deb.exec_start with words naming a file of the app source made absolute under the prefix."""
+    words = deb.exec_start.split()
+    return " ".join(
+        f"{deb.prefix}/{w}" if not w.startswith("/") and (source / w).is_file() else w for w in words
+    )
+
+
+def _values(deb: DebSettings, version: str, epoch: int, git: GitState | None, source: Path) -> dict[str, Any]:
+    when = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return {
+        "package": deb.package,
+        "version": version,
+        "service": deb.service,
+        "user": deb.user,
+        "prefix": deb.prefix,
+        "env_file": deb.env_file,
+        "description": deb.description.strip(),
+        "maintainer": deb.maintainer,
+        "exec_start": exec_start(deb, source),
+        "origin": f"git commit {git.sha}" if git else "a source tree without git",
+        "date": format_datetime(when),
+        "year": when.year,
+    }
+
+
+def _env_defaults(source: Path, deb: DebSettings) -> Path | None:
+    """The app's default environment file; when app.deb.env_defaults is set explicitly it must exist."""
+    path = source / deb.env_defaults
+    if path.is_file():
+        return path
+    if "env_defaults" in deb.model_fields_set:
+        raise UsageError(
+            f"baker.yml: app.deb.env_defaults: {deb.env_defaults}: no such file in {source}",
+            details={"key": "app.deb.env_defaults"},
+        )
+    return None
+
+
+def _source_date_epoch(git: GitState | None, source: Path) -> int:
+    """The commit time; without git, $SOURCE_DATE_EPOCH or the newest source file."""
+    if git is not None:
+        return git.commit_time
+    env = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if env.isdigit():
+        return int(env)
+    times = [int(p.stat().st_mtime) for p in source.rglob("*") if p.is_file()]
+    return max(times, default=0)
+
+
+def _copy_app(source: Path, prefix: Path, *, skip: set[Path]) -> None:
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        here = Path(dirpath)
+        target = prefix / here.relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(filenames):
+            src = here / name
+            if name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES) or src in skip:
+                continue
+            dst = target / name
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+            else:
+                shutil.copyfile(src, dst)
+                dst.chmod(0o755 if src.stat().st_mode & stat.S_IXUSR else 0o644)
+
+
+def _write(path: Path, text: str, *, mode: int = 0o644) -> None:
+    _write_bytes(path, text.encode(), mode=mode)
+
+
+def _write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _gzip(data: bytes) -> bytes:
+    """gzip without a name or timestamp in the header, so the bytes depend on the content only."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+def _md5sums(tree: Path, *, exclude: set[str]) -> str:
+    lines = []
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree)
+        if rel.parts[0] == "DEBIAN" or not path.is_file() or path.is_symlink() or f"/{rel}" in exclude:
+            continue
+        lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {rel}\n")  # noqa: S324 - dpkg's format
+    return "".join(lines)
+
+
+def _normalize(tree: Path, epoch: int) -> None:
+    """Directories 0755 and every mtime clamped to the commit time, deepest first."""
+    for dirpath, dirnames, filenames in os.walk(tree, topdown=False):
+        here = Path(dirpath)
+        for name in filenames:
+            os.utime(here / name, (epoch, epoch), follow_symlinks=False)
+        for name in dirnames:
+            p = here / name
+            if not p.is_symlink():
+                p.chmod(0o755)
+            os.utime(p, (epoch, epoch), follow_symlinks=False)
+    tree.chmod(0o755)
+    os.utime(tree, (epoch, epoch))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
