@@ -19,6 +19,7 @@ COMMANDS = [
     # (module, attribute): a command is registered when it works, not before
     ("baker.cli.config_cmd", "config"),
     ("baker.cli.package_cmd", "package"),
+    ("baker.cli.local_cmd", "local"),
 ]
 
 

@@ -62,7 +62,7 @@ class App:
         if self.local:
             from baker.local import cloud
 
-            return cloud.aws(region=s.region)
+            return cloud.aws(region=s.region, account_id=s.account_id)
         return AWS(region=s.region, profile=s.profile, role_arn=s.role_arn)
 
     def emit(self, result: dict[str, Any], text: Callable[[dict[str, Any]], str] | str | None = None) -> None:

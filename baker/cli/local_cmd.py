@@ -1,0 +1,121 @@
+"""baker local up|down|status|health: the local cloud (AWS emulator and build host on this machine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from baker.cli.app import App
+
+STATE_DIR = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="BAKER_LOCAL_DIR",
+    show_default="$BAKER_LOCAL_DIR or /var/lib/baker/local",
+    help="where the local cloud keeps its state",
+)
+
+
+@click.group("local")
+def local() -> None:
+    """The local cloud: run the whole pipeline on this machine, without an AWS account."""
+
+
+def _mib(n: int | None) -> str:
+    return f"{(n or 0) / 2**20:.0f} MiB"
+
+
+def _render_status(d: dict[str, Any]) -> str:
+    if not d.get("running") and "endpoint" not in d:
+        return f"the local cloud is not running (state dir {d['state_dir']})"
+    lines = [
+        f"emulator:   {d['endpoint']} in network namespace {d['netns']} "
+        f"({'running' if d['running'] else 'NOT running'}, pid {d['emulator_pid']}, "
+        f"{d['emulator_rss_mib']} MiB)",
+    ]
+    bh = d.get("build_host")
+    if bh:
+        rootfs = bh.get("rootfs") or {}
+        built = f"built, {_mib(rootfs.get('size_bytes'))}" if rootfs.get("built") else "not built yet"
+        running = [s for s in bh.get("sessions", []) if s.get("running")]
+        lines.append(f"build host: root fs {built}; {len(running)} session(s) running")
+        for s in running:
+            lines.append(
+                f"  {s['kind']} {s['id']} {s.get('ami_id') or ''} ssh {s['user']}@127.0.0.1:{s['port']}"
+            )
+    else:
+        lines.append("build host: not available in this baker")
+    images = d.get("images", [])
+    lines.append(f"images:     {len(images)}")
+    for i in images:
+        health = f"  health forced {i['health']}" if i.get("health") else ""
+        lines.append(
+            f"  {i['ami_id']}  {i['account']} {i['region']}  {i['name']}  {i.get('version') or ''}{health}"
+        )
+    instances = d.get("instances", [])
+    lines.append(f"instances:  {len(instances)}")
+    for i in instances:
+        lines.append(f"  {i['instance_id']}  {i['region']}  {i['ami_id']}  {i['state']}  {i['health']}")
+    return "\n".join(lines)
+
+
+@local.command("up")
+@STATE_DIR
+@click.option("--netns", "netns_name", default=None, help="network namespace name (default baker-local)")
+@click.option("--no-rootfs", is_flag=True, help="do not build the build host's root filesystem now")
+@click.pass_obj
+def up(app: App, state_dir: str | None, netns_name: str | None, no_rootfs: bool) -> None:
+    """Start the local cloud (harmless when it already runs)."""
+    from baker.local import cloud
+
+    result = cloud.up(state_dir, netns_name, rootfs=not no_rootfs)
+    app.emit(result, lambda d: ("already running\n" if d.get("already_running") else "") + _render_status(d))
+
+
+@local.command("down")
+@STATE_DIR
+@click.option("--netns", "netns_name", default=None, help="network namespace to remove when no state is left")
+@click.pass_obj
+def down(app: App, state_dir: str | None, netns_name: str | None) -> None:
+    """Stop everything the local cloud started, unmount, remove its namespace (also after a crash)."""
+    from baker.local import cloud
+
+    result = cloud.down(state_dir, netns_name)
+    app.emit(
+        result,
+        lambda d: (
+            f"stopped {len(d['stopped'])} process(es), unmounted {len(d['unmounted'])}, "
+            f"namespace {d['netns_removed'] or 'kept'}"
+        ),
+    )
+
+
+@local.command("status")
+@STATE_DIR
+@click.pass_obj
+def status(app: App, state_dir: str | None) -> None:
+    """What runs: emulator URL and memory, build host, images, instances."""
+    from baker.local import cloud
+
+    app.emit(cloud.status(state_dir), _render_status)
+
+
+@local.command("health")
+@STATE_DIR
+@click.option("--ami", "ami_id", required=True, help="the AMI whose instances' targets are meant")
+@click.option(
+    "--state",
+    "health",
+    required=True,
+    type=click.Choice(["initial", "healthy", "unhealthy", "reset"]),
+    help="what their targets report from now on (reset: back to initial-then-healthy)",
+)
+@click.pass_obj
+def health(app: App, state_dir: str | None, ami_id: str, health: str) -> None:
+    """Make the load balancer see every instance of an AMI as initial, healthy or unhealthy."""
+    from baker.local import cloud
+
+    result = cloud.set_health(ami_id, None if health == "reset" else health, state_dir)
+    app.emit(result, lambda d: f"{d['ami_id']}: targets report {d['state'] or 'initial, then healthy'}")

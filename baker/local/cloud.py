@@ -1,0 +1,466 @@
+"""The local cloud's facade: ``up``, ``down``, ``status`` and how the rest of baker reaches it.
+
+``up`` creates a loopback-only network namespace, starts the AWS emulator (baker.local.emulator)
+inside it, and records in ``state.json`` what it started: the namespace, the endpoint and each
+process's PID with its start time and command line, so that ``down`` ends only our own processes,
+also after a crash. ``--local`` commands ``enter()`` the namespace and use ``aws()``.
+
+State dir: $BAKER_LOCAL_DIR or /var/lib/baker/local; caches under $BAKER_CACHE_DIR or ~/.cache/baker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from baker import runner
+from baker.aws import AWS
+from baker.errors import BakerError, ToolError, UsageError
+from baker.local import netns
+
+if TYPE_CHECKING:
+    from baker.local.buildhost import BuildHost
+
+log = logging.getLogger("baker")
+
+DEFAULT_NETNS = "baker-local"
+HOST = "127.0.0.1"
+PORT = 5000
+DEFAULT_ACCOUNT = "123456789012"
+STATE_FILE = "state.json"
+READY_TIMEOUT = 60.0
+T = TypeVar("T")
+
+
+def resolve_state_dir(path: str | Path | None = None) -> Path:
+    """The state dir: the given one, $BAKER_LOCAL_DIR, or /var/lib/baker/local."""
+    return Path(path or os.environ.get("BAKER_LOCAL_DIR") or "/var/lib/baker/local")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BAKER_CACHE_DIR") or Path.home() / ".cache" / "baker")
+
+
+def _read_state(sdir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((sdir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise UsageError(f"{sdir / STATE_FILE} is not valid JSON ({exc}); run 'baker local down'") from exc
+
+
+def _write_state(sdir: Path, state: dict[str, Any]) -> None:
+    tmp = sdir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(sdir / STATE_FILE)
+
+
+def _state(sdir: Path) -> dict[str, Any]:
+    state = _read_state(sdir)
+    if state is None:
+        raise UsageError(f"the local cloud is not running (no {sdir / STATE_FILE}); run 'baker local up'")
+    return state
+
+
+# --------------------------------------------------------------------------- processes we started
+
+
+def _proc_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _record(pid: int) -> dict[str, Any]:
+    return {"pid": pid, "start_time": _proc_start_time(pid), "cmdline": _proc_cmdline(pid)}
+
+
+def _ours(rec: dict[str, Any]) -> bool:
+    """Whether the recorded process still runs and is the very one we started (not a reused PID)."""
+    pid = int(rec.get("pid") or 0)
+    if pid <= 0:
+        return False
+    start = _proc_start_time(pid)
+    if start is None or start != rec.get("start_time"):
+        return False
+    cmdline = _proc_cmdline(pid)
+    return bool(cmdline) and cmdline == rec.get("cmdline")
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def _stop(rec: dict[str, Any], what: str) -> bool:
+    """End one recorded process by its PID (TERM, then KILL); False when it was not running."""
+    if not _ours(rec):
+        return False
+    pid = int(rec["pid"])
+    log.info("stopping %s (pid %d)", what, pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _ours(rec):
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        _reap(pid)
+        if not _ours(rec):
+            break
+        time.sleep(0.1)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a child of ours (when this process started it) so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+# --------------------------------------------------------------------------- talking to the emulator
+
+
+def _in_netns(name: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` with its sockets inside the namespace, without moving this process there.
+
+    setns(2) moves only the calling thread, so a short-lived thread enters and does the work.
+    """
+    if netns.inside(name):
+        return fn()
+    netns.require_root()
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = os.open(netns.path(name), os.O_RDONLY)
+            try:
+                if libc.setns(fd, netns.CLONE_NEWNET) != 0:
+                    raise UsageError(
+                        f"cannot enter network namespace {name}: {os.strerror(ctypes.get_errno())}"
+                    )
+            finally:
+                os.close(fd)
+            out["value"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"in-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def _request(
+    url: str, method: str = "GET", payload: dict[str, Any] | None = None, timeout: float = 10
+) -> dict[str, Any]:
+    data = json.dumps(payload).encode() if payload is not None else None
+    req = urllib.request.Request(  # noqa: S310 - the emulator's own http://127.0.0.1 URL
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            message = json.loads(body).get("error", body)
+        except ValueError:
+            message = body
+        raise UsageError(f"the local cloud refused {method} {url}: {message}") from exc
+
+
+def _call(
+    state: dict[str, Any], path: str, method: str = "GET", payload: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    url = state["endpoint"] + path
+    try:
+        return _in_netns(state["netns"], lambda: _request(url, method, payload))
+    except (urllib.error.URLError, OSError) as exc:
+        raise ToolError(
+            f"the local cloud's emulator does not answer at {url} ({exc}); "
+            "run 'baker local status' or 'baker local up'",
+            tool="emulator",
+        ) from exc
+
+
+def _wait_ready(state: dict[str, Any], rec: dict[str, Any], log_file: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    url = state["endpoint"] + "/_baker/health"
+    while True:
+        try:
+            _in_netns(state["netns"], lambda: _request(url, timeout=2))
+            return
+        except (urllib.error.URLError, OSError):
+            pass
+        if not _ours(rec) or time.monotonic() > deadline:
+            tail = log_file.read_text(errors="replace").splitlines()[-20:] if log_file.exists() else []
+            why = "exited" if not _ours(rec) else f"did not answer within {READY_TIMEOUT:.0f}s"
+            raise ToolError(f"the emulator {why}; its log is {log_file}", tool="emulator", output_tail=tail)
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- the build host
+
+
+def _build_host_class() -> type[BuildHost] | None:
+    try:
+        from baker.local.buildhost import BuildHost
+    except ImportError:
+        return None
+    return BuildHost
+
+
+def build_host(path: str | Path | None = None) -> BuildHost:
+    """The build host of the local cloud (Packer's SSH target)."""
+    cls = _build_host_class()
+    if cls is None:
+        raise UsageError("this baker has no local build host (baker.local.buildhost is missing)")
+    return cls(resolve_state_dir(path), cache_dir())
+
+
+# --------------------------------------------------------------------------- the facade
+
+
+def _ensure_rootfs(sdir: Path) -> str | None:
+    """Build (or find cached) the build host's root filesystem, in this process's network."""
+    cls = _build_host_class()
+    if cls is None:
+        log.info("no build host in this baker yet: skipping the root filesystem")
+        return None
+    return str(cls(sdir, cache_dir()).ensure_rootfs())
+
+
+def up(
+    state_dir: str | Path | None = None, netns_name: str | None = None, *, rootfs: bool = True
+) -> dict[str, Any]:
+    """Start the local cloud (harmless when it runs): namespace, emulator, build host's root fs."""
+    sdir = resolve_state_dir(state_dir)
+    netns.require_root()
+    started = time.monotonic()
+    state = _read_state(sdir)
+    name = netns_name or (state or {}).get("netns") or DEFAULT_NETNS
+    if (
+        state is not None
+        and _ours(state.get("pids", {}).get("emulator", {}))
+        and netns.exists(state["netns"])
+    ):
+        if netns_name and netns_name != state["netns"]:
+            raise UsageError(f"the local cloud in {sdir} already runs in namespace {state['netns']}")
+        _call(state, "/_baker/health")
+        rootfs_path = _ensure_rootfs(sdir) if rootfs else None
+        result = status(sdir)
+        result.update(
+            already_running=True, up_seconds=round(time.monotonic() - started, 2), rootfs=rootfs_path
+        )
+        return result
+    if state is not None:
+        log.info("cleaning up what a previous local cloud left behind")
+        down(sdir)
+
+    sdir.mkdir(parents=True, exist_ok=True)
+    created = not netns.exists(name)
+    netns.create(name)
+    log_file = sdir / "emulator.log"
+    emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT)]
+    argv = emulator if netns.inside(name) else netns.exec_prefix(name) + emulator
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    proc = runner.start(argv, cwd=sdir, env=env, log_file=log_file)
+    # `ip netns exec` execs the emulator, so the PID is the emulator's; wait for the exec to show
+    rec = _record(proc.pid)
+    for _ in range(50):
+        if rec["cmdline"] == emulator:
+            break
+        time.sleep(0.05)
+        rec = _record(proc.pid)
+    state = {
+        "netns": name,
+        "netns_created": created,
+        "endpoint": f"http://{HOST}:{PORT}",
+        "state_dir": str(sdir),
+        "started_at": time.time(),
+        "log": str(log_file),
+        "pids": {"emulator": rec},
+    }
+    _write_state(sdir, state)
+    try:
+        _wait_ready(state, rec, log_file)
+    except BakerError:
+        down(sdir)
+        raise
+    emulator_seconds = time.monotonic() - started
+    rootfs_path = _ensure_rootfs(sdir) if rootfs else None
+    result = status(sdir)
+    result.update(
+        already_running=False,
+        emulator_seconds=round(emulator_seconds, 2),
+        up_seconds=round(time.monotonic() - started, 2),
+        rootfs=rootfs_path,
+    )
+    return result
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``, deepest first."""
+    prefix = str(root.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> dict[str, Any]:
+    """Stop everything ``up`` started, unmount, remove the namespace. Idempotent, also after a crash."""
+    sdir = resolve_state_dir(state_dir)
+    netns.require_root()
+    state = _read_state(sdir) or {}
+    stopped: list[dict[str, Any]] = []
+    errors: list[str] = []
+    cls = _build_host_class()
+    if cls is not None and sdir.exists():
+        try:
+            cls(sdir, cache_dir()).down()
+        except BakerError as exc:
+            errors.append(f"build host: {exc.message}")
+    for what, rec in state.get("pids", {}).items():
+        if _stop(rec, what):
+            stopped.append({"name": what, "pid": rec["pid"]})
+    unmounted = []
+    if sdir.exists():
+        for point in _mounts_under(sdir):
+            res = runner.run(["umount", point], stage="local", check=False, capture=True, echo=False)
+            if res.returncode != 0:
+                res = runner.run(
+                    ["umount", "-l", point], stage="local", check=False, capture=True, echo=False
+                )
+            if res.returncode == 0:
+                unmounted.append(point)
+            else:
+                errors.append(f"cannot unmount {point}: {res.output}")
+    # the namespace goes when we created it; with no state left (a crash), the named or default one
+    name = state.get("netns") or netns_name or DEFAULT_NETNS
+    remove = state.get("netns_created", False) if state else not netns.inside(name)
+    removed = None
+    if remove and netns.exists(name):
+        netns.delete(name)
+        removed = name
+    with contextlib.suppress(FileNotFoundError):
+        (sdir / STATE_FILE).unlink()
+    if errors:
+        raise ToolError("the local cloud did not stop cleanly", tool="local", output_tail=errors)
+    return {
+        "state_dir": str(sdir),
+        "stopped": stopped,
+        "unmounted": unmounted,
+        "netns_removed": removed,
+        "was_running": bool(state),
+    }
+
+
+def status(state_dir: str | Path | None = None) -> dict[str, Any]:
+    """What runs: emulator URL and memory, build host, images, instances."""
+    sdir = resolve_state_dir(state_dir)
+    state = _read_state(sdir)
+    if state is None:
+        return {"running": False, "state_dir": str(sdir)}
+    rec = state.get("pids", {}).get("emulator", {})
+    alive = _ours(rec)
+    result: dict[str, Any] = {
+        "running": alive,
+        "state_dir": str(sdir),
+        "netns": state["netns"],
+        "endpoint": state["endpoint"],
+        "emulator_pid": rec.get("pid"),
+        "emulator_rss_mib": round((_rss_kib(rec.get("pid", 0)) or 0) / 1024, 1),
+    }
+    if alive:
+        inv = _call(state, "/_baker/status")
+        result["images"] = inv["images"]
+        result["instances"] = inv["instances"]
+    cls = _build_host_class()
+    result["build_host"] = cls(sdir, cache_dir()).status() if cls is not None else None
+    return result
+
+
+def enter(state_dir: str | Path | None = None) -> None:
+    """Move this process into the running cloud's namespace (no-op when already inside)."""
+    state = _state(resolve_state_dir(state_dir))
+    netns.enter(state["netns"])
+
+
+def endpoint(state_dir: str | Path | None = None) -> str:
+    return str(_state(resolve_state_dir(state_dir))["endpoint"])
+
+
+def aws(region: str, account_id: str | None = None, state_dir: str | Path | None = None) -> AWS:
+    """An AWS for the local cloud: its endpoint, and fake credentials whose key id is the account.
+
+    moto treats a 12-digit access key id as the account id, which is how several accounts are emulated.
+    """
+    account = account_id or DEFAULT_ACCOUNT
+    if not (len(account) == 12 and account.isdigit()):
+        raise UsageError(f"account id {account!r} must be 12 digits")
+    return AWS(
+        region=region,
+        endpoint_url=endpoint(state_dir),
+        credentials={"aws_access_key_id": account, "aws_secret_access_key": "baker-local"},
+    )
+
+
+def set_health(ami_id: str, state: str | None, state_dir: str | Path | None = None) -> dict[str, Any]:
+    """Make every target of instances of ``ami_id`` report ``state`` (None: back to normal)."""
+    from baker.local.moto_ext import HEALTH_STATES
+
+    if state is not None and state not in HEALTH_STATES:
+        raise UsageError(f"health state must be one of {', '.join(HEALTH_STATES)}, not {state!r}")
+    return _call(
+        _state(resolve_state_dir(state_dir)), "/_baker/health", "POST", {"ami_id": ami_id, "state": state}
+    )
+
+
+def settings(values: dict[str, float], state_dir: str | Path | None = None) -> dict[str, Any]:
+    """Change the emulator's timing knobs (initial_seconds, refresh_timeout, tick_seconds)."""
+    return _call(_state(resolve_state_dir(state_dir)), "/_baker/settings", "POST", values)
