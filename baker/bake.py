@@ -1,0 +1,477 @@
+"""bake: package -> render -> recipe -> (cached AMI | packer build) -> provenance tags.
+
+The recipe hash names everything that determines the image (baker/recipe.py). An available AMI
+of this account and region tagged with the same recipe *is* the image, so a repeated bake costs
+two DescribeImages calls (resolve the source AMI, look the recipe up) and no Packer run.
+
+Packer runs with -machine-readable; its lines are parsed as they come: readable progress to
+stderr (and build.log in the build folder), the artifact's AMI id per region, and its own error
+lines for the ToolError when it fails. Packer removes its instance, key pair and security group
+when a build fails; instances tagged with this build's id are swept once more as a safety net.
+The build folder stays for debugging and holds nothing secret: the vault password only ever
+lives in the environment of packer -> ansible-playbook -> the vault password client.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from baker import __version__, package, recipe, render, runner
+from baker.aws import AWS, Client
+from baker.config import Environment, Project
+from baker.errors import ToolError
+
+log = logging.getLogger("baker")
+
+#: the provenance tags of DESIGN.md (baker:ci-url only when CI says where it runs)
+PROVENANCE = (
+    "baker:app",
+    "baker:version",
+    "baker:git-sha",
+    "baker:deb-sha256",
+    "baker:recipe",
+    "baker:source-ami",
+    "baker:baked-for",
+    "baker:built-at",
+    "baker:builder",
+)
+_COMMA = "%!(PACKER_COMMA)"
+
+
+# ---------------------------------------------------------------- what changes per build
+
+
+def ci_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where the CI job that runs this bake can be seen, when a CI system says so."""
+    e = os.environ if environ is None else environ
+    if e.get("BAKER_CI_URL"):
+        return e["BAKER_CI_URL"]
+    if e.get("GITHUB_ACTIONS") == "true" and e.get("GITHUB_RUN_ID") and e.get("GITHUB_REPOSITORY"):
+        server = e.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{e['GITHUB_REPOSITORY']}/actions/runs/{e['GITHUB_RUN_ID']}"
+    for key in ("CI_JOB_URL", "BUILD_URL", "CIRCLE_BUILD_URL"):  # GitLab, Jenkins, CircleCI
+        if e.get(key):
+            return e[key]
+    return None
+
+
+def ansible_version() -> str:
+    out = runner.output(["ansible-playbook", "--version"], stage="ansible", timeout=60)
+    match = re.search(r"\[core ([^\]]+)\]", out) or re.search(r"ansible-playbook ([0-9][^\s]*)", out)
+    return match.group(1) if match else "unknown"
+
+
+def builder_tag(packer_version: tuple[int, int, int], ansible: str) -> str:
+    return f"baker {__version__}; packer {'.'.join(map(str, packer_version))}; ansible-core {ansible}"
+
+
+def provenance_tags(
+    project: Project,
+    env: Environment,
+    pkg: package.Package,
+    *,
+    recipe: str,
+    source: str,
+    built_at: str,
+    builder: str,
+    ci: str | None = None,
+) -> dict[str, str]:
+    tags = {
+        "baker:app": project.app.name,
+        "baker:version": pkg.version,
+        "baker:git-sha": pkg.git_sha or "none",
+        "baker:deb-sha256": pkg.sha256,
+        "baker:recipe": recipe,
+        "baker:source-ami": source,
+        "baker:baked-for": env.name,
+        "baker:built-at": built_at,
+        "baker:builder": builder,
+    }
+    if ci:
+        tags["baker:ci-url"] = ci[:256]
+    return tags
+
+
+def build_values(
+    project: Project,
+    env: Environment,
+    pkg: package.Package,
+    *,
+    recipe: str,
+    source: render.SourceImage,
+    packer_version: tuple[int, int, int],
+    session: Any,
+    local: bool = False,
+    built_at: str | None = None,
+    builder: str | None = None,
+    build_id: str | None = None,
+) -> dict[str, Any]:
+    """The variables file's values. ``session`` is the local build host's (None against AWS)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    built_at = built_at or now.isoformat().replace("+00:00", "Z")
+    stamp = built_at.replace("-", "").replace(":", "").replace("T", "").rstrip("Z")[:14]
+    values: dict[str, Any] = {
+        "ami_name": render.ami_name(project.app.name, pkg.version, env.name, stamp),
+        "deb_path": str(pkg.path),
+        "deb_file": pkg.path.name,
+        "build_id": build_id or "render",
+        "build_tags": provenance_tags(
+            project,
+            env,
+            pkg,
+            recipe=recipe,
+            source=source.id,
+            built_at=built_at,
+            builder=builder or builder_tag(packer_version, "?"),
+            ci=ci_url(),
+        ),
+    }
+    if local or session is not None:
+        values["ssh_port"] = session.port if session is not None else 22
+        values["ssh_private_key_file"] = str(session.private_key_file) if session is not None else ""
+    return values
+
+
+# ---------------------------------------------------------------- packer -machine-readable
+
+
+def parse_machine_line(line: str) -> tuple[str, str, list[str]] | None:
+    """`timestamp,target,type,data...` -> (target, type, data), Packer's escapes undone."""
+    parts = line.split(",")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    data = [p.replace(_COMMA, ",").replace("\\n", "\n").replace("\\r", "\r") for p in parts[3:]]
+    return parts[1], parts[2], data
+
+
+def parse_artifact_id(value: str) -> dict[str, str]:
+    """`us-east-1:ami-1,eu-west-1:ami-2` -> {region: ami}."""
+    out = {}
+    for item in value.split(","):
+        region, _, ami = item.strip().partition(":")
+        if ami:
+            out[region] = ami
+    return out
+
+
+@dataclass
+class PackerWatch:
+    """Follows a machine-readable Packer run: progress to the log, artifacts and errors kept."""
+
+    log_file: IO[str] | None = None
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
+    failures: list[str] = field(default_factory=list)
+
+    def __call__(self, line: str) -> None:
+        parsed = parse_machine_line(line)
+        if parsed is None:
+            self._say(line)
+            return
+        target, kind, data = parsed
+        if kind == "ui" and len(data) >= 2:
+            text = ",".join(data[1:])
+            for piece in text.splitlines() or [""]:
+                self._say(piece)
+                if data[0] == "error":
+                    self.errors.append(piece)
+                elif re.search(r"fatal:|FAILED!|ERROR!|\berror\b", piece, re.IGNORECASE):
+                    self.failures.append(piece)
+        elif kind == "artifact" and len(data) >= 3:
+            self.artifacts.setdefault(f"{target}.{data[0]}", {})[data[1]] = ",".join(data[2:])
+
+    def _say(self, text: str) -> None:
+        if not text.strip():
+            return
+        self.recent.append(text)
+        log.info("[packer] %s", text)
+        if self.log_file is not None:
+            self.log_file.write(text + "\n")
+            self.log_file.flush()
+
+    def amis(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for fields in self.artifacts.values():
+            if "id" in fields:
+                found.update(parse_artifact_id(fields["id"]))
+        return found
+
+    def error_lines(self) -> list[str]:
+        lines = self.failures[-15:] + [e for e in self.errors if e not in self.failures]
+        return lines[-25:] or list(self.recent)[-15:]
+
+
+def packer_build_argv(binary: str, rendered: render.Rendered) -> list[str]:
+    return [
+        binary,
+        "build",
+        "-machine-readable",
+        "-color=false",
+        "-on-error=cleanup",
+        f"-var-file={rendered.variables}",
+        str(rendered.template),
+    ]
+
+
+# ---------------------------------------------------------------- the stage
+
+
+class Bake:
+    """`baker bake`: one environment's AMI from the checked-out commit, or the one already baked."""
+
+    def __init__(
+        self,
+        project: Project,
+        env: Environment,
+        aws: AWS,
+        *,
+        build_host: Any = None,
+        allow_dirty: bool = False,
+        packer: str = "packer",
+    ) -> None:
+        self.project = project
+        self.env = env
+        self.aws = aws
+        self.build_host = build_host
+        self.allow_dirty = allow_dirty
+        self.packer = packer
+
+    @property
+    def local(self) -> bool:
+        return self.build_host is not None
+
+    def run(self, *, force: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        started = time.monotonic()
+        out = render.build_dir(self.project, self.env)
+        pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
+        version = render.packer_version(self.packer)
+        ec2 = self.aws.client("ec2")
+        source = render.resolve_source_ami(ec2, self.env.settings.bake.source_ami)
+        rendered = render.render(
+            self.project,
+            self.env,
+            source=source,
+            version=version,
+            out_dir=out,
+            local_endpoint=self.aws.endpoint_url if self.local else None,
+        )
+        digest = recipe.digest_for(
+            self.project, self.env, deb=pkg.path, template=rendered.text, source_ami=source.id
+        )
+        existing = find_by_recipe(ec2, digest)
+        result: dict[str, Any] = {
+            "ami_id": existing["ImageId"] if existing else None,
+            "region": self.env.settings.aws.region,
+            "version": pkg.version,
+            "recipe": digest,
+            "cached": bool(existing) and not force,
+            "env": self.env.name,
+            "app": self.project.app.name,
+            "git_sha": pkg.git_sha,
+            "deb_sha256": pkg.sha256,
+            "source_ami": source.id,
+            "template": str(rendered.template),
+            "build_dir": str(out),
+        }
+        if dry_run:
+            rendered.write_variables(
+                build_values(
+                    self.project,
+                    self.env,
+                    pkg,
+                    recipe=digest,
+                    source=source,
+                    packer_version=version,
+                    session=None,
+                    local=self.local,
+                )
+            )
+            result.update(
+                dry_run=True, cache_hit=bool(existing), would_bake=force or not existing, cached=False
+            )
+            return result
+        if existing and not force:
+            log.info(
+                "recipe %s already baked: %s (%s)", digest[:12], existing["ImageId"], existing.get("Name")
+            )
+            result.update(
+                name=existing.get("Name"),
+                amis={result["region"]: existing["ImageId"]},
+                duration=round(time.monotonic() - started, 3),
+            )
+            return result
+
+        amis, name, tags = self._build(rendered, pkg, digest, source, version)
+        result.update(
+            ami_id=amis[result["region"]],
+            amis=amis,
+            name=name,
+            cached=False,
+            tags=tags,
+            duration=round(time.monotonic() - started, 3),
+        )
+        return result
+
+    # -------------------------------------------------------------- the packer run
+
+    def _build(
+        self,
+        rendered: render.Rendered,
+        pkg: package.Package,
+        digest: str,
+        source: render.SourceImage,
+        version: tuple[int, int, int],
+    ) -> tuple[dict[str, str], str, dict]:
+        bake = self.env.settings.bake
+        secret = None
+        if bake.vault_file and bake.vault_password is not None:
+            secret = bake.vault_password.resolve(self.project.root)
+        build_id = uuid.uuid4().hex[:16]
+        builder = builder_tag(version, ansible_version())
+        env = render.packer_base_env()
+        env.update(self.aws.env_vars())
+        env.pop(render.VAULT_PASSWORD_ENV, None)
+        if secret is not None:
+            env[render.VAULT_PASSWORD_ENV] = secret
+
+        with ExitStack() as stack:
+            session = None
+            if self.build_host is not None:
+                session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
+            values = build_values(
+                self.project,
+                self.env,
+                pkg,
+                recipe=digest,
+                source=source,
+                packer_version=version,
+                session=session,
+                local=self.local,
+                builder=builder,
+                build_id=build_id,
+            )
+            rendered.write_variables(values)
+            log.info(
+                "baking %s %s for %s (recipe %s)",
+                self.project.app.name,
+                pkg.version,
+                self.env.name,
+                digest[:12],
+            )
+            watch = self._packer(rendered, env, secret, build_id, bake.timeout)
+            amis = watch.amis()
+            region = self.env.settings.aws.region
+            if region not in amis:
+                raise ToolError(
+                    f"packer finished but named no AMI in {region}",
+                    tool="packer",
+                    output_tail=list(watch.recent)[-15:],
+                )
+            tags = {
+                **{k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
+                **values["build_tags"],
+            }
+            for where, ami in amis.items():
+                ensure_tags(
+                    self.aws.in_region(where).client("ec2") if where != region else self.aws.client("ec2"),
+                    ami,
+                    tags,
+                )
+            if self.build_host is not None and session is not None:
+                self.build_host.commit(session, amis[region])
+        return amis, values["ami_name"], tags
+
+    def _packer(
+        self, rendered: render.Rendered, env: dict[str, str], secret: str | None, build_id: str, timeout: int
+    ) -> PackerWatch:
+        log_path = rendered.directory / "build.log"
+        with log_path.open("w") as log_file:
+            watch = PackerWatch(log_file=log_file)
+            result = runner.run(
+                packer_build_argv(self.packer, rendered),
+                cwd=self.project.root,
+                env=env,
+                timeout=timeout,
+                check=False,
+                on_line=watch,
+                stage="packer",
+                redact=[secret] if secret else [],
+            )
+        if result.returncode != 0:
+            self._sweep(build_id)
+            raise ToolError(
+                f"packer build failed for {self.env.name}; build folder kept: {rendered.directory}",
+                tool="packer",
+                output_tail=watch.error_lines(),
+                returncode=result.returncode,
+                details={"build_dir": str(rendered.directory)},
+            )
+        return watch
+
+    def _sweep(self, build_id: str) -> None:
+        """Packer cleans up after a failed build; terminate anything of this build it left running."""
+        ec2 = self.aws.client("ec2")
+        left: list[str] = []
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[
+                {"Name": "tag:baker:build-id", "Values": [build_id]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+            ]
+        )
+        for page in pages:
+            for reservation in page.get("Reservations", []):
+                left += [i["InstanceId"] for i in reservation.get("Instances", [])]
+        if left:
+            log.warning("terminating instances packer left behind: %s", ", ".join(left))
+            ec2.terminate_instances(InstanceIds=left)
+
+
+def find_by_recipe(ec2: Client, digest: str) -> dict[str, Any] | None:
+    """The newest available AMI of this account tagged with the recipe: one DescribeImages call."""
+    images = ec2.describe_images(
+        Owners=["self"],
+        Filters=[
+            {"Name": "tag:baker:recipe", "Values": [digest]},
+            {"Name": "state", "Values": ["available"]},
+        ],
+    ).get("Images", [])
+    return max(images, key=lambda i: i.get("CreationDate", "")) if images else None
+
+
+def _snapshot_ids(image: Mapping[str, Any]) -> Iterator[str]:
+    for mapping in image.get("BlockDeviceMappings", []):
+        snap = mapping.get("Ebs", {}).get("SnapshotId")
+        if snap:
+            yield snap
+
+
+def ensure_tags(ec2: Client, ami_id: str, tags: Mapping[str, str]) -> None:
+    """The provenance tags on the AMI and each of its snapshots, whatever Packer managed to set."""
+    images = ec2.describe_images(ImageIds=[ami_id]).get("Images", [])
+    if not images:
+        raise ToolError(f"packer reported {ami_id} but it does not exist", tool="packer")
+    image = images[0]
+    resources = []
+    have = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    if any(have.get(k) != v for k, v in tags.items()):
+        resources.append(ami_id)
+    snapshots = list(_snapshot_ids(image))
+    if snapshots:
+        for snap in ec2.describe_snapshots(SnapshotIds=snapshots).get("Snapshots", []):
+            have = {t["Key"]: t["Value"] for t in snap.get("Tags", [])}
+            if any(have.get(k) != v for k, v in tags.items()):
+                resources.append(snap["SnapshotId"])
+    if resources:
+        log.info("tagging %s", ", ".join(resources))
+        ec2.create_tags(Resources=resources, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])

@@ -1,0 +1,121 @@
+"""The recipe hash: one digest of everything that determines an image.
+
+Same recipe -> same image -> no second bake. Its inputs (DESIGN.md): the .deb bytes, the rendered
+template, the Ansible tree (paths, contents and the executable bit, sorted), the bake-relevant
+settings of the environment (canonical JSON) and the resolved source AMI id. What changes every
+build without changing the image (timestamps, the build host's port) is deliberately outside:
+it lives in the variables file, not the template.
+
+Each input is framed by its name and length, so no two different sets of inputs can produce the
+same byte stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from baker.config import Environment, Project
+
+#: bump when the hashing itself changes, so old AMIs stop matching
+SCHEME = "baker-recipe-v1"
+#: files in the Ansible tree that never change the image
+_SKIP_DIRS = {"__pycache__", ".git", ".pytest_cache"}
+_SKIP_SUFFIXES = (".pyc", ".pyo", ".retry", ".swp", "~")
+_CHUNK = 1 << 20
+
+
+def tree_files(root: Path) -> list[Path]:
+    """The files of a tree that belong to the recipe, sorted by their path below ``root``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in filenames:
+            if name.endswith(_SKIP_SUFFIXES):
+                continue
+            found.append(Path(dirpath) / name)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def bake_settings(project: Project, env: Environment) -> dict[str, Any]:
+    """The settings that shape the image. Not the timeout, not where the vault password comes from."""
+    bake = env.settings.bake.model_dump(mode="json", exclude={"timeout", "vault_password"})
+    return {
+        "app": project.app.name,
+        "env": env.name,
+        "region": env.settings.aws.region,
+        "account_id": env.settings.aws.account_id,
+        "bake": bake,
+    }
+
+
+class _Framed:
+    def __init__(self) -> None:
+        self.h = hashlib.sha256(SCHEME.encode() + b"\0")
+
+    def part(self, name: str, data: bytes) -> None:
+        self.h.update(f"{name}\0{len(data)}\0".encode())
+        self.h.update(data)
+
+    def file(self, name: str, path: Path) -> None:
+        size = path.stat().st_size
+        self.h.update(f"{name}\0{size}\0".encode())
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                self.h.update(chunk)
+
+
+def digest(
+    *,
+    deb: Path,
+    template: str,
+    ansible_dir: Path,
+    settings: Mapping[str, Any],
+    source_ami: str,
+    extra_files: Iterable[tuple[str, Path]] = (),
+) -> str:
+    """The recipe: sha256 (hex) over the framed inputs. ``extra_files`` are (name, path) pairs of
+    inputs that live outside the Ansible tree (a vault file kept elsewhere)."""
+    f = _Framed()
+    f.file("deb", deb)
+    f.part("template", template.encode())
+    for path in tree_files(ansible_dir):
+        rel = path.relative_to(ansible_dir).as_posix()
+        mode = "x" if os.access(path, os.X_OK) else "-"
+        f.part("ansible-path", f"{rel}\0{mode}".encode())
+        f.file("ansible-file", path)
+    f.part("settings", canonical_json(dict(settings)))
+    f.part("source-ami", source_ami.encode())
+    for name, path in sorted(extra_files, key=lambda item: item[0]):
+        f.file(f"extra:{name}", path)
+    return f.h.hexdigest()
+
+
+def digest_for(project: Project, env: Environment, *, deb: Path, template: str, source_ami: str) -> str:
+    """The recipe of ``env``'s image from this project."""
+    ansible_dir = project.path(project.settings.paths.ansible)
+    extra: list[tuple[str, Path]] = []
+    playbook = project.path(project.settings.paths.playbook).resolve()
+    if not playbook.is_relative_to(ansible_dir.resolve()):
+        extra.append(("playbook", playbook))
+    vault_file = env.settings.bake.vault_file
+    if vault_file:
+        vault = project.path(vault_file).resolve()
+        if not vault.is_relative_to(ansible_dir.resolve()):
+            extra.append(("vault-file", vault))
+    return digest(
+        deb=deb,
+        template=template,
+        ansible_dir=ansible_dir,
+        settings=bake_settings(project, env),
+        source_ami=source_ami,
+        extra_files=extra,
+    )

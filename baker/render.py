@@ -1,0 +1,481 @@
+"""Jinja2 -> Packer HCL2: the template of one environment's AMI, and the variables file beside it.
+
+The template holds only what the environment decides (region, instance type, source image, disks,
+tags, the playbook and its arguments), so it changes exactly when the recipe does; what changes
+from build to build (version, recipe, timestamps, the local build host's port and key) lives in
+the variables file. Neither holds a secret.
+
+Every value reaches HCL through ``hcl``, the one quoting filter: a quote, backslash, newline,
+``${`` or ``%{`` in a setting is escaped, so it reaches the AMI tag byte for byte and cannot
+change the template around it. Jinja2 runs with StrictUndefined: a missing value is an error,
+never an empty string.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from baker import runner
+from baker.aws import Client
+from baker.config import Environment, Project, SourceAMI
+from baker.errors import ToolError, UsageError
+
+log = logging.getLogger("baker")
+
+TEMPLATE = "ami.pkr.hcl.j2"
+TEMPLATE_OUT = "ami.pkr.hcl"
+VARIABLES_OUT = "ami.pkrvars.hcl"
+#: the variable through which the vault password reaches ansible's vault password client
+VAULT_PASSWORD_ENV = "BAKER_VAULT_PASSWORD"  # noqa: S105 - a variable name, not a password
+#: the vault password client script, relative to the Ansible tree
+VAULT_CLIENT = "vault-pass-client.py"
+#: Packer 1.7 introduced `packer { required_plugins }`; 1.6 rejects the block
+REQUIRED_PLUGINS_SINCE = (1, 7, 0)
+#: characters EC2 accepts in an AMI name
+_AMI_NAME_BAD = re.compile(r"[^A-Za-z0-9()\[\] ./'@_-]")
+_PACKER_VERSION = re.compile(r"Packer v?(\d+)\.(\d+)\.(\d+)")
+
+
+# ---------------------------------------------------------------- the one quoting filter
+
+
+def _hcl_string(text: str) -> str:
+    out = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "$%" and text[i + 1 : i + 2] == "{":
+            # `${` and `%{` start template sequences; doubling the sigil makes them literal
+            out.append(ch + ch + "{")
+            i += 2
+            continue
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif not ch.isprintable():
+            code = ord(ch)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+        i += 1
+    return '"' + "".join(out) + '"'
+
+
+class HCL(str):
+    """Text that ``hcl`` produced: the only kind of value the template may print."""
+
+    __slots__ = ()
+
+
+def hcl(value: Any) -> HCL:
+    """Any value as an HCL2 literal: strings quoted and escaped, containers element by element.
+
+    The only way values enter the template, so nothing in a setting can become HCL syntax.
+    """
+    return HCL(_literal(value))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here, naming the missing value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"{value!r} cannot be written to a Packer template")
+        return repr(value)
+    if isinstance(value, str):
+        return _hcl_string(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{_hcl_string(str(k))} = {_literal(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    raise UsageError(f"a {type(value).__name__} cannot be written to a Packer template: {value!r}")
+
+
+# ---------------------------------------------------------------- packer itself
+
+
+def parse_packer_version(text: str) -> tuple[int, int, int]:
+    match = _PACKER_VERSION.search(text)
+    if not match:
+        raise ToolError(
+            "cannot read the version from `packer version`", tool="packer", output_tail=text.splitlines()[-5:]
+        )
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+def packer_version(binary: str = "packer") -> tuple[int, int, int]:
+    """The installed Packer's version: it decides whether the template may name its plugins."""
+    return parse_packer_version(runner.output([binary, "version"], env=packer_base_env(), stage="packer"))
+
+
+def packer_base_env() -> dict[str, str]:
+    """Packer must not phone home (checkpoint) nor colour its output."""
+    env = dict(os.environ)
+    env["CHECKPOINT_DISABLE"] = "1"
+    env["PACKER_NO_COLOR"] = "1"
+    return env
+
+
+def validate(
+    template: Path,
+    variables: Path,
+    *,
+    cwd: Path,
+    binary: str = "packer",
+    syntax_only: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """`packer validate` on the rendered pair; its own words become the ToolError."""
+    argv = [binary, "validate"]
+    if syntax_only:
+        argv.append("-syntax-only")
+    argv += [f"-var-file={variables}", str(template)]
+    result = runner.run(
+        argv, cwd=cwd, env=env or packer_base_env(), check=False, capture=True, echo=False, stage="packer"
+    )
+    if result.returncode != 0:
+        lines = [ln for ln in result.lines if ln.strip()]
+        raise ToolError(
+            f"packer validate rejected {template}",
+            tool="packer",
+            output_tail=lines[-20:],
+            returncode=result.returncode,
+        )
+
+
+# ---------------------------------------------------------------- the source image
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """The AMI a bake starts from, resolved once: its id goes into the recipe and the tags."""
+
+    id: str
+    name: str
+    root_device: str
+    owner: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "root_device": self.root_device, "owner": self.owner}
+
+
+def resolve_source_ami(ec2: Client, source: SourceAMI) -> SourceImage:
+    """One DescribeImages call: the explicit id, or the newest image the filter matches."""
+    if source.id:
+        images = ec2.describe_images(ImageIds=[source.id]).get("Images", [])
+        what = source.id
+    else:
+        f = source.filter
+        assert f is not None
+        images = ec2.describe_images(
+            Owners=list(f.owners),
+            Filters=[
+                {"Name": "name", "Values": [f.name]},
+                {"Name": "architecture", "Values": [f.architecture]},
+                {"Name": "state", "Values": ["available"]},
+            ],
+        ).get("Images", [])
+        what = f"name {f.name!r} owned by {', '.join(f.owners)}"
+        if len(images) > 1 and not f.most_recent:
+            raise UsageError(
+                f"source AMI filter ({what}) matches {len(images)} images and most_recent "
+                "is false; narrow the filter or set most_recent: true"
+            )
+    if not images:
+        raise UsageError(f"no source AMI found for {what}")
+    image = max(images, key=lambda i: i.get("CreationDate", ""))
+    return SourceImage(
+        id=image["ImageId"],
+        name=image.get("Name", ""),
+        root_device=image.get("RootDeviceName") or "/dev/xvda",
+        owner=image.get("OwnerId", ""),
+    )
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _only_quoted(value: Any) -> str:
+    """Jinja2's finalize hook: every printed value must have gone through ``hcl``."""
+    if isinstance(value, HCL):
+        return value
+    raise UsageError(f"packer template prints {value!r} without the |hcl filter; every value must be quoted")
+
+
+def environment() -> jinja2.Environment:
+    """Jinja2 as baker uses it: StrictUndefined, one filter, and a finalize hook that refuses any
+    value printed without it (HTML autoescaping would be the wrong escaping for HCL)."""
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - the output is HCL; `hcl` does its escaping
+        finalize=_only_quoted,
+    )
+    env.filters["hcl"] = hcl
+    return env
+
+
+def render_text(source: str, context: Mapping[str, Any]) -> str:
+    """Render a template text; a missing value is a UsageError naming it."""
+    try:
+        return environment().from_string(source).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise UsageError(f"packer template needs a value that was not given: {exc.message}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise UsageError(f"packer template syntax error at line {exc.lineno}: {exc.message}") from None
+
+
+def template_path(project: Project) -> Path:
+    path = project.path(project.settings.paths.packer) / TEMPLATE
+    if not path.is_file():
+        raise UsageError(f"packer template {path} not found (paths.packer in baker.yml)")
+    return path
+
+
+def _relative(project: Project, path: Path) -> str:
+    """Paths in the template are relative to the project (packer runs there), so the same commit
+    renders the same template on every CI runner."""
+    try:
+        return path.resolve().relative_to(project.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def ansible_arguments(project: Project, env: Environment, *, local: bool = False) -> list[str]:
+    """The playbook's arguments: the environment's vars as JSON, the vault file and its client.
+
+    The local build host has no network: apt works from what its root filesystem already has.
+    """
+    deb = project.app.deb
+    bake = env.settings.bake
+    extra = {
+        "baker_app": project.app.name,
+        "baker_env": env.name,
+        "baker_package": deb.package,
+        "baker_service": deb.service,
+        "baker_env_file": deb.env_file,
+        **bake.ansible_vars,
+    }
+    if local:
+        extra["baker_apt_update"] = False
+    args = ["--extra-vars", json.dumps(extra, sort_keys=True, separators=(",", ":"))]
+    if bake.vault_file:
+        if bake.vault_password is None:
+            raise UsageError(f"{env.name}: bake.vault_file is set but bake.vault_password is not")
+        vault = project.path(bake.vault_file)
+        if not vault.is_file():
+            raise UsageError(f"{env.name}: bake.vault_file {vault} not found")
+        client = project.path(project.settings.paths.ansible) / VAULT_CLIENT
+        args += [
+            "--extra-vars",
+            f"@{_relative(project, vault)}",
+            "--vault-password-file",
+            _relative(project, client),
+        ]
+    return args
+
+
+def ansible_env(project: Project) -> list[str]:
+    cfg = project.path(project.settings.paths.ansible) / "ansible.cfg"
+    out = ["ANSIBLE_FORCE_COLOR=0", "ANSIBLE_NOCOLOR=1", "ANSIBLE_RETRY_FILES_ENABLED=0"]
+    if cfg.is_file():
+        out.insert(0, f"ANSIBLE_CONFIG={_relative(project, cfg)}")
+    return out
+
+
+def template_context(
+    project: Project,
+    env: Environment,
+    *,
+    source: SourceImage,
+    version: tuple[int, int, int],
+    local_endpoint: str | None = None,
+) -> dict[str, Any]:
+    """Everything the template sees: the environment's settings, nothing build-specific."""
+    bake = env.settings.bake
+    playbook = project.path(project.settings.paths.playbook)
+    if not playbook.is_file():
+        raise UsageError(f"playbook {playbook} not found (paths.playbook in baker.yml)")
+    return {
+        "app": project.app.name,
+        "env": env.name,
+        "required_plugins": version >= REQUIRED_PLUGINS_SINCE,
+        "region": env.settings.aws.region,
+        "instance_type": bake.instance_type,
+        "source_ami": bake.source_ami.model_dump(),
+        "root_device": source.root_device,
+        "vpc_id": bake.vpc_id,
+        "subnet_id": bake.subnet_id,
+        "ssh_username": bake.ssh_username,
+        "description": f"{project.app.name} for {env.name}, baked by baker",
+        "copy_to_regions": [r for r in bake.copy_to_regions if r != env.settings.aws.region],
+        "share_with_accounts": list(bake.share_with_accounts),
+        "encrypt_boot": bake.encrypt_boot,
+        "kms_key_id": bake.kms_key_id,
+        "volume_size": bake.volume_size,
+        "tags": {k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
+        "playbook": _relative(project, playbook),
+        "ansible_arguments": ansible_arguments(project, env, local=local_endpoint is not None),
+        "ansible_env": ansible_env(project),
+        "local": {"endpoint": local_endpoint} if local_endpoint else None,
+    }
+
+
+def render_template(project: Project, context: Mapping[str, Any]) -> str:
+    return render_text(template_path(project).read_text(), context)
+
+
+def render_variables(values: Mapping[str, Any]) -> str:
+    """The variables file: one `name = value` per line, every value through ``hcl``."""
+    lines = ["# Build-specific values for ami.pkr.hcl, written by baker. Nothing secret lives here."]
+    for key, value in values.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise ValueError(f"not a Packer variable name: {key!r}")
+        if isinstance(value, Mapping):
+            lines.append(f"{key} = {{")
+            lines += [f"  {hcl(str(k))} = {hcl(v)}" for k, v in value.items()]
+            lines.append("}")
+        else:
+            lines.append(f"{key} = {hcl(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def ami_name(app: str, version: str, env: str, stamp: str) -> str:
+    """`<app>-<version>-<env>-<UTC timestamp>`, with what EC2 refuses in a name made '-'."""
+    return _AMI_NAME_BAD.sub("-", f"{app}-{version}-{env}-{stamp}")[:128]
+
+
+def build_dir(project: Project, env: Environment) -> Path:
+    return project.path(project.settings.paths.build) / env.name
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered template on disk; ``text`` is what the recipe hashes."""
+
+    directory: Path
+    template: Path
+    variables: Path
+    text: str
+    packer_version: tuple[int, int, int]
+    source: SourceImage
+
+    def write_variables(self, values: Mapping[str, Any]) -> Path:
+        self.variables.write_text(render_variables(values))
+        return self.variables
+
+
+def render(
+    project: Project,
+    env: Environment,
+    *,
+    source: SourceImage,
+    version: tuple[int, int, int],
+    out_dir: Path,
+    local_endpoint: str | None = None,
+) -> Rendered:
+    """Render the environment's template into ``out_dir`` (the variables are written later)."""
+    context = template_context(project, env, source=source, version=version, local_endpoint=local_endpoint)
+    text = render_template(project, context)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template = out_dir / TEMPLATE_OUT
+    template.write_text(text)
+    return Rendered(
+        directory=out_dir,
+        template=template,
+        variables=out_dir / VARIABLES_OUT,
+        text=text,
+        packer_version=version,
+        source=source,
+    )
+
+
+class Render:
+    """`baker render`: package, render the template and its variables for ENV, `packer validate`."""
+
+    def __init__(
+        self,
+        project: Project,
+        env: Environment,
+        aws: Any,
+        *,
+        local_endpoint: str | None = None,
+        packer: str = "packer",
+    ) -> None:
+        self.project = project
+        self.env = env
+        self.aws = aws
+        self.local_endpoint = local_endpoint
+        self.packer = packer
+
+    def run(self) -> dict[str, Any]:
+        from baker import package
+        from baker.bake import build_values
+
+        out = build_dir(self.project, self.env)
+        pkg = package.build(self.project, out / "deb", allow_dirty=True)
+        version = packer_version(self.packer)
+        source = resolve_source_ami(self.aws.client("ec2"), self.env.settings.bake.source_ami)
+        rendered = render(
+            self.project,
+            self.env,
+            source=source,
+            version=version,
+            out_dir=out,
+            local_endpoint=self.local_endpoint,
+        )
+        from baker import recipe
+
+        digest = recipe.digest_for(
+            self.project, self.env, deb=pkg.path, template=rendered.text, source_ami=source.id
+        )
+        values = build_values(
+            self.project, self.env, pkg, recipe=digest, source=source, packer_version=version, session=None
+        )
+        rendered.write_variables(values)
+        # without a build host session the local key file does not exist yet: check the syntax only
+        syntax_only = self.local_endpoint is not None
+        validate(
+            rendered.template,
+            rendered.variables,
+            cwd=self.project.root,
+            binary=self.packer,
+            syntax_only=syntax_only,
+        )
+        return {
+            "env": self.env.name,
+            "template": str(rendered.template),
+            "variables": str(rendered.variables),
+            "packer_version": ".".join(map(str, version)),
+            "required_plugins": version >= REQUIRED_PLUGINS_SINCE,
+            "source_ami": source.id,
+            "recipe": digest,
+            "validated": "syntax" if syntax_only else "full",
+        }
