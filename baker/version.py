@@ -8,14 +8,14 @@ The scheme, chosen so that ``dpkg --compare-versions`` orders builds the way peo
     HEAD tagged v2.0.0-rc1                 -> 2.0.0~rc1         (2.0.0~rc1 < 2.0.0)
     N commits after v2.0.0-rc1             -> 2.0.0~rc1+N.g<sha7>
     no v* tag yet, N commits in history    -> <base_version>~N.g<sha7>
-    dirty work tree (--allow-dirty only)   -> <any of the above>+dirty, or .dirty after a +N.g<sha7>
+    dirty work tree (--allow-dirty only)   -> 1.2.3+N.g<sha7>.dirty (N may be 0), <base>~N.g<sha7>.dirty
     no git at all                          -> <base_version> (and a warning)
 
 Untagged builds use ``~`` on purpose: ``base_version`` names the release being worked towards, so
 the builds before its tag are pre-releases of it and must sort *below* ``v<base_version>``
 (``0.1.0~7.gabc1234 < 0.1.0``), and a later commit sorts above an earlier one because dpkg compares
 the commit count numerically. A dirty build sorts just above the clean build of the same commit and
-below the next commit (``1.2.3 < 1.2.3+dirty < 1.2.3+1.gabc1234``).
+below the next commit (``1.2.3 < 1.2.3+0.gabc1234.dirty < 1.2.3+1.gdef5678``).
 """
 
 from __future__ import annotations
@@ -82,14 +82,14 @@ def compose(base_version: str, git: GitState | None) -> str:
     """The version string for a git state; pure, so the scheme is tested without git."""
     if git is None:
         return base_version
-    if git.tag is not None:
-        version = tag_version(git.tag)
-        if git.distance:
-            version += f"+{git.distance}.g{git.sha7}"
-    else:
-        version = f"{base_version}~{git.distance}.g{git.sha7}"
+    if git.tag is None:
+        return f"{base_version}~{git.distance}.g{git.sha7}" + (".dirty" if git.dirty else "")
+    version = tag_version(git.tag)
+    # a dirty build names its commit even on the tag itself, so it sorts after the clean one
+    if git.distance or git.dirty:
+        version += f"+{git.distance}.g{git.sha7}"
     if git.dirty:
-        version += ".dirty" if re.search(r"\+\d+\.g[0-9a-f]+$", version) else "+dirty"
+        version += ".dirty"
     return version
 
 
@@ -134,7 +134,7 @@ def derive(base_version: str, repo: Path, inputs: list[Path], *, allow_dirty: bo
         )
         raise UsageError(
             f"uncommitted changes in what goes into the package ({shown}): commit them, "
-            "or pass --allow-dirty to build a version marked +dirty",
+            "or pass --allow-dirty to build a version marked .dirty",
             details={"dirty": list(git.changes)},
         )
     return Version(version=compose(base_version, git), git=git)

@@ -19,7 +19,7 @@ from baker.cli.app import App
     help="directory for the .deb  [default: the project's build directory (paths.build)]",
 )
 @click.option(
-    "--allow-dirty", is_flag=True, help="build from uncommitted changes; the version is marked +dirty"
+    "--allow-dirty", is_flag=True, help="build from uncommitted changes; the version is marked .dirty"
 )
 @click.pass_obj
 def package(app: App, out_dir: str | None, allow_dirty: bool) -> None:
