@@ -1,0 +1,154 @@
+"""The Terraform wrapper's pure parts: argument lists, backend settings, CLI config, diagnostics."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from baker import terraform as tf
+from baker.config import BackendSettings
+from baker.errors import UsageError
+
+
+def test_init_passes_every_backend_setting_and_never_prompts():
+    argv = tf.init_argv("terraform", "/w/dev", {"bucket": "b", "key": "app/dev.tfstate"})
+    assert argv[:3] == ["terraform", "-chdir=/w/dev", "init"]
+    assert "-input=false" in argv and "-no-color" in argv and "-reconfigure" in argv
+    assert argv[-2:] == ["-backend-config=bucket=b", "-backend-config=key=app/dev.tfstate"]
+
+
+def test_init_without_backend_has_no_backend_config():
+    assert not [a for a in tf.init_argv("tofu", "w") if a.startswith("-backend-config")]
+    assert tf.init_argv("tofu", "w")[0] == "tofu"
+
+
+def test_plan_writes_a_saved_plan_from_a_var_file_only():
+    argv = tf.plan_argv("terraform", "/w", var_file="v.tfvars.json", out="baker.tfplan")
+    assert argv[:3] == ["terraform", "-chdir=/w", "plan"]
+    assert "-var-file=v.tfvars.json" in argv and "-out=baker.tfplan" in argv
+    assert "-input=false" in argv
+    # variables never on the command line
+    assert not [a for a in argv if a.startswith("-var=")]
+
+
+def test_apply_applies_the_saved_plan_as_json_lines():
+    argv = tf.apply_argv("terraform", "/w", "baker.tfplan")
+    assert argv[:3] == ["terraform", "-chdir=/w", "apply"]
+    assert argv[-1] == "baker.tfplan"
+    assert "-json" in argv and "-input=false" in argv
+    assert "-auto-approve" not in argv  # a saved plan needs no approval
+
+
+def test_show_and_output_are_json():
+    assert tf.show_argv("terraform", "/w", "p") == [
+        "terraform",
+        "-chdir=/w",
+        "show",
+        "-json",
+        "-no-color",
+        "p",
+    ]
+    assert tf.output_argv("terraform", "/w") == ["terraform", "-chdir=/w", "output", "-json", "-no-color"]
+
+
+def test_backend_config_for_real_aws_has_no_emulator_switches():
+    cfg = tf.backend_config(BackendSettings(bucket="b", key="k"), region="eu-west-1")
+    assert cfg == {"bucket": "b", "key": "k", "region": "eu-west-1", "use_lockfile": "true"}
+
+
+def test_backend_config_for_the_local_cloud_points_at_the_emulator():
+    cfg = tf.backend_config(
+        BackendSettings(bucket="b", key="k", region="us-west-2"),
+        region="us-east-1",
+        endpoint="http://127.0.0.1:5000",
+    )
+    assert cfg["region"] == "us-west-2"
+    assert cfg["use_path_style"] == "true"
+    assert cfg["skip_credentials_validation"] == "true"
+    assert cfg["endpoints"] == '{s3="http://127.0.0.1:5000"}'
+
+
+def test_cli_config_takes_mirrored_providers_from_the_mirror_only(tmp_path: Path):
+    (tmp_path / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0").mkdir(parents=True)
+    providers = tf.mirror_providers(tmp_path)
+    assert providers == ["registry.terraform.io/hashicorp/aws"]
+    text = tf.cli_config(tmp_path, providers)
+    assert f'path    = "{tmp_path}"' in text
+    assert 'include = ["registry.terraform.io/hashicorp/aws"]' in text
+    assert 'exclude = ["registry.terraform.io/hashicorp/aws"]' in text
+
+
+def test_a_configured_mirror_must_exist(tmp_path: Path):
+    assert tf.find_mirror(str(tmp_path)) == tmp_path
+    with pytest.raises(UsageError, match="plugin_mirror"):
+        tf.find_mirror(str(tmp_path / "missing"))
+
+
+def test_text_diagnostics_become_one_line_each():
+    out = [
+        "╷",
+        "│ Error: Invalid value for variable",
+        "│ ",
+        "│   on variables.tf line 11:",
+        '│   11: variable "image_id" {',
+        "│ ",
+        "│ The image_id must be an AMI id (ami-...).",
+        "╵",
+        "Error: No valid credential sources found",
+    ]
+    assert tf.text_diagnostics(out) == [
+        "Invalid value for variable The image_id must be an AMI id (ami-...).",
+        "No valid credential sources found",
+    ]
+
+
+def test_json_diagnostic_picks_errors_only():
+    err = json.dumps(
+        {
+            "@level": "error",
+            "@message": "Error: boom",
+            "type": "diagnostic",
+            "diagnostic": {
+                "severity": "error",
+                "summary": "creating ELBv2 Load Balancer",
+                "detail": "AccessDenied:\n  not allowed",
+                "address": "aws_lb.this",
+            },
+        }
+    )
+    assert tf.json_diagnostic(err) == "aws_lb.this: creating ELBv2 Load Balancer: AccessDenied: not allowed"
+    assert tf.json_diagnostic(json.dumps({"@level": "info", "@message": "x"})) is None
+    assert tf.json_diagnostic("not json") is None
+
+
+def test_progress_shows_resource_lines_not_version_chatter():
+    start = json.dumps({"@message": "aws_lb.this: Creating...", "type": "apply_start"})
+    version = json.dumps({"@message": "Terraform 1.11.4", "type": "version"})
+    assert tf.progress_message(start) == "aws_lb.this: Creating..."
+    assert tf.progress_message(version) is None
+
+
+def test_var_file_is_private_and_removed(tmp_path: Path):
+    t = tf.Terraform(module_dir=tmp_path, work_dir=tmp_path)
+    with t.var_file({"image_id": "ami-12345678"}) as path:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert json.loads(path.read_text()) == {"image_id": "ami-12345678"}
+    assert not path.exists()
+
+
+def test_each_environment_gets_its_own_working_copy(tmp_path: Path, repo: Path):
+    dev = tf.Terraform(module_dir=repo / "terraform", work_dir=tmp_path / "dev", mirror=tmp_path)
+    prod = tf.Terraform(module_dir=repo / "terraform", work_dir=tmp_path / "prod")
+    dev.prepare()
+    prod.prepare()
+    assert (tmp_path / "dev" / "asg.tf").read_text() == (repo / "terraform" / "asg.tf").read_text()
+    assert dev.environ()["TF_DATA_DIR"] == str(tmp_path / "dev" / ".terraform")
+    assert prod.environ()["TF_DATA_DIR"] == str(tmp_path / "prod" / ".terraform")
+    assert dev.environ()["TF_IN_AUTOMATION"] == "1"
+    assert dev.environ()["TF_CLI_CONFIG_FILE"] == str(tmp_path / "dev" / tf.CLI_CONFIG)
+    # no backend configured: local state, written as an override in the working copy only
+    assert (tmp_path / "prod" / tf.BACKEND_OVERRIDE).is_file()
+    assert not (repo / "terraform" / tf.BACKEND_OVERRIDE).exists()
