@@ -18,6 +18,9 @@ from baker.errors import BakerError, Interrupted
 COMMANDS = [
     # (module, attribute): a command is registered when it works, not before
     ("baker.cli.config_cmd", "config"),
+    ("baker.cli.deploy_cmd", "deploy"),
+    ("baker.cli.release_cmd", "release"),
+    ("baker.cli.unlock_cmd", "unlock"),
     ("baker.cli.package_cmd", "package"),
     ("baker.cli.local_cmd", "local"),
 ]

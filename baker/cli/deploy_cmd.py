@@ -1,0 +1,62 @@
+"""baker deploy -e ENV --ami ID: Terraform handoff, health-gated rollout, automatic rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from baker.cli.app import App
+
+
+def render(result: dict[str, Any]) -> str:
+    """The text form of a deploy (or release) result."""
+    if result.get("outcome") == "planned":
+        lines = [
+            f"{result['env']}: dry run, nothing changed; would deploy {result['ami_id']}"
+            f" (live: {result.get('previous_ami_id') or 'nothing recorded'})",
+            result.get("plan_text", ""),
+        ]
+        if result.get("would_refuse"):
+            lines.append("the plan gate would refuse this plan (it replaces the fleet); see --allow-replace")
+        return "\n".join(line for line in lines if line)
+    version = f" (version {result['version']})" if result.get("version") else ""
+    prev = result.get("previous_ami_id") or "none"
+    return f"{result['env']}: {result['outcome']} on {result['ami_id']}{version}; previous {prev}"
+
+
+@click.command("deploy")
+@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option("--ami", "ami_id", required=True, help="the AMI to roll out")
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=10),
+    default=None,
+    help="seconds to wait for a healthy fleet [default: deploy.health_timeout]",
+)
+@click.option("--no-rollback", is_flag=True, help="on failure leave the failed state as it is")
+@click.option("--dry-run", is_flag=True, help="print the Terraform plan summary and change nothing")
+@click.option(
+    "--allow-replace",
+    is_flag=True,
+    help="let the plan replace or delete the Auto Scaling group, load balancer or target group",
+)
+@click.pass_obj
+def deploy(
+    app: App,
+    env_name: str,
+    ami_id: str,
+    timeout: int | None,
+    no_rollback: bool,
+    dry_run: bool,
+    allow_replace: bool,
+) -> None:
+    """Point ENV's fleet at an AMI and wait until every instance is healthy on it (or roll back)."""
+    from baker.deploy import Deploy
+
+    env = app.environment(env_name)
+    stage = Deploy(app.project, env, app.aws(env), local=app.local)
+    result = stage.run(
+        ami_id, timeout=timeout, rollback=not no_rollback, dry_run=dry_run, allow_replace=allow_replace
+    )
+    app.emit(result, render)

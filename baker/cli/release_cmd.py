@@ -1,0 +1,54 @@
+"""baker release -e ENV: bake (or reuse the cached AMI), then deploy it. The one line a CI job runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from baker.cli.app import App
+from baker.cli.deploy_cmd import render as render_deploy
+
+
+def render(result: dict[str, Any]) -> str:
+    bake = result.get("bake", {})
+    cached = " (cached)" if bake.get("cached") else ""
+    return f"baked {bake.get('ami_id')}{cached}\n" + render_deploy(result)
+
+
+@click.command("release")
+@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=10),
+    default=None,
+    help="seconds to wait for a healthy fleet [default: deploy.health_timeout]",
+)
+@click.option("--no-rollback", is_flag=True, help="on failure leave the failed state as it is")
+@click.option("--force", is_flag=True, help="bake even when an AMI of the same recipe exists")
+@click.option("--dry-run", is_flag=True, help="say what would be baked and deployed; change nothing")
+@click.pass_obj
+def release(
+    app: App, env_name: str, timeout: int | None, no_rollback: bool, force: bool, dry_run: bool
+) -> None:
+    """Bake ENV's AMI (a cache hit when the recipe is unchanged), then deploy it."""
+    from baker.bake import Bake
+    from baker.deploy import Deploy
+
+    env = app.environment(env_name)
+    aws = app.aws(env)
+    build_host = None
+    if app.local:
+        from baker.local import cloud
+
+        build_host = cloud.build_host()
+    baked = Bake(app.project, env, aws, build_host=build_host).run(force=force, dry_run=dry_run)
+    if dry_run and not baked.get("ami_id"):
+        app.emit(
+            {"env": env.name, "outcome": "planned", "ami_id": None, "previous_ami_id": None, "bake": baked}
+        )
+        return
+    result = Deploy(app.project, env, aws, local=app.local).run(
+        baked["ami_id"], timeout=timeout, rollback=not no_rollback, dry_run=dry_run
+    )
+    app.emit({**result, "bake": baked}, render)
