@@ -1,0 +1,91 @@
+"""The integration level's shared local cloud.
+
+One local cloud per test session (``local_cloud``): the emulator runs inside the run's own
+loopback-only namespace ($BAKER_TEST_NETNS, where pytest already lives), its state in a temp dir,
+the build host's root filesystem in the shared cache dir. $BAKER_LOCAL_DIR points at it, so a
+``baker --local`` started by a test finds the same cloud.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baker.aws import AWS
+from baker.local import cloud
+
+
+def launcher_netns() -> str | None:
+    """The network namespace pytest was started from (reaches the apt sources), when it differs."""
+    if os.environ.get("BAKER_FETCH_NETNS"):
+        return os.environ["BAKER_FETCH_NETNS"]
+    parent = f"/proc/{os.getppid()}/ns/net"
+    try:
+        if os.stat(parent).st_ino != os.stat("/proc/self/ns/net").st_ino:
+            return parent
+    except OSError:
+        pass
+    return None
+
+
+@dataclass
+class LocalCloud:
+    """What tests get: the running cloud, reached the way baker reaches it."""
+
+    state_dir: Path
+    endpoint: str
+    netns: str
+    _build_host: Any = field(default=None, repr=False)
+
+    def aws(self, region: str = "us-east-1", account_id: str | None = None) -> AWS:
+        return cloud.aws(region, account_id, self.state_dir)
+
+    def client(self, service: str, region: str = "us-east-1", account_id: str | None = None) -> Any:
+        """A raw boto3 client against the emulator (tests look at what AWS would answer)."""
+        return self.aws(region, account_id).client(service).raw
+
+    def set_health(self, ami_id: str, state: str | None) -> dict[str, Any]:
+        return cloud.set_health(ami_id, state, self.state_dir)
+
+    def settings(self, **values: float) -> dict[str, Any]:
+        """Change the emulator's timing knobs (none: just read them); returns the values now in force."""
+        return cloud.settings(values, self.state_dir)
+
+    def status(self) -> dict[str, Any]:
+        return cloud.status(self.state_dir)
+
+    @property
+    def build_host(self) -> Any:
+        """The build host, its root filesystem built (or found in the cache) on first use."""
+        if self._build_host is None:
+            from baker.local.buildhost import BuildHost
+
+            host = BuildHost(self.state_dir, cloud.cache_dir(), fetch_netns=launcher_netns())
+            host.ensure_rootfs()
+            self._build_host = host
+        return self._build_host
+
+
+@pytest.fixture(scope="session")
+def local_cloud(isolated: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    state_dir = tmp_path_factory.mktemp("local-cloud")
+    previous = os.environ.get("BAKER_LOCAL_DIR")
+    os.environ["BAKER_LOCAL_DIR"] = str(state_dir)
+    handle = None
+    try:
+        info = cloud.up(state_dir, netns_name=isolated, rootfs=False)
+        handle = LocalCloud(state_dir=state_dir, endpoint=info["endpoint"], netns=info["netns"])
+        yield handle
+    finally:
+        if handle is not None and handle._build_host is not None:
+            handle._build_host.down()
+        cloud.down(state_dir)
+        if previous is None:
+            os.environ.pop("BAKER_LOCAL_DIR", None)
+        else:
+            os.environ["BAKER_LOCAL_DIR"] = previous

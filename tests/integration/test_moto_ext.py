@@ -1,0 +1,330 @@
+"""baker's extensions to moto, through boto3 against the running local cloud's emulator.
+
+Each test is something plain moto 5.2.5 gets wrong (see baker/local/moto_ext.py's docstring).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from baker.local.moto_ext import SOURCE_AMI_NAME, SOURCE_AMI_OWNER
+
+pytestmark = pytest.mark.integration
+_names = itertools.count(1)
+
+
+def wait_for(what: str, check: Callable[[], Any], deadline: float = 90) -> Any:
+    """Poll until ``check`` returns something truthy; the deadline only bounds a broken emulator."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.3)
+
+
+def source_ami(ec2: Any) -> dict[str, Any]:
+    images = ec2.describe_images(
+        Owners=[SOURCE_AMI_OWNER], Filters=[{"Name": "name", "Values": ["debian-12-amd64-*"]}]
+    )["Images"]
+    assert [i["Name"] for i in images] == [SOURCE_AMI_NAME]
+    return images[0]
+
+
+@pytest.fixture
+def quick(local_cloud: Any) -> Iterator[None]:
+    """Short health timings for one test, restored afterwards (other tests share the emulator)."""
+    before = local_cloud.settings()
+    local_cloud.settings(initial_seconds=1, refresh_timeout=5)
+    try:
+        yield
+    finally:
+        local_cloud.settings(**before)
+
+
+@dataclass
+class Fleet:
+    """An Auto Scaling group behind a target group, launched from a template, as Terraform builds it."""
+
+    ec2: Any
+    asg: Any
+    elb: Any
+    name: str
+    template_id: str
+    target_group: str
+    ami_v1: str
+
+    def instances(self) -> list[dict[str, Any]]:
+        groups = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])["AutoScalingGroups"]
+        return groups[0]["Instances"]
+
+    def targets(self) -> dict[str, str]:
+        found = self.elb.describe_target_health(TargetGroupArn=self.target_group)["TargetHealthDescriptions"]
+        return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in found}
+
+    def images_of(self, ids: list[str]) -> set[str]:
+        found = self.ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        return {i["ImageId"] for r in found for i in r["Instances"]}
+
+    def new_image(self) -> str:
+        """A baked image: CreateImage from one of the group's instances."""
+        n = next(_names)
+        return self.ec2.create_image(
+            InstanceId=self.instances()[0]["InstanceId"], Name=f"{self.name}-ami-{n}"
+        )["ImageId"]
+
+    def new_version(self, ami_id: str) -> str:
+        """What the Terraform provider does on an AMI change: a new version (UserData="" included)."""
+        version = self.ec2.create_launch_template_version(
+            LaunchTemplateId=self.template_id,
+            LaunchTemplateData={"ImageId": ami_id, "InstanceType": "t3.micro", "UserData": ""},
+        )["LaunchTemplateVersion"]["VersionNumber"]
+        self.asg.update_auto_scaling_group(
+            AutoScalingGroupName=self.name,
+            LaunchTemplate={"LaunchTemplateId": self.template_id, "Version": str(version)},
+        )
+        return str(version)
+
+    def refresh(self, **preferences: Any) -> str:
+        prefs = {"MinHealthyPercentage": 50, **preferences}
+        return self.asg.start_instance_refresh(AutoScalingGroupName=self.name, Preferences=prefs)[
+            "InstanceRefreshId"
+        ]
+
+    def describe(self, refresh_id: str) -> dict[str, Any]:
+        return self.asg.describe_instance_refreshes(
+            AutoScalingGroupName=self.name, InstanceRefreshIds=[refresh_id]
+        )["InstanceRefreshes"][0]
+
+    def wait_refresh(self, refresh_id: str) -> tuple[dict[str, Any], list[str]]:
+        """Follow a refresh to its end; returns the last description and every status seen."""
+        seen: list[str] = []
+
+        def done() -> dict[str, Any] | None:
+            r = self.describe(refresh_id)
+            if not seen or seen[-1] != r["Status"]:
+                seen.append(r["Status"])
+            ends = ("Successful", "Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed")
+            return r if r["Status"] in ends else None
+
+        return wait_for(f"refresh {refresh_id}", done), seen
+
+
+@pytest.fixture
+def fleet(local_cloud: Any) -> Fleet:
+    ec2, asg, elb = (local_cloud.client(s) for s in ("ec2", "autoscaling", "elbv2"))
+    name = f"fleet-{next(_names)}-{int(time.time() * 1000) % 100000}"
+    ami = source_ami(ec2)["ImageId"]
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = [
+        s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    ]
+    tg = elb.create_target_group(
+        Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="instance", HealthCheckPath="/healthz"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName=name,
+        LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.micro"},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Name", "Value": name}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=2,
+        MaxSize=4,
+        DesiredCapacity=2,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+        VPCZoneIdentifier=",".join(subnets[:2]),
+        TargetGroupARNs=[tg],
+        HealthCheckType="ELB",
+    )
+    return Fleet(ec2, asg, elb, name, template, tg, ami)
+
+
+def test_source_ami_is_ebs_backed_in_every_region_and_account(local_cloud: Any) -> None:
+    ids = set()
+    for region, account in [("us-east-1", None), ("us-east-1", "210987654321"), ("eu-west-1", None)]:
+        ec2 = local_cloud.client("ec2", region, account)
+        image = source_ami(ec2)
+        assert image["OwnerId"] == SOURCE_AMI_OWNER
+        assert image["RootDeviceType"] == "ebs"
+        assert image["RootDeviceName"] == "/dev/xvda"
+        root = image["BlockDeviceMappings"][0]
+        assert root["DeviceName"] == "/dev/xvda"
+        assert ec2.describe_snapshots(SnapshotIds=[root["Ebs"]["SnapshotId"]])["Snapshots"]
+        ids.add((region, image["ImageId"]))
+    assert len({i for _, i in ids}) == 2, "one id per region, the same in every account"
+
+
+def test_instance_refresh_replaces_every_instance_and_the_target_group_follows(
+    fleet: Fleet, quick: None
+) -> None:
+    old = [i["InstanceId"] for i in fleet.instances()]
+    wait_for("the first instances to be healthy", lambda: set(fleet.targets().values()) == {"healthy"})
+    new_ami = fleet.new_image()
+    version = fleet.new_version(new_ami)
+
+    refresh_id = fleet.refresh()
+    last, seen = fleet.wait_refresh(refresh_id)
+
+    assert last["Status"] == "Successful", last
+    assert seen[0] in ("Pending", "InProgress") and "InProgress" in seen
+    assert last["PercentageComplete"] == 100 and last["InstancesToUpdate"] == 0
+    now = fleet.instances()
+    ids = [i["InstanceId"] for i in now]
+    assert len(ids) == 2 and not set(ids) & set(old)
+    assert {i["LaunchTemplate"]["Version"] for i in now} == {version}
+    assert fleet.images_of(ids) == {new_ami}
+    wait_for("the new targets to be healthy", lambda: fleet.targets() == dict.fromkeys(ids, "healthy"))
+    gone = fleet.ec2.describe_instances(InstanceIds=old)["Reservations"]
+    assert {i["State"]["Name"] for r in gone for i in r["Instances"]} <= {"terminated", "shutting-down"}
+
+
+def test_health_knob_drives_describe_target_health(fleet: Fleet, local_cloud: Any, quick: None) -> None:
+    ids = [i["InstanceId"] for i in fleet.instances()]
+    wait_for("healthy targets", lambda: fleet.targets() == dict.fromkeys(ids, "healthy"))
+    try:
+        local_cloud.set_health(fleet.ami_v1, "unhealthy")
+        assert fleet.targets() == dict.fromkeys(ids, "unhealthy")
+        found = fleet.elb.describe_target_health(TargetGroupArn=fleet.target_group)[
+            "TargetHealthDescriptions"
+        ]
+        assert {t["TargetHealth"]["Reason"] for t in found} == {"Target.FailedHealthChecks"}
+        local_cloud.set_health(fleet.ami_v1, "initial")
+        assert fleet.targets() == dict.fromkeys(ids, "initial")
+    finally:
+        local_cloud.set_health(fleet.ami_v1, None)
+    assert fleet.targets() == dict.fromkeys(ids, "healthy")
+
+
+def test_refresh_fails_when_the_new_instances_stay_unhealthy(
+    fleet: Fleet, local_cloud: Any, quick: None
+) -> None:
+    bad_ami = fleet.new_image()
+    fleet.new_version(bad_ami)
+    local_cloud.set_health(bad_ami, "unhealthy")
+    try:
+        last, _ = fleet.wait_refresh(fleet.refresh())
+        assert last["Status"] == "Failed"
+        assert "healthy" in last["StatusReason"]
+        states = fleet.targets()
+        bad = [i["InstanceId"] for i in fleet.instances() if fleet.images_of([i["InstanceId"]]) == {bad_ami}]
+        assert bad and {states[i] for i in bad} == {"unhealthy"}
+    finally:
+        local_cloud.set_health(bad_ami, None)
+
+
+def test_auto_rollback_puts_the_previous_version_back(fleet: Fleet, local_cloud: Any, quick: None) -> None:
+    bad_ami = fleet.new_image()
+    fleet.new_version(bad_ami)
+    local_cloud.set_health(bad_ami, "unhealthy")
+    try:
+        last, seen = fleet.wait_refresh(fleet.refresh(AutoRollback=True))
+    finally:
+        local_cloud.set_health(bad_ami, None)
+    assert last["Status"] == "RollbackSuccessful" and "RollbackInProgress" in seen
+    ids = [i["InstanceId"] for i in fleet.instances()]
+    assert fleet.images_of(ids) == {fleet.ami_v1}
+    assert {i["LaunchTemplate"]["Version"] for i in fleet.instances()} == {"1"}
+    wait_for(
+        "the rolled back targets to be healthy", lambda: fleet.targets() == dict.fromkeys(ids, "healthy")
+    )
+
+
+def test_a_running_refresh_blocks_another_and_can_be_cancelled(
+    fleet: Fleet, local_cloud: Any, quick: None
+) -> None:
+    slow_ami = fleet.new_image()
+    fleet.new_version(slow_ami)
+    local_cloud.set_health(slow_ami, "initial")
+    try:
+        first = fleet.refresh()
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            fleet.refresh()
+        assert exc.value.response["Error"]["Code"] == "InstanceRefreshInProgress"
+        assert (
+            fleet.asg.cancel_instance_refresh(AutoScalingGroupName=fleet.name)["InstanceRefreshId"] == first
+        )
+        last, _ = fleet.wait_refresh(first)
+        assert last["Status"] == "Cancelled"
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            fleet.asg.cancel_instance_refresh(AutoScalingGroupName=fleet.name)
+        assert exc.value.response["Error"]["Code"] == "ActiveInstanceRefreshNotFound"
+    finally:
+        local_cloud.set_health(slow_ami, None)
+
+
+def test_terminated_instances_leave_the_target_group_and_replacements_join(fleet: Fleet, quick: None) -> None:
+    first, second = (i["InstanceId"] for i in fleet.instances())
+    fleet.asg.terminate_instance_in_auto_scaling_group(InstanceId=first, ShouldDecrementDesiredCapacity=False)
+    fleet.ec2.terminate_instances(InstanceIds=[second])
+    ids = [i["InstanceId"] for i in fleet.instances()]
+    assert len(ids) == 2 and first not in ids and second not in ids
+    assert set(fleet.targets()) == set(ids)
+
+
+def test_launch_template_tags_stay_out_of_version_data(fleet: Fleet) -> None:
+    version = fleet.ec2.describe_launch_template_versions(LaunchTemplateId=fleet.template_id)[
+        "LaunchTemplateVersions"
+    ][0]
+    assert "TagSpecifications" not in version["LaunchTemplateData"]
+    tags = fleet.ec2.describe_launch_templates(LaunchTemplateIds=[fleet.template_id])["LaunchTemplates"][0][
+        "Tags"
+    ]
+    assert {"Key": "Name", "Value": fleet.name} in tags
+
+
+def test_instances_report_the_version_they_came_from(fleet: Fleet) -> None:
+    fleet.new_version(fleet.new_image())
+    fleet.ec2.modify_launch_template(LaunchTemplateId=fleet.template_id, DefaultVersion="2")
+    fleet.asg.set_desired_capacity(AutoScalingGroupName=fleet.name, DesiredCapacity=3)
+    versions = sorted(i["LaunchTemplate"]["Version"] for i in fleet.instances())
+    assert versions == ["1", "1", "2"]
+
+
+def test_copy_image_keeps_tags_when_asked(local_cloud: Any, fleet: Fleet) -> None:
+    ami = fleet.new_image()
+    tags = [{"Key": "baker:version", "Value": "1.2.3"}, {"Key": "team", "Value": "platform"}]
+    fleet.ec2.create_tags(Resources=[ami], Tags=tags)
+    west = local_cloud.client("ec2", "eu-west-1")
+    kept = west.copy_image(SourceImageId=ami, SourceRegion="us-east-1", Name="copy-kept", CopyImageTags=True)
+    bare = west.copy_image(SourceImageId=ami, SourceRegion="us-east-1", Name="copy-bare")
+    marked = west.copy_image(
+        SourceImageId=ami,
+        SourceRegion="us-east-1",
+        Name="copy-marked",
+        TagSpecifications=[
+            {"ResourceType": "image", "Tags": [{"Key": "baker:promoted-to", "Value": "prod"}]}
+        ],
+    )
+
+    def tags_of(image_id: str) -> list[dict[str, str]]:
+        return sorted(west.describe_images(ImageIds=[image_id])["Images"][0].get("Tags", []), key=str)
+
+    assert tags_of(kept["ImageId"]) == sorted(tags, key=str)
+    assert tags_of(bare["ImageId"]) == []
+    assert tags_of(marked["ImageId"]) == [{"Key": "baker:promoted-to", "Value": "prod"}]
+
+
+def test_create_image_is_ebs_backed_with_tagged_snapshots(fleet: Fleet) -> None:
+    ami = fleet.ec2.create_image(
+        InstanceId=fleet.instances()[0]["InstanceId"],
+        Name=f"{fleet.name}-tagged",
+        TagSpecifications=[
+            {"ResourceType": "image", "Tags": [{"Key": "baker:app", "Value": "hello-web"}]},
+            {"ResourceType": "snapshot", "Tags": [{"Key": "baker:app", "Value": "hello-web"}]},
+        ],
+    )["ImageId"]
+    image = fleet.ec2.describe_images(ImageIds=[ami])["Images"][0]
+    assert image["RootDeviceType"] == "ebs" and image["RootDeviceName"] == "/dev/xvda"
+    snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snap_tags = fleet.ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0].get("Tags", [])
+    assert {"Key": "baker:app", "Value": "hello-web"} in snap_tags
