@@ -499,13 +499,11 @@ class BuildHost:
         """A fresh overlay over the root filesystem with an sshd inside; for one bake.
 
         On exit sshd stops and everything is unmounted; the upper dir (what provisioning wrote) stays
-        for ``commit()`` unless ``keep`` is false.
+        for ``commit()`` unless ``keep`` is false or the bake failed (nothing will commit it then).
         """
         rootfs = self.ensure_rootfs()
-        with self._instance([rootfs], kind="build", ssh_user=ssh_user, ami_id=None) as sess:
+        with self._instance([rootfs], kind="build", ssh_user=ssh_user, ami_id=None, keep=keep) as sess:
             yield sess
-        if not keep:
-            self.discard(sess)
 
     @contextlib.contextmanager
     def boot(self, ami_id: str, *, ssh_user: str = DEFAULT_USER) -> Iterator[BuildSession]:
@@ -521,27 +519,24 @@ class BuildHost:
             raise BuildHostError(
                 f"{ami_id} was baked on root filesystem {rootfs}, which is gone from the cache"
             )
-        with self._instance([content, rootfs], kind="instance", ssh_user=ssh_user, ami_id=ami_id) as sess:
+        lowers = [content, rootfs]
+        with self._instance(lowers, kind="instance", ssh_user=ssh_user, ami_id=ami_id, keep=False) as sess:
             yield sess
-        self.discard(sess)
 
     @contextlib.contextmanager
     def _instance(
-        self, lowers: list[Path], *, kind: str, ssh_user: str, ami_id: str | None
+        self, lowers: list[Path], *, kind: str, ssh_user: str, ami_id: str | None, keep: bool
     ) -> Iterator[BuildSession]:
         sid = f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         sdir = self.sessions_dir / sid
+        done = False
         try:
-            sess = self._start(sid, sdir, lowers, kind=kind, ssh_user=ssh_user, ami_id=ami_id)
-        except BaseException:
-            self._stop(sid)
-            if kind == "instance":
-                _remove_tree(sdir)
-            raise
-        try:
-            yield sess
+            yield self._start(sid, sdir, lowers, kind=kind, ssh_user=ssh_user, ami_id=ami_id)
+            done = True
         finally:
             self._stop(sid)
+            if not (done and keep):
+                _remove_tree(sdir)
 
     def _start(
         self, sid: str, sdir: Path, lowers: list[Path], *, kind: str, ssh_user: str, ami_id: str | None

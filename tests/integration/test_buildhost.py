@@ -160,7 +160,9 @@ def test_session_is_a_debian_host_packer_and_ansible_can_use(build_host: BuildHo
                 f.write("hi")
             assert sftp.stat("/tmp/hello").st_size == 2
         assert run(client, "command -v scp")[0] == 0
-        assert build_host.status()["sessions"][0]["running"]
+        assert {s["id"]: s["running"] for s in build_host.status()["sessions"]}[sess.id]
+    assert not {s["id"]: s["running"] for s in build_host.status()["sessions"]}[sess.id]
+    assert (build_host.sessions_dir / sess.id / "upper/tmp/hello").is_file(), "kept for commit"
 
 
 def test_bake_commit_boot(build_host: BuildHost, probe_deb: Path) -> None:
@@ -175,7 +177,7 @@ def test_bake_commit_boot(build_host: BuildHost, probe_deb: Path) -> None:
         rc, out = run(client, f"test -L /etc/systemd/system/multi-user.target.wants/{PROBE}.service")
         assert rc == 0, out
         assert run(client, "sudo -n systemctl enable ssh.service")[0] == 0, "Ansible's systemd module path"
-        assert not _listening(8080)
+        assert not [p for p in buildhost.processes_rooted_in(bake.root) if b"http.server" in _cmdline(p)]
         image = build_host.commit(bake, FAKE_AMI)
 
     assert build_host.image_root(FAKE_AMI) == image
@@ -262,6 +264,21 @@ def test_unit_parsing_for_services_without_systemd() -> None:
         "[Unit]\nExecStart=/wrong\n[Service]\nExecStart=-/bin/app \\\n  --port ${A} $B\n"
     )
     assert buildhost.expand_exec(unit["ExecStart"][-1], env) == ["/bin/app", "--port", "1", "two", "words"]
+
+
+def test_a_failed_bake_keeps_nothing(build_host: BuildHost) -> None:
+    with pytest.raises(RuntimeError), build_host.session() as sess:
+        (sess.root / "etc/failed-bake").write_text("x")
+        raise RuntimeError("provisioning failed")
+    assert not (build_host.sessions_dir / sess.id).exists()
+    assert not buildhost.mounts_under(build_host.sessions_dir / sess.id)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _alive(pid: int) -> bool:
