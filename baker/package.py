@@ -13,7 +13,7 @@ Layout of the package (names from baker.yml's app.deb):
     <prefix>/VERSION                  the package version, for the app's /version
     /lib/systemd/system/<service>.service
     <env_file>                        conffile, from <source>/<env_defaults> (default /etc/default/<package>)
-    /usr/share/doc/<package>/         copyright, changelog.gz
+    /usr/share/doc/<package>/         README (what is where), copyright, changelog.gz
     DEBIAN/                           control, conffiles, md5sums, postinst, prerm, postrm
 """
 
@@ -196,6 +196,7 @@ def assemble(
     _write(tree / deb.env_file.lstrip("/"), env_text)
     doc = tree / "usr/share/doc" / deb.package
     _write(doc / "copyright", render("copyright.j2", values))
+    _write(doc / "README", render("README.j2", values))
     _write_bytes(doc / "changelog.gz", _gzip(render("changelog.j2", values).encode()))
     _write(tree / "usr/share/lintian/overrides" / deb.package, render("lintian-overrides.j2", values))
 

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,111 @@ def test_without_git_the_version_is_base_version_with_a_warning(capsys, tmp_path
     assert code == 0, err
     assert r["version"] == "0.1.0" and r["git_sha"] is None
     assert "warning" in err and "base_version" in err
+
+
+# ---------------------------------------------------------------- a real install on Debian
+
+
+class DebianRoot:
+    """A writable overlay over the build host's cached Debian root filesystem.
+
+    Every command runs in its own private mount namespace (``unshare --mount``) that mounts the
+    overlay and chroots into it, so no mount outlives the command, even when a test fails. What
+    the commands change lands in ``upper``, which the next command sees again.
+    """
+
+    def __init__(self, lower: Path, base: Path) -> None:
+        self.lower = lower
+        self.upper, self.work, self.merged = base / "upper", base / "work", base / "merged"
+        for d in (self.upper / "tmp", self.work, self.merged):
+            d.mkdir(parents=True)
+
+    def argv(self, *command: str) -> list[str]:
+        script = (
+            'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" || exit 1; '
+            'root=$4; shift 4; exec chroot "$root" "$@"'
+        )
+        layers = [str(self.lower), str(self.upper), str(self.work), str(self.merged)]
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *layers, *command]
+
+    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*command), capture_output=True, text=True, timeout=120)
+        if check:
+            assert proc.returncode == 0, f"{command} failed: {proc.stdout}{proc.stderr}"
+        return proc
+
+    def install(self, deb: str | Path) -> None:
+        shutil.copyfile(deb, self.upper / "tmp" / "package.deb")
+        self.run("dpkg", "-i", "/tmp/package.deb")
+
+    def exists(self, path: str) -> bool:
+        return self.run("test", "-e", path, check=False).returncode == 0
+
+    def link(self, path: str) -> str | None:
+        proc = self.run("readlink", path, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+@pytest.fixture
+def debian_root(tmp_path) -> DebianRoot:
+    if os.geteuid() != 0:
+        pytest.skip("installing into a chroot needs root")
+    need_tools("unshare", "chroot", "mount")
+    from baker.errors import UsageError
+    from baker.local.buildhost import BuildHost
+
+    cache = Path(os.environ.get("BAKER_CACHE_DIR") or Path.home() / ".cache" / "baker")
+    try:
+        lower = BuildHost(tmp_path / "state", cache).ensure_rootfs()
+    except UsageError as exc:
+        pytest.skip(f"the build host's Debian root filesystem is not cached: {exc.message}")
+    return DebianRoot(lower, tmp_path / "root")
+
+
+WANTS = "/etc/systemd/system/multi-user.target.wants/hello-web.service"
+
+
+@pytest.mark.integration
+def test_install_upgrade_remove_purge_on_debian(capsys, project, tmp_path, debian_root):
+    """dpkg -i creates the user and enables (never starts) the unit; upgrades keep it; purge forgets it."""
+    first = package(capsys, project, tmp_path / "v1")
+    debian_root.install(first["path"])
+    user = debian_root.run("getent", "passwd", "hello-web").stdout.split(":")
+    assert int(user[2]) < 1000 and user[6].strip() == "/usr/sbin/nologin"  # a system user
+    assert debian_root.link(WANTS) == "/lib/systemd/system/hello-web.service"
+    assert debian_root.run("cat", "/opt/hello-web/VERSION").stdout.strip() == first["version"]
+
+    # the installed app, started as the unit would (settings from the conffile), answers its version
+    script = (
+        "set -a; . /etc/default/hello-web; HELLO_BIND=127.0.0.1; HELLO_PORT=0; "
+        "exec python3 /opt/hello-web/hello_web.py"
+    )
+    app = subprocess.Popen(debian_root.argv("sh", "-c", script), stdout=subprocess.PIPE, text=True)
+    try:
+        line = app.stdout.readline() if app.stdout else ""
+        port = re.search(r":(\d+)$", line.strip())
+        assert port, line
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{port.group(1)}/version", timeout=10) as response:
+            assert response.read().decode().strip() == first["version"]
+    finally:
+        app.terminate()
+        app.wait(timeout=10)
+
+    # the admin disables the unit: an upgrade respects that
+    debian_root.run("systemctl", "disable", "hello-web.service")
+    assert debian_root.link(WANTS) is None
+    (project / "examples/hello-web/extra.txt").write_text("v2\n")
+    commit_all(project)
+    second = package(capsys, project, tmp_path / "v2")
+    debian_root.install(second["path"])
+    assert debian_root.run("dpkg-query", "-W", "-f=${Version}", "hello-web").stdout == second["version"]
+    assert debian_root.link(WANTS) is None
+
+    debian_root.run("dpkg", "-r", "hello-web")
+    assert not debian_root.exists("/opt/hello-web")
+    assert debian_root.exists("/etc/default/hello-web")  # a conffile stays until purge
+    debian_root.run("dpkg", "--purge", "hello-web")
+    assert not debian_root.exists("/etc/default/hello-web")
+    assert debian_root.link(WANTS) is None
+    assert debian_root.link("/etc/systemd/system/hello-web.service") is None  # not left masked
