@@ -427,8 +427,10 @@ class Render:
         aws: Any,
         *,
         local_endpoint: str | None = None,
+        allow_dirty: bool = False,
         packer: str = "packer",
     ) -> None:
+        self.allow_dirty = allow_dirty
         self.project = project
         self.env = env
         self.aws = aws
@@ -440,7 +442,7 @@ class Render:
         from baker.bake import build_values
 
         out = build_dir(self.project, self.env)
-        pkg = package.build(self.project, out / "deb", allow_dirty=True)
+        pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
         version = packer_version(self.packer)
         source = resolve_source_ami(self.aws.client("ec2"), self.env.settings.bake.source_ami)
         rendered = render(

@@ -23,6 +23,8 @@ COMMANDS = [
     ("baker.cli.unlock_cmd", "unlock"),
     ("baker.cli.package_cmd", "package"),
     ("baker.cli.local_cmd", "local"),
+    ("baker.cli.render_cmd", "render"),
+    ("baker.cli.bake_cmd", "bake"),
 ]
 
 

@@ -1,0 +1,44 @@
+"""baker bake -e ENV [--force] [--dry-run]."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from baker import bake as stage
+from baker.cli.app import App
+
+
+def _text(r: dict[str, Any]) -> str:
+    if r.get("dry_run"):
+        verdict = "cache hit: " + str(r["ami_id"]) if r["cache_hit"] else "no AMI has this recipe yet"
+        action = "would bake" if r["would_bake"] else "would not bake"
+        return f"{r['template']}\n  recipe {r['recipe']}\n  {verdict}; {action}"
+    how = "cached, not rebaked" if r["cached"] else "baked"
+    others = ", ".join(f"{k}: {v}" for k, v in r.get("amis", {}).items() if k != r["region"])
+    return f"{r['ami_id']}\n  {r['region']}, {r['version']}, {how}\n  recipe {r['recipe']}" + (
+        f"\n  copies {others}" if others else ""
+    )
+
+
+@click.command("bake")
+@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option("--force", is_flag=True, help="bake even when an AMI with the same recipe exists")
+@click.option(
+    "--dry-run", is_flag=True, help="render and hash the recipe, say whether it is cached; bake nothing"
+)
+@click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
+@click.pass_obj
+def bake(app: App, env_name: str, force: bool, dry_run: bool, allow_dirty: bool) -> None:
+    """Package, render and `packer build` ENV's AMI; prints its id. Same recipe: the same AMI, no bake."""
+    env = app.environment(env_name)
+    build_host = None
+    if app.local:
+        from baker.local import cloud
+
+        build_host = cloud.build_host()
+    result = stage.Bake(app.project, env, app.aws(env), build_host=build_host, allow_dirty=allow_dirty).run(
+        force=force, dry_run=dry_run
+    )
+    app.emit(result, _text)
