@@ -665,40 +665,62 @@ class BuildHost:
     def commit(self, session: BuildSession, ami_id: str) -> Path:
         """Keep what provisioning wrote as the content of ``ami_id``; returns that content's path.
 
-        Stops the session first if it still runs. Committing the same session again (an AMI copied
-        to another region) copies the first image's content.
+        Stops the session first if it still runs. Committing the same session again (the AMI Packer
+        copied to another region) gives the new id the first image's content.
         """
+        first = self._committed.get(session.id)
+        if first is not None:
+            return self.copy_image(first, ami_id)
+        dest = self._new_image_dir(ami_id)
+        sdir = self.sessions_dir / session.id
+        self._stop(session.id)
+        smeta = self._read_meta(sdir)
+        if session.kind != "build" or not (sdir / "upper").is_dir():
+            raise UsageError(f"build host session {session.id} has nothing to commit")
+        tmp = self._tmp_image_dir(ami_id)
+        os.rename(sdir / "upper", tmp / "root")
+        meta = {"session": session.id, "rootfs": smeta.get("rootfs") or str(self.rootfs_path())}
+        self._finish_image(tmp, dest, meta)
+        self._committed[session.id] = ami_id
+        _remove_tree(sdir)
+        log.info("build host: %s holds the content of %s", dest / "root", ami_id)
+        return dest / "root"
+
+    def copy_image(self, source_ami_id: str, ami_id: str) -> Path:
+        """The same content under another AMI id (CopyImage to a region or an account; promote).
+
+        Hard links: images are never written to (instances get an overlay of their own).
+        """
+        source = self.image_root(source_ami_id)
+        if source is None:
+            raise UsageError(f"the local build host holds no image content for {source_ami_id}")
+        dest = self._new_image_dir(ami_id)
+        tmp = self._tmp_image_dir(ami_id)
+        runner.output(["cp", "-a", "--link", str(source), str(tmp / "root")], stage="buildhost")
+        meta = json.loads((source.parent / "image.json").read_text())
+        meta["copy_of"] = source_ami_id
+        self._finish_image(tmp, dest, meta)
+        return dest / "root"
+
+    def _new_image_dir(self, ami_id: str) -> Path:
         _check_ami_id(ami_id)
         dest = self.images_dir / ami_id
         if dest.exists():
-            raise UsageError(f"the build host already holds image content for {ami_id}")
+            raise UsageError(f"the local build host already holds image content for {ami_id}")
+        return dest
+
+    def _tmp_image_dir(self, ami_id: str) -> Path:
         self.images_dir.mkdir(parents=True, exist_ok=True)
-        sdir = self.sessions_dir / session.id
         tmp = self.images_dir / f".{ami_id}.tmp-{os.getpid()}"
         _remove_tree(tmp)
         tmp.mkdir()
-        first = self._committed.get(session.id)
-        if first is not None:
-            runner.output(
-                ["cp", "-a", str(self.images_dir / first / "root"), str(tmp / "root")], stage="buildhost"
-            )
-            meta = json.loads((self.images_dir / first / "image.json").read_text())
-        else:
-            self._stop(session.id)
-            smeta = self._read_meta(sdir)
-            if not (sdir / "upper").is_dir() or session.kind != "build":
-                _remove_tree(tmp)
-                raise UsageError(f"session {session.id} has nothing to commit")
-            os.rename(sdir / "upper", tmp / "root")
-            meta = {"session": session.id, "rootfs": smeta.get("rootfs", str(self.rootfs_path()))}
-            self._committed[session.id] = ami_id
-        meta.update(ami_id=ami_id, committed_at=_now())
+        return tmp
+
+    @staticmethod
+    def _finish_image(tmp: Path, dest: Path, meta: dict[str, Any]) -> None:
+        meta.update(ami_id=dest.name, committed_at=_now())
         (tmp / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
         os.rename(tmp, dest)
-        if first is None:
-            _remove_tree(sdir)
-        log.info("build host: %s holds the content of %s", dest / "root", ami_id)
-        return dest / "root"
 
     def image_root(self, ami_id: str) -> Path | None:
         """What provisioning wrote for that AMI (an overlay upper dir), or None when unknown here."""

@@ -22,12 +22,14 @@ import paramiko
 import pytest
 
 from baker import runner
+from baker.errors import UsageError
 from baker.local import buildhost
 from baker.local.buildhost import BuildHost, BuildSession
 
 PROBE = "baker-buildhost-probe"
 PROBE_VERSION = "1.2.3-1"
 FAKE_AMI = "ami-0b0b0b0b0b0b0b0b0"
+COPIED_AMI = "ami-0c0c0c0c0c0c0c0c0"
 
 
 def _launcher_netns() -> str | None:
@@ -191,6 +193,8 @@ def test_bake_commit_boot(build_host: BuildHost, probe_deb: Path) -> None:
     host_query = runner.run(["dpkg-query", "-W", PROBE], check=False, capture=True, echo=False)
     assert host_query.returncode != 0 and not Path("/usr/share", PROBE).exists()
     assert [i["ami_id"] for i in build_host.status()["images"]] == [FAKE_AMI]
+    with pytest.raises(UsageError):
+        build_host.commit(bake, FAKE_AMI)
 
     with build_host.boot(FAKE_AMI) as instance, ssh(instance) as client:
         assert instance.ami_id == FAKE_AMI and instance.kind == "instance"
@@ -204,6 +208,13 @@ def test_bake_commit_boot(build_host: BuildHost, probe_deb: Path) -> None:
         assert installed(client, PROBE) is None, "a new bake must not see an earlier bake's changes"
     with build_host.boot(FAKE_AMI) as again:
         assert (again.root / "usr/share" / PROBE).is_dir(), "booting does not consume the image"
+        (again.root / "usr/share" / PROBE / "index.html").write_text("changed by an instance")
+    assert (image / "usr/share" / PROBE / "index.html").read_text() == f"probe {PROBE_VERSION}\n"
+
+    copied = build_host.copy_image(FAKE_AMI, COPIED_AMI)
+    with build_host.boot(COPIED_AMI) as copy, ssh(copy) as client:
+        assert installed(client, PROBE) == f"install ok installed {PROBE_VERSION}"
+    assert build_host.image_root(COPIED_AMI) == copied
 
 
 def test_down_recovers_after_a_crash(build_host: BuildHost, tmp_path: Path) -> None:
