@@ -419,6 +419,9 @@ def test_install_upgrade_remove_purge_on_debian(capsys, project, tmp_path, debia
     assert int(user[2]) < 1000 and user[6].strip() == "/usr/sbin/nologin"  # a system user
     assert debian_root.link(WANTS) == "/lib/systemd/system/hello-web.service"
     assert debian_root.run("cat", "/opt/hello-web/VERSION").stdout.strip() == first["version"]
+    # systemd itself accepts the unit (directives, user, ExecStart), though it is not running here
+    verify = debian_root.run("systemd-analyze", "verify", "/lib/systemd/system/hello-web.service")
+    assert verify.stdout + verify.stderr == ""
 
     # the installed app, started as the unit would (settings from the conffile), answers its version
     script = (
