@@ -205,6 +205,26 @@ def overlay_options(lowers: list[Path], upper: Path, work: Path) -> str:
     return f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={upper},workdir={work}"
 
 
+def instance_mounts(merged: Path, overlay: str) -> list[list[str]]:
+    """The mounts that make an overlay a running system, in order.
+
+    /dev is the host's (a plain bind, so the device nodes are real), but PTYs and shared memory
+    are the instance's own: a new devpts instance with its ptmx, and a tmpfs on /dev/shm. /run
+    is a tmpfs, so nothing on it (sshd's keys, PID files) ends up in an image.
+    """
+    m = str(merged)
+    return [
+        ["mount", "-t", "overlay", "overlay", "-o", overlay, m],
+        ["mount", "-t", "proc", "proc", f"{m}/proc"],
+        ["mount", "--bind", "/dev", f"{m}/dev"],
+        ["mount", "--make-private", f"{m}/dev"],
+        ["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620,gid=5", "devpts", f"{m}/dev/pts"],
+        ["mount", "--bind", f"{m}/dev/pts/ptmx", f"{m}/dev/ptmx"],
+        ["mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", f"{m}/dev/shm"],
+        ["mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", f"{m}/run"],
+    ]
+
+
 def parse_unit(text: str) -> dict[str, list[str]]:
     """The [Service] section of a systemd unit as key -> values (later values appended)."""
     section = ""
@@ -557,15 +577,8 @@ class BuildHost:
             "pids": [],
         }
         self._write_meta(sdir, meta)
-        mount = ["mount", "-t", "overlay", "overlay", "-o", overlay_options(lowers, upper, work), str(merged)]
-        runner.output(mount, stage="buildhost")
-        runner.output(["mount", "-t", "proc", "proc", str(merged / "proc")], stage="buildhost")
-        runner.output(["mount", "--rbind", "/dev", str(merged / "dev")], stage="buildhost")
-        runner.output(["mount", "--make-rslave", str(merged / "dev")], stage="buildhost")
-        runner.output(
-            ["mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", str(merged / "run")],
-            stage="buildhost",
-        )
+        for argv in instance_mounts(merged, overlay_options(lowers, upper, work)):
+            runner.output(argv, stage="buildhost")
         (merged / "run/sshd").mkdir(mode=0o755)
         if ssh_user != DEFAULT_USER:
             self._add_user(merged, ssh_user)

@@ -162,6 +162,10 @@ def test_session_is_a_debian_host_packer_and_ansible_can_use(build_host: BuildHo
                 f.write("hi")
             assert sftp.stat("/tmp/hello").st_size == 2
         assert run(client, "command -v scp")[0] == 0
+        # a terminal of its own (Packer's ssh_pty), not one of this machine's
+        _, stdout, _ = client.exec_command("tty", get_pty=True, timeout=30)
+        assert stdout.read().decode().strip().startswith("/dev/pts/")
+        assert os.stat(sess.root / "dev/pts").st_dev != os.stat("/dev/pts").st_dev
         assert {s["id"]: s["running"] for s in build_host.status()["sessions"]}[sess.id]
     assert not {s["id"]: s["running"] for s in build_host.status()["sessions"]}[sess.id]
     assert (build_host.sessions_dir / sess.id / "upper/tmp/hello").is_file(), "kept for commit"
