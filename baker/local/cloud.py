@@ -154,7 +154,7 @@ def _reap(pid: int) -> None:
 # --------------------------------------------------------------------------- talking to the emulator
 
 
-def _in_netns(name: str, fn: Callable[[], T]) -> T:
+def in_netns(name: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` with its sockets inside the namespace, without moving this process there.
 
     setns(2) moves only the calling thread, so a short-lived thread enters and does the work.
@@ -214,7 +214,7 @@ def _call(
 ) -> dict[str, Any]:
     url = state["endpoint"] + path
     try:
-        return _in_netns(state["netns"], lambda: _request(url, method, payload))
+        return in_netns(state["netns"], lambda: _request(url, method, payload))
     except (urllib.error.URLError, OSError) as exc:
         raise ToolError(
             f"the local cloud's emulator does not answer at {url} ({exc}); "
@@ -228,7 +228,7 @@ def _wait_ready(state: dict[str, Any], rec: dict[str, Any], log_file: Path) -> N
     url = state["endpoint"] + "/_baker/health"
     while True:
         try:
-            _in_netns(state["netns"], lambda: _request(url, timeout=2))
+            in_netns(state["netns"], lambda: _request(url, timeout=2))
             return
         except (urllib.error.URLError, OSError):
             pass

@@ -12,7 +12,8 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
    A batch whose replacements are not healthy within ``Settings.refresh_timeout`` fails the refresh.
 2. Target health cannot be driven: every registered target reports ``healthy`` forever. Now a target
    reports ``initial`` for ``Settings.initial_seconds`` after its launch, then ``healthy``, unless the
-   knob (``POST /_baker/health``) set its AMI to ``unhealthy`` or ``initial``.
+   knob (``POST /_baker/health``) set its AMI to ``initial``, ``healthy`` or ``unhealthy``: then it
+   reports that, from the moment it is set.
 3. Auto Scaling and target groups drift apart: terminated instances stay registered and ``healthy``
    (TerminateInstanceInAutoScalingGroup, scale-in) and the replacements the group launches after an
    EC2 TerminateInstances are never registered. Now every termination leaves the target groups and
@@ -99,15 +100,16 @@ def set_health(ami_id: str, state: str | None) -> None:
 
 
 def instance_health(instance: Any) -> str:
-    """What a load balancer would say about this instance now."""
+    """What a load balancer would say about this instance now: the knob's word, else initial-then-healthy."""
     if getattr(instance, "state", "running") != "running":
         return "unused"
+    forced = SETTINGS.health_by_ami.get(getattr(instance, "image_id", ""))
+    if forced is not None:
+        return forced
     launched = getattr(instance, "launch_time", None)
-    if isinstance(launched, datetime):
-        age = (_utcnow() - launched).total_seconds()
-        if age < SETTINGS.initial_seconds:
-            return "initial"
-    return SETTINGS.health_by_ami.get(getattr(instance, "image_id", ""), "healthy")
+    if isinstance(launched, datetime) and (_utcnow() - launched).total_seconds() < SETTINGS.initial_seconds:
+        return "initial"
+    return "healthy"
 
 
 _REASONS = {
