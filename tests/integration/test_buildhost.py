@@ -166,6 +166,13 @@ def test_session_is_a_debian_host_packer_and_ansible_can_use(build_host: BuildHo
         _, stdout, _ = client.exec_command("tty", get_pty=True, timeout=30)
         assert stdout.read().decode().strip().startswith("/dev/pts/")
         assert os.stat(sess.root / "dev/pts").st_dev != os.stat("/dev/pts").st_dev
+        # provisioning that renames the host renames the instance, not this machine
+        before = socket.gethostname()
+        assert run(client, "sudo -n hostname renamed-by-provisioning && hostname") == (
+            0,
+            "renamed-by-provisioning\n",
+        )
+        assert socket.gethostname() == before
         assert {s["id"]: s["running"] for s in build_host.status()["sessions"]}[sess.id]
     assert not {s["id"]: s["running"] for s in build_host.status()["sessions"]}[sess.id]
     assert (build_host.sessions_dir / sess.id / "upper/tmp/hello").is_file(), "kept for commit"
