@@ -10,9 +10,18 @@ Where the root filesystem is fetched. mmdebstrap needs the apt mirror, but the l
 a loopback-only network namespace. The cloud builds the root filesystem when it comes up, *before*
 it enters the namespace (``ensure_rootfs()`` then runs in the host's network). A process already
 inside the namespace (the test run) may name a network namespace file with access to the apt
-sources (``fetch_netns``, or ``$BAKER_FETCH_NETNS``): then mmdebstrap alone runs through
-``nsenter --net=FILE``. It fetches only from the machine's configured apt sources; everything else
-the build host starts (sshd, provisioning, the app) runs in the caller's namespace.
+sources (``fetch_netns``, or ``$BAKER_FETCH_NETNS``; the tests use the one pytest was started
+from): then mmdebstrap alone runs through ``nsenter --net=FILE``. Not ``/proc/1/ns/net``: PID 1 may
+belong to a sandbox that denies it (it does on our CI machines), and guessing whose network to
+borrow is not the build host's call. mmdebstrap fetches only from the machine's configured apt
+sources; everything else the build host starts (sshd, provisioning, the app) runs in the caller's
+namespace.
+
+An instance is more than a chroot where that is cheap: sshd and the app get a UTS and IPC
+namespace of their own (provisioning that sets a hostname renames the instance, not this machine),
+their own PTYs (devpts) and /dev/shm, and /run is a tmpfs. The session's host key and the
+client's public key live on that /run (sshd's ``AuthorizedKeysFile`` points there) rather than in
+``~admin/.ssh``, so an image never carries a build session's keys.
 """
 
 from __future__ import annotations
