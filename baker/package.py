@@ -19,6 +19,7 @@ Layout of the package (names from baker.yml's app.deb):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
@@ -114,12 +115,17 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
         )
         digest = _sha256(built)
         size = built.stat().st_size
-        out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / name
         partial = out_dir / f".{name}.partial"
-        shutil.copyfile(built, partial)
-        partial.chmod(0o644)
-        os.replace(partial, final)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built, partial)
+            partial.chmod(0o644)
+            os.replace(partial, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise UsageError(f"cannot write the package into {out_dir}: {exc.strerror or exc}") from exc
 
     return Package(
         path=final.resolve(),

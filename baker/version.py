@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baker import runner
-from baker.errors import UsageError
+from baker.errors import ToolError, UsageError
 
 log = logging.getLogger("baker")
 
@@ -104,13 +104,28 @@ def git_state(repo: Path, inputs: list[Path]) -> GitState | None:
     except UsageError:
         log.warning("git is not installed: the version comes from baker.yml (app.base_version)")
         return None
-    top = _git(repo, "rev-parse", "--show-toplevel", check=False)
-    if top is None:
+    probe = runner.run(
+        ["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
+        check=False,
+        capture=True,
+        echo=False,
+        timeout=60,
+        stage="git",
+    )
+    if probe.returncode != 0:
+        if "not a git repository" not in probe.output:
+            # e.g. "detected dubious ownership": silently falling back would version every commit alike
+            raise ToolError(
+                f"git cannot read the repository of {repo}",
+                tool="git",
+                output_tail=probe.lines[-5:],
+                returncode=probe.returncode,
+            )
         log.warning(
             "%s is not in a git repository: the version comes from baker.yml (app.base_version)", repo
         )
         return None
-    top_dir = Path(top)
+    top_dir = Path(probe.output.strip())
     head = _git(top_dir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
     if head is None:
         log.warning("%s has no commit yet: the version comes from baker.yml (app.base_version)", top_dir)

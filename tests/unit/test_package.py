@@ -329,6 +329,13 @@ def test_invalid_service_user_is_refused(capsys, project, tmp_path):
     assert "app.deb.user" in error
 
 
+def test_unwritable_out_directory_is_refused(capsys, project, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    error = refused(capsys, project, blocker / "out")
+    assert str(blocker / "out") in error
+
+
 def test_dirty_tree_is_refused_unless_allowed(capsys, project, tmp_path):
     app = project / "examples/hello-web/hello_web.py"
     app.write_text(app.read_text() + "# local change\n")

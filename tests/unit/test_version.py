@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from baker.errors import UsageError
+from baker.errors import ToolError, UsageError
 from baker.version import GitState, compose, derive, tag_version
 from tests.conftest import need_tools
 
@@ -231,3 +231,20 @@ def test_compose_is_the_documented_scheme():
     assert compose("0.1.0", dirty) == "0.1.0~7.gabcdef0.dirty"
     tagged_dirty = GitState(sha=g.sha, commit_time=0, tag="v1.2.3", distance=0, changes=(" M app.py",))
     assert compose("0.1.0", tagged_dirty) == "1.2.3+0.gabcdef0.dirty"
+
+
+def test_a_repository_git_refuses_to_read_is_an_error_not_a_silent_fallback(tmp_path, monkeypatch):
+    """A CI checkout owned by another user: versioning every commit as base_version would be wrong."""
+    need_tools("git")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the repository to another user")
+    repo = Repo(tmp_path / "foreign")
+    repo.commit()
+    for p in [repo.root, *repo.root.rglob("*")]:
+        os.chown(p, 65534, 65534, follow_symlinks=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")  # no safe.directory exception from this machine
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    with pytest.raises(ToolError, match="git cannot read the repository") as exc:
+        repo.version()
+    assert exc.value.exit_code == 3
+    assert "dubious ownership" in str(exc.value)
