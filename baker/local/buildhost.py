@@ -12,7 +12,7 @@ it enters the namespace (``ensure_rootfs()`` then runs in the host's network). A
 inside the namespace (the test run) may name a network namespace file with access to the apt
 sources (``fetch_netns``, or ``$BAKER_FETCH_NETNS``; the tests use the one pytest was started
 from): then mmdebstrap alone runs through ``nsenter --net=FILE``. Not ``/proc/1/ns/net``: PID 1 may
-belong to a sandbox that denies it (it does on our CI machines), and guessing whose network to
+belong to a sandbox that denies it (as on the machine this was written on), and guessing whose network to
 borrow is not the build host's call. mmdebstrap fetches only from the machine's configured apt
 sources; everything else the build host starts (sshd, provisioning, the app) runs in the caller's
 namespace.
