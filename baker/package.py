@@ -315,10 +315,12 @@ def _source_date_epoch(git: GitState | None, source: Path) -> int:
 
 def _copy_app(source: Path, prefix: Path, *, skip: set[Path]) -> None:
     for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
         here = Path(dirpath)
         target = prefix / here.relative_to(source)
         target.mkdir(parents=True, exist_ok=True)
+        for name in [d for d in dirnames if (here / d).is_symlink()]:
+            os.symlink(os.readlink(here / name), target / name)  # shipped as the link it is
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES and not (here / d).is_symlink())
         for name in sorted(filenames):
             src = here / name
             if name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES) or src in skip:
