@@ -1,0 +1,269 @@
+"""bake against the local cloud: the real Packer 1.6.6, Ansible, OpenSSH and dpkg, moto as EC2.
+
+The project is a copy of this repository's (baker.yml, environments, packer, ansible, the example
+app) in its own git repository, so its version does not move while the suite runs. Its dev
+environment reads the example vault file; the password comes from an environment variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from baker.bake import PROVENANCE, Bake
+from baker.cli import main
+from baker.config import load_project
+from tests.conftest import need_tools
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+VAULT_PASSWORD = "baker-test-only-vault-password"  # the documented test-only password
+VAULT_SECRET = "example-admin-token-test-only"  # what the example vault file holds
+VAULT_ENV = "BAKER_TEST_VAULT_PASSWORD"
+HOSTILE = 'quote " dollar ${var.ami_name} percent %{ if true }x%{ endif } back\\slash\nnew line\ttab é'
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen")
+    root = tmp_path_factory.mktemp("bake-project")
+    shutil.copy(REPO / "baker.yml", root / "baker.yml")
+    for name in ("environments", "packer", "ansible"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "examples" / "hello-web",
+        root / "examples" / "hello-web",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    dev = root / "environments" / "dev.yml"
+    data = yaml.safe_load(dev.read_text())
+    data["bake"]["vault_file"] = "ansible/vars/secrets.example.yml"
+    data["bake"]["vault_password"] = {"env": VAULT_ENV}
+    dev.write_text(yaml.safe_dump(data))
+    (root / ".gitignore").write_text(".baker/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "app")
+    return root
+
+
+@pytest.fixture
+def vault_password(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(VAULT_ENV, VAULT_PASSWORD)
+    return VAULT_PASSWORD
+
+
+def bake(project_dir: Path, local_cloud: Any, env: str = "dev", **kwargs: Any) -> dict[str, Any]:
+    project = load_project(project_dir)
+    environment = project.environment(env)
+    stage = Bake(
+        project,
+        environment,
+        local_cloud.aws(environment.settings.aws.region),
+        build_host=local_cloud.build_host,
+    )
+    return stage.run(**kwargs)
+
+
+def cli(project_dir: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--project", str(project_dir), "--local", "--output", "json", *args])
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    return code, json.loads(lines[-1]) if lines else {}, err.getvalue()
+
+
+def tags_of(item: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+
+
+def image(ec2: Any, ami_id: str) -> dict[str, Any]:
+    return ec2.describe_images(ImageIds=[ami_id])["Images"][0]
+
+
+def dpkg_version(root: Path, package: str) -> str | None:
+    status = (root / "var/lib/dpkg/status").read_text()
+    for stanza in status.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+        if fields.get("Package") == package and fields.get("Status") == "install ok installed":
+            return fields.get("Version")
+    return None
+
+
+def files_under(*roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def edit_env(project_dir: Path, env: str, change: Any) -> None:
+    path = project_dir / "environments" / f"{env}.yml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+
+
+def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
+    project_dir, local_cloud, vault_password, capsys
+):
+    result = bake(project_dir, local_cloud)
+    ec2 = local_cloud.client("ec2")
+    ami = image(ec2, result["ami_id"])
+    assert ami["State"] == "available" and result["cached"] is False
+    assert ami["Name"].startswith("hello-web-") and "-dev-" in ami["Name"]
+
+    deb = next((project_dir / ".baker/build/dev/deb").glob("*.deb"))
+    source = ec2.describe_images(
+        Owners=["136693071363"], Filters=[{"Name": "name", "Values": ["debian-12-amd64-*"]}]
+    )["Images"]
+    expected = {
+        "baker:app": "hello-web",
+        "baker:version": result["version"],
+        "baker:git-sha": git(project_dir, "rev-parse", "HEAD"),
+        "baker:deb-sha256": hashlib.sha256(deb.read_bytes()).hexdigest(),
+        "baker:recipe": result["recipe"],
+        "baker:source-ami": max(source, key=lambda i: i["CreationDate"])["ImageId"],
+        "baker:baked-for": "dev",
+        "team": "platform",
+    }
+    tags = tags_of(ami)
+    assert set(PROVENANCE) <= set(tags)
+    assert {k: tags[k] for k in expected} == expected
+    assert "packer 1.6.6" in tags["baker:builder"] and "ansible-core" in tags["baker:builder"]
+    assert tags["baker:built-at"].endswith("Z")
+    snapshots = [m["Ebs"]["SnapshotId"] for m in ami["BlockDeviceMappings"] if "Ebs" in m]
+    assert snapshots
+    for snap in ec2.describe_snapshots(SnapshotIds=snapshots)["Snapshots"]:
+        assert {k: tags_of(snap).get(k) for k in PROVENANCE} == {k: tags[k] for k in PROVENANCE}
+        # (moto's CreateImage makes a generic snapshot, so the root volume's encryption is checked
+        # on the template in tests/unit/test_render.py, not here)
+
+    root = local_cloud.build_host.image_root(result["ami_id"])
+    assert root is not None
+    assert dpkg_version(root, "hello-web") == result["version"]
+    assert (root / "opt/hello-web/VERSION").read_text().strip() == result["version"]
+    env_file = (root / "etc/default/hello-web").read_text()
+    assert 'HELLO_GREETING="hello from dev"' in env_file and "HELLO_PORT=8080" in env_file
+    assert (root / "etc/systemd/system/multi-user.target.wants/hello-web.service").is_symlink()
+    assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/50-baker.conf").read_text()
+    assert not list((root / "tmp").glob("*.deb"))
+
+    # the vault password and what the vault holds: not in the build folder, the logs, the image
+    logs = capsys.readouterr()
+    for secret in (vault_password, VAULT_SECRET):
+        assert secret not in logs.out + logs.err
+        for path in files_under(project_dir / ".baker", root):
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_an_unchanged_recipe_is_a_cache_hit_without_packer(project_dir, local_cloud, vault_password):
+    first = bake(project_dir, local_cloud)
+    log = project_dir / ".baker/build/dev/build.log"
+    before = log.stat().st_mtime_ns
+    again = bake(project_dir, local_cloud)
+    assert again["cached"] is True
+    assert (again["ami_id"], again["recipe"]) == (first["ami_id"], first["recipe"])
+    assert log.stat().st_mtime_ns == before, "packer ran on a cache hit"
+    ec2 = local_cloud.client("ec2")
+    same = ec2.describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:baker:recipe", "Values": [first["recipe"]]}]
+    )
+    assert len(same["Images"]) == 1
+
+    dry = bake(project_dir, local_cloud, dry_run=True)
+    assert dry["cache_hit"] is True and dry["would_bake"] is False and dry["ami_id"] == first["ami_id"]
+    forced = bake(project_dir, local_cloud, force=True)
+    assert forced["cached"] is False and forced["ami_id"] != first["ami_id"]
+    assert forced["recipe"] == first["recipe"]
+
+
+def test_a_changed_ansible_file_gives_a_new_recipe_and_a_new_bake(project_dir, local_cloud, vault_password):
+    first = bake(project_dir, local_cloud)
+    conf = project_dir / "ansible/roles/hardening/files/sshd-baker.conf"
+    original = conf.read_text()
+    conf.write_text(original + "MaxAuthTries 3\n")
+    try:
+        dry = bake(project_dir, local_cloud, dry_run=True)
+        assert dry["recipe"] != first["recipe"] and dry["would_bake"] is True
+        changed = bake(project_dir, local_cloud)
+    finally:
+        conf.write_text(original)
+    assert changed["cached"] is False and changed["ami_id"] != first["ami_id"]
+    root = local_cloud.build_host.image_root(changed["ami_id"])
+    assert "MaxAuthTries 3" in (root / "etc/ssh/sshd_config.d/50-baker.conf").read_text()
+    assert bake(project_dir, local_cloud)["ami_id"] == first["ami_id"], "the old recipe is still cached"
+
+
+def test_a_changed_setting_rebakes_and_a_hostile_tag_value_round_trips(
+    project_dir, local_cloud, vault_password
+):
+    first = bake(project_dir, local_cloud)
+    saved = (project_dir / "environments/dev.yml").read_text()
+
+    def hostile(data: dict[str, Any]) -> None:
+        data["bake"]["tags"] = {"note": HOSTILE, "owner ${x}": "%{y}"}
+        data["bake"]["ansible_vars"]["hello_greeting"] = "hej from dev"
+
+    edit_env(project_dir, "dev", hostile)
+    try:
+        result = bake(project_dir, local_cloud)
+    finally:
+        (project_dir / "environments/dev.yml").write_text(saved)
+    assert result["recipe"] != first["recipe"] and result["ami_id"] != first["ami_id"]
+    ec2 = local_cloud.client("ec2")
+    ami = image(ec2, result["ami_id"])
+    tags = tags_of(ami)
+    assert tags["note"] == HOSTILE
+    assert tags["owner ${x}"] == "%{y}"
+    assert tags["baker:baked-for"] == "dev" and tags["baker:recipe"] == result["recipe"]
+    snap = ami["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    assert tags_of(ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0])["note"] == HOSTILE
+    root = local_cloud.build_host.image_root(result["ami_id"])
+    assert 'HELLO_GREETING="hej from dev"' in (root / "etc/default/hello-web").read_text()
+
+
+def test_a_failing_playbook_exits_3_with_ansibles_words_and_leaves_nothing_behind(
+    project_dir, local_cloud, vault_password
+):
+    tasks = project_dir / "ansible/roles/app_config/tasks/main.yml"
+    original = tasks.read_text()
+    tasks.write_text(
+        original + "\n- name: Deliberately failing step\n  ansible.builtin.command: /bin/false\n"
+    )
+    try:
+        code, payload, err = cli(project_dir, "bake", "-e", "dev")
+    finally:
+        tasks.write_text(original)
+    assert code == 3, err
+    assert payload["ok"] is False and payload["tool"] == "packer"
+    said = "\n".join(payload["output_tail"])
+    assert "Deliberately failing step" in said or "/bin/false" in said
+    assert "FAILED" in said or "fatal" in said
+
+    ec2 = local_cloud.client("ec2")
+    running = ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
+    assert [i["InstanceId"] for r in running["Reservations"] for i in r["Instances"]] == []
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    groups = ec2.describe_security_groups()["SecurityGroups"]
+    assert [g["GroupName"] for g in groups if g["GroupName"].startswith("packer_")] == []
+    build = project_dir / ".baker/build/dev"
+    assert (build / "ami.pkr.hcl").is_file() and (build / "build.log").is_file(), "build folder kept"
+    for path in files_under(build):
+        assert VAULT_PASSWORD.encode() not in path.read_bytes(), path
+    assert VAULT_PASSWORD not in err
