@@ -131,6 +131,12 @@ def git_state(repo: Path, inputs: list[Path]) -> GitState | None:
         log.warning("%s has no commit yet: the version comes from baker.yml (app.base_version)", top_dir)
         return None
     commit_time = int(_out(top_dir, "log", "-1", "--format=%ct", head))
+    if _out(top_dir, "rev-parse", "--is-shallow-repository") == "true":
+        log.warning(
+            "%s is a shallow clone: tags and commit counts may be missing, so the version may not sort "
+            "after earlier builds; fetch the history (git fetch --unshallow --tags)",
+            top_dir,
+        )
     tag = _nearest_tag(top_dir, head)
     count_range = f"{tag}..{head}" if tag else head
     distance = int(_out(top_dir, "rev-list", "--count", count_range))

@@ -248,3 +248,15 @@ def test_a_repository_git_refuses_to_read_is_an_error_not_a_silent_fallback(tmp_
         repo.version()
     assert exc.value.exit_code == 3
     assert "dubious ownership" in str(exc.value)
+
+
+def test_a_shallow_clone_warns_that_the_version_may_be_wrong(repo, tmp_path, warnings):
+    repo.commit()
+    repo.tag("v1.0.0")
+    repo.commit()
+    repo.commit()
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo.root}", str(shallow)], check=True)
+    found = derive(BASE, shallow / "app", [shallow / "app"])
+    assert found.version.startswith(f"{BASE}~1.g")  # what git can see: one commit, no tag
+    assert "shallow clone" in warnings.text
