@@ -58,16 +58,12 @@ def gate(plan: Plan, *, allow_replace: bool = False) -> list[str]:
     Returns the addresses it would have refused (empty when the plan is safe or allowed).
     """
     unsafe = [
-        c.address + f" ({c.kind})"
-        for c in plan.changes
-        if c.type in PROTECTED_TYPES and "delete" in c.actions
+        f"{c.address} ({c.kind})" for c in plan.changes if c.type in PROTECTED_TYPES and "delete" in c.actions
     ]
     if unsafe and not allow_replace:
         raise Refused(
-            "the Terraform plan would "
-            + ", ".join(unsafe).replace(" (", " be ").replace(")", "d")
-            + "; an AMI change only updates the launch template and the Auto Scaling group. "
-            "Re-run with --allow-replace if that is really wanted",
+            f"the Terraform plan would destroy: {', '.join(unsafe)}; an AMI change only updates the launch "
+            "template and the Auto Scaling group. Re-run with --allow-replace if that is really wanted",
             details={"outcome": "refused", "unsafe": unsafe, "plan": plan.summary()},
         )
     return unsafe
@@ -481,9 +477,9 @@ class Deploy:
             "version": info["version"],
             "git_sha": info["git_sha"],
         }
-        self.ensure_backend()
-        self.terraform.init()
         if dry_run:
+            self.ensure_backend()
+            self.terraform.init()
             plan = self.terraform.plan(self.variables(ami_id))
             self.terraform.discard(plan)
             unsafe = gate(plan, allow_replace=True)
@@ -521,6 +517,11 @@ class Deploy:
         result["release_id"] = release_id
         with _sigterm_as_interrupt(), lock:
             try:
+                # read again under the lock: a deploy that just finished may have changed what is live
+                live = self.ledger.live()
+                record["previous_ami_id"] = result["previous_ami_id"] = live.get("ami_id") if live else None
+                self.ensure_backend()
+                self.terraform.init()
                 plan, outputs, watch = self._apply_recorded(ami_id, record, allow_replace)
                 result.update(
                     {

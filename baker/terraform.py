@@ -195,7 +195,7 @@ class Change:
             "address": self.address,
             "type": self.type,
             "action": self.kind,
-            "attributes": list(self.attributes),
+            "attributes": list(self.attributes) if self.kind == "update" else [],
         }
 
 
