@@ -105,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         code = 1
     finally:
-        logging.shutdown()
+        # in-process callers (tests, embedding tools) get the logger back as they had it
+        logger = logging.getLogger("baker")
+        for handler in logger.handlers:
+            handler.flush()
+        logger.handlers[:] = []
+        logger.propagate = True
     return code
 
 
