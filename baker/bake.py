@@ -173,6 +173,8 @@ class PackerWatch:
     errors: list[str] = field(default_factory=list)
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
     failures: list[str] = field(default_factory=list)
+    #: the Ansible task running now, named in the error when it fails
+    task: str = ""
 
     def __call__(self, line: str) -> None:
         parsed = parse_machine_line(line)
@@ -182,11 +184,17 @@ class PackerWatch:
         target, kind, data = parsed
         if kind == "ui" and len(data) >= 2:
             text = ",".join(data[1:])
-            for piece in text.splitlines() or [""]:
+            for piece in text.splitlines():
                 self._say(piece)
-                if data[0] == "error":
+                if not piece.strip():
+                    continue
+                if "TASK [" in piece:
+                    self.task = piece
+                elif data[0] == "error":
                     self.errors.append(piece)
                 elif re.search(r"fatal:|FAILED!|ERROR!|\berror\b", piece, re.IGNORECASE):
+                    if self.task and self.task not in self.failures:
+                        self.failures.append(self.task)
                     self.failures.append(piece)
         elif kind == "artifact" and len(data) >= 3:
             self.artifacts.setdefault(f"{target}.{data[0]}", {})[data[1]] = ",".join(data[2:])
