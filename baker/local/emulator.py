@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    # one line per request would grow the log for the life of the cloud; errors still show
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     extra = [i for i in interfaces() if i != "lo"]
     if extra or not args.host.startswith("127."):

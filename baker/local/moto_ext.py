@@ -24,9 +24,13 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
    plan after the create shows a diff (and would start a refresh nobody asked for).
 6. The group reports every instance as launched from the template's current default version; now each
    instance reports the version it really came from.
-7. ``CopyImage`` ignores ``CopyImageTags`` and ``TagSpecifications`` (the copy has no tags).
-8. ``CreateImage`` with ``snapshot`` TagSpecifications answers HTTP 500 (NotImplementedError), and
-   images made by CreateImage report root device type ``standard``; now ``ebs`` with tagged snapshots.
+7. ``CopyImage`` ignores ``CopyImageTags`` and ``TagSpecifications`` (the copy has no tags), ignores
+   ``Encrypted``/``KmsKeyId``, and the copy reports root device type ``standard`` on /dev/sda1
+   whatever its source was. Now: tags as asked, EBS-backed like the source, encrypted when asked.
+8. ``CreateImage`` with ``snapshot`` TagSpecifications answers HTTP 500 (NotImplementedError), and the
+   image ignores the instance's root volume: always an unencrypted 15 GiB ``standard`` snapshot (an
+   encrypted gp3 root, as Packer launches it, gives an unencrypted image). Now the image's root
+   snapshot has the root volume's size, type, encryption and KMS key, and tagged snapshots.
 9. No Debian source image: added ``debian-12-amd64-baker-local`` owned by 136693071363, public,
    EBS-backed (/dev/xvda with a snapshot), in every region of every account.
 10. ``DescribeTrafficSources`` answers HTTP 500; now it lists the group's target groups.
@@ -245,23 +249,36 @@ def _patch_images() -> None:
     from moto.ec2.models.amis import Ami, AmiBackend
     from moto.ec2.responses.amis import AmisResponse
 
-    class SourceAmi(Ami):
-        """The Debian source image: EBS-backed, as Packer's amazon-ebs builder requires."""
+    class EbsAmi(Ami):
+        """An EBS-backed image whose root snapshot says what it holds (size, type, encryption).
+
+        moto's images always report a 15 GiB unencrypted ``standard`` volume, whatever they were
+        made from; ``root`` is what the image really has.
+        """
+
+        root: dict[str, Any]
 
         @property
         def block_device_mappings(self) -> list[dict[str, Any]]:
-            return [
-                {
-                    "DeviceName": self.root_device_name,
-                    "Ebs": {
-                        "SnapshotId": self.ebs_snapshot.id,
-                        "VolumeSize": 8,
-                        "DeleteOnTermination": True,
-                        "VolumeType": "gp3",
-                        "Encrypted": False,
-                    },
-                }
-            ]
+            ebs = {"SnapshotId": self.ebs_snapshot.id, "DeleteOnTermination": True, **self.root}
+            return [{"DeviceName": self.root_device_name, "Ebs": ebs}]
+
+    def make_ebs(ami: Any, root: dict[str, Any], root_device_name: str) -> None:
+        """Turn one of moto's images into an EbsAmi with ``root`` as its root volume."""
+        ami.__class__ = EbsAmi
+        ami.root = {k: v for k, v in root.items() if v is not None}
+        ami.root_device_type = "ebs"
+        ami.root_device_name = root_device_name
+        snapshot = ami.ebs_snapshot
+        snapshot.encrypted = bool(root.get("Encrypted"))
+        snapshot.kms_key_id = root.get("KmsKeyId")
+        snapshot.volume.size = root.get("VolumeSize", snapshot.volume.size)  # the snapshot's VolumeSize
+
+    def root_of(ami: Any) -> dict[str, Any]:
+        if isinstance(ami, EbsAmi):
+            return dict(ami.root)
+        ebs = ami.block_device_mappings[0]["Ebs"]
+        return {"VolumeSize": ebs.get("VolumeSize"), "VolumeType": ebs.get("VolumeType"), "Encrypted": False}
 
     original_load = AmiBackend._load_amis
 
@@ -269,7 +286,7 @@ def _patch_images() -> None:
         original_load(self)
         region = getattr(self, "region_name", "us-east-1")
         ami_id = source_ami_id(region)
-        self.amis[ami_id] = SourceAmi(
+        ami = Ami(
             self,
             ami_id,
             name=SOURCE_AMI_NAME,
@@ -279,13 +296,13 @@ def _patch_images() -> None:
             virtualization_type="hvm",
             architecture="x86_64",
             hypervisor="xen",
-            root_device_type="ebs",
-            root_device_name="/dev/xvda",
             region_name=region,
             creation_date=datetime(2024, 1, 1),
             boot_mode="legacy-bios",
             snapshot_description="debian-12-amd64-baker-local root volume",
         )
+        make_ebs(ami, {"VolumeSize": 8, "VolumeType": "gp3", "Encrypted": False}, "/dev/xvda")  # gap 9
+        self.amis[ami_id] = ami
 
     AmiBackend._load_amis = _load_amis  # type: ignore[method-assign]
 
@@ -296,10 +313,20 @@ def _patch_images() -> None:
     ) -> Any:
         image_specs = [s for s in tag_specifications or [] if s.get("ResourceType") != "snapshot"]
         ami = original_create_image(self, instance_id, name, description, image_specs)
-        ami.root_device_type = "ebs"  # gap 8
-        source = self.amis.get(getattr(self.get_instance(instance_id), "image_id", ""))
-        if source is not None:
-            ami.root_device_name = source.root_device_name
+        instance = self.get_instance(instance_id)
+        source = self.amis.get(getattr(instance, "image_id", ""))
+        device = source.root_device_name if source is not None else "/dev/xvda"
+        root = root_of(source) if source is not None else {"VolumeSize": 8, "VolumeType": "gp3"}
+        block = dict(instance.get_block_device_mapping).get(device)
+        volume = self.volumes.get(block.volume_id) if block is not None else None
+        if volume is not None:  # gap 8: the image is what the instance's root volume holds
+            root = {
+                "VolumeSize": volume.size,
+                "VolumeType": volume.volume_type,
+                "Encrypted": bool(volume.encrypted),
+                "KmsKeyId": volume.kms_key_id if volume.encrypted else None,
+            }
+        make_ebs(ami, root, device)
         for key, value in _tags_of(tag_specifications, "snapshot").items():
             ami.ebs_snapshot.add_tag(key, value)
         return ami
@@ -309,17 +336,22 @@ def _patch_images() -> None:
     original_copy = AmisResponse.copy_image
 
     def copy_image(self: Any) -> Any:
+        from moto.ec2.models import ec2_backends
+
         result = original_copy(self)
         image = self.ec2_backend.amis[result.result["ImageId"]]  # type: ignore[index]
-        specs = self._get_param("TagSpecifications", [])
-        if self._get_bool_param("CopyImageTags", False):  # gap 7
-            from moto.ec2.models import ec2_backends
-
-            source_region = self._get_param("SourceRegion")
-            source_id = self._get_param("SourceImageId")
-            source = ec2_backends[self.current_account][source_region].describe_images(ami_ids=[source_id])[0]
+        source_region = self._get_param("SourceRegion")
+        source_id = self._get_param("SourceImageId")
+        source = ec2_backends[self.current_account][source_region].describe_images(ami_ids=[source_id])[0]
+        root = root_of(source)  # gap 7: the copy is EBS-backed like its source, encrypted when asked
+        if self._get_bool_param("Encrypted", False):
+            root["Encrypted"] = True
+            root["KmsKeyId"] = self._get_param("KmsKeyId") or root.get("KmsKeyId") or "alias/aws/ebs"
+        make_ebs(image, root, source.root_device_name)
+        if self._get_bool_param("CopyImageTags", False):
             for key, value in _tag_map(source).items():
                 image.add_tag(key, value)
+        specs = self._get_param("TagSpecifications", [])
         for key, value in _tags_of(specs, "image").items():
             image.add_tag(key, value)
         for key, value in _tags_of(specs, "snapshot").items():
@@ -783,7 +815,9 @@ def wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/_baker/"):
-            return app(environ, start_response)
+            # one request at a time: the refresh thread changes the same backends under LOCK
+            with LOCK:
+                return app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         status, payload = handle(environ.get("REQUEST_METHOD", "GET"), path, body)

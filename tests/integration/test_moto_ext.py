@@ -328,3 +328,37 @@ def test_create_image_is_ebs_backed_with_tagged_snapshots(fleet: Fleet) -> None:
     snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     snap_tags = fleet.ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0].get("Tags", [])
     assert {"Key": "baker:app", "Value": "hello-web"} in snap_tags
+
+
+def test_images_keep_what_their_root_volume_is(local_cloud: Any) -> None:
+    """As Packer bakes with encrypt_boot: an encrypted gp3 root -> an encrypted image, and copies of it."""
+    ec2 = local_cloud.client("ec2")
+    source = source_ami(ec2)["ImageId"]
+    instance = ec2.run_instances(
+        ImageId=source,
+        MinCount=1,
+        MaxCount=1,
+        BlockDeviceMappings=[
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {"VolumeSize": 8, "VolumeType": "gp3", "Encrypted": True, "KmsKeyId": "alias/baker"},
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
+    baked = ec2.create_image(InstanceId=instance, Name="encrypted-bake")["ImageId"]
+    copied = local_cloud.client("ec2", "eu-west-1").copy_image(
+        SourceImageId=baked,
+        SourceRegion="us-east-1",
+        Name="encrypted-copy",
+        Encrypted=True,
+        KmsKeyId="alias/eu",
+    )["ImageId"]
+
+    for region, image_id, key in [("us-east-1", baked, "alias/baker"), ("eu-west-1", copied, "alias/eu")]:
+        client = local_cloud.client("ec2", region)
+        image = client.describe_images(ImageIds=[image_id])["Images"][0]
+        assert (image["RootDeviceType"], image["RootDeviceName"]) == ("ebs", "/dev/xvda")
+        root = image["BlockDeviceMappings"][0]["Ebs"]
+        assert (root["VolumeSize"], root["VolumeType"], root["Encrypted"]) == (8, "gp3", True)
+        snapshot = client.describe_snapshots(SnapshotIds=[root["SnapshotId"]])["Snapshots"][0]
+        assert snapshot["Encrypted"] and snapshot["KmsKeyId"] == key
