@@ -27,9 +27,16 @@ def render(result: dict[str, Any]) -> str:
 @click.option("--no-rollback", is_flag=True, help="on failure leave the failed state as it is")
 @click.option("--force", is_flag=True, help="bake even when an AMI of the same recipe exists")
 @click.option("--dry-run", is_flag=True, help="say what would be baked and deployed; change nothing")
+@click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
 @click.pass_obj
 def release(
-    app: App, env_name: str, timeout: int | None, no_rollback: bool, force: bool, dry_run: bool
+    app: App,
+    env_name: str,
+    timeout: int | None,
+    no_rollback: bool,
+    force: bool,
+    dry_run: bool,
+    allow_dirty: bool,
 ) -> None:
     """Bake ENV's AMI (a cache hit when the recipe is unchanged), then deploy it."""
     from baker.bake import Bake
@@ -42,7 +49,9 @@ def release(
         from baker.local import cloud
 
         build_host = cloud.build_host()
-    baked = Bake(app.project, env, aws, build_host=build_host).run(force=force, dry_run=dry_run)
+    baked = Bake(app.project, env, aws, build_host=build_host, allow_dirty=allow_dirty).run(
+        force=force, dry_run=dry_run
+    )
     if dry_run and not baked.get("ami_id"):
         app.emit(
             {"env": env.name, "outcome": "planned", "ami_id": None, "previous_ami_id": None, "bake": baked}

@@ -1,0 +1,288 @@
+"""Deploy against the local cloud with the real Terraform and AWS provider.
+
+The fleet (launch template, ASG, ALB, target group, listener, security groups) is created once,
+by the first test (about 65 s of it is the provider's fixed pauses on the load balancer); the
+tests after it roll that fleet forward, back, and try to break it. They run in file order.
+AMIs are registered directly in the emulator: they need not be baked to be deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from baker.cli import main
+from baker.config import load_project
+from baker.deploy import Deploy
+from baker.errors import Interrupted, Refused, RolledBack
+from baker.ledger import Ledger, lock_for
+from tests.conftest import need_tools
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+ENV = "dev"
+
+
+class Fleet:
+    """The shared deploy environment: a project copy, the cloud, and ways to look at the fleet."""
+
+    def __init__(self, cloud: Any, root: Path) -> None:
+        self.cloud = cloud
+        self.root = root
+        self.project = load_project(root)
+        self.aws = cloud.aws(REGION)
+        self.ledger = Ledger(self.aws, prefix="/baker", app="hello-web", env=ENV)
+        self._n = 0
+
+    def ami(self, version: str) -> str:
+        ec2 = self.aws.client("ec2")
+        self._n += 1
+        image = ec2.register_image(
+            Name=f"hello-web-{version}-{self._n}-{time.time_ns()}",
+            RootDeviceName="/dev/xvda",
+            Architecture="x86_64",
+            VirtualizationType="hvm",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+        )["ImageId"]
+        ec2.create_tags(
+            Resources=[image],
+            Tags=[
+                {"Key": "baker:app", "Value": "hello-web"},
+                {"Key": "baker:version", "Value": version},
+                {"Key": "baker:git-sha", "Value": f"sha-{version}"},
+            ],
+        )
+        return image
+
+    def deploy(self, project: Any = None) -> Deploy:
+        project = project or self.project
+        return Deploy(project, project.environment(ENV), self.aws, local=True, poll_min=0.5, poll_max=2)
+
+    def live(self) -> dict[str, dict[str, str]]:
+        """instance id -> {ami, health} of the group's in-service instances, as AWS says."""
+        asg = self.aws.client("autoscaling")
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["hello-web-dev"])[
+            "AutoScalingGroups"
+        ][0]
+        ids = [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
+        tg = self.aws.client("elbv2").describe_target_groups(Names=["hello-web-dev-tg"])["TargetGroups"][0]
+        health = {
+            t["Target"]["Id"]: t["TargetHealth"]["State"]
+            for t in self.aws.client("elbv2").describe_target_health(TargetGroupArn=tg["TargetGroupArn"])[
+                "TargetHealthDescriptions"
+            ]
+        }
+        images = {}
+        for res in self.aws.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]:
+            for inst in res["Instances"]:
+                images[inst["InstanceId"]] = inst["ImageId"]
+        return {i: {"ami": images[i], "health": health.get(i, "unregistered")} for i in ids}
+
+    def lock_holder(self) -> dict | None:
+        state = self.project.settings.state
+        return lock_for(self.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=60).holder()
+
+
+@pytest.fixture(scope="module")
+def fleet(local_cloud: Any, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    need_tools("terraform")
+    root = tmp_path_factory.mktemp("deploy-project")
+    shutil.copy(repo / "baker.yml", root / "baker.yml")
+    shutil.copytree(repo / "environments", root / "environments")
+    shutil.copytree(repo / "terraform", root / "terraform")
+    return Fleet(local_cloud, root)
+
+
+@pytest.fixture(scope="module")
+def first(fleet: Fleet) -> dict[str, Any]:
+    ami = fleet.ami("1.0.0")
+    return fleet.deploy().run(ami, timeout=120)
+
+
+def test_first_deploy_creates_a_healthy_fleet_and_records_it(fleet: Fleet, first: dict[str, Any]):
+    assert first["outcome"] == "healthy"
+    assert first["previous_ami_id"] is None
+    assert first["version"] == "1.0.0"
+    live = fleet.live()
+    assert len(live) == 2
+    assert {v["ami"] for v in live.values()} == {first["ami_id"]}
+    assert {v["health"] for v in live.values()} == {"healthy"}
+    releases = fleet.ledger.releases()
+    assert releases[0]["ami_id"] == first["ami_id"]
+    assert releases[0]["outcome"] == "healthy"
+    assert releases[0]["git_sha"] == "sha-1.0.0"
+    assert releases[0]["by"]
+    assert fleet.lock_holder() is None
+
+
+def test_a_new_ami_replaces_every_instance(fleet: Fleet, first: dict[str, Any]):
+    before = set(fleet.live())
+    ami = fleet.ami("1.1.0")
+    result = fleet.deploy().run(ami, timeout=120)
+    assert result["outcome"] == "healthy"
+    assert result["previous_ami_id"] == first["ami_id"]
+    live = fleet.live()
+    assert len(live) == 2
+    assert not set(live) & before, "every instance is a new one"
+    assert {v["ami"] for v in live.values()} == {ami}
+    assert {v["health"] for v in live.values()} == {"healthy"}
+    newest = fleet.ledger.releases()[0]
+    assert (newest["ami_id"], newest["outcome"], newest["previous_ami_id"]) == (
+        ami,
+        "healthy",
+        first["ami_id"],
+    )
+    # the intent was recorded before the apply: the history holds both states of the release
+    states = [v["outcome"] for v in fleet.ledger._versions() if v.get("id") == newest["id"]]
+    assert states == ["in_progress", "healthy"]
+
+
+def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet):
+    good = fleet.ledger.live()["ami_id"]
+    bad = fleet.ami("2.0.0-broken")
+    fleet.cloud.set_health(bad, "unhealthy")
+    knobs = fleet.cloud.settings()
+    fleet.cloud.settings(refresh_timeout=8)
+    try:
+        with pytest.raises(RolledBack) as info:
+            fleet.deploy().run(bad, timeout=60)
+    finally:
+        fleet.cloud.settings(refresh_timeout=knobs.get("refresh_timeout", 30))
+    assert info.value.exit_code == 4
+    assert info.value.details["outcome"] == "rolled_back"
+    assert info.value.details["rollback"]["ami_id"] == good
+    assert good in info.value.message
+    live = fleet.live()
+    assert {v["ami"] for v in live.values()} == {good}
+    assert {v["health"] for v in live.values()} == {"healthy"}
+    releases = fleet.ledger.releases()
+    assert (releases[0]["ami_id"], releases[0]["kind"], releases[0]["outcome"]) == (
+        good,
+        "rollback",
+        "healthy",
+    )
+    assert (releases[1]["ami_id"], releases[1]["outcome"]) == (bad, "rolled_back")
+    assert fleet.ledger.live()["ami_id"] == good
+    assert fleet.lock_holder() is None
+
+
+def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, tmp_path: Path):
+    # the same state, but a renamed service: Terraform would replace the ASG, ALB and target group
+    other = tmp_path / "renamed"
+    shutil.copytree(fleet.root, other, ignore=shutil.ignore_patterns(".baker"))
+    env_file = other / "environments" / "dev.yml"
+    data = yaml.safe_load(env_file.read_text())
+    data["deploy"]["variables"]["name"] = "hello-web-renamed"
+    env_file.write_text(yaml.safe_dump(data))
+    versions = len(fleet.ledger._versions())
+    live_before = fleet.live()
+    with pytest.raises(Refused) as info:
+        fleet.deploy(load_project(other)).run(fleet.ami("3.0.0"), timeout=60)
+    assert info.value.exit_code == 6
+    assert "aws_autoscaling_group.this (replace)" in info.value.message
+    assert "aws_lb.this (replace)" in info.value.message
+    assert "--allow-replace" in info.value.message
+    assert fleet.live() == live_before
+    assert len(fleet.ledger._versions()) == versions, "a refused plan writes nothing to the ledger"
+    assert fleet.lock_holder() is None
+
+
+def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet):
+    live_before = fleet.live()
+    versions = len(fleet.ledger._versions())
+    result = fleet.deploy().run(fleet.ami("3.1.0"), dry_run=True)
+    assert result["outcome"] == "planned"
+    assert "aws_launch_template.this" in result["plan_text"]
+    assert result["plan"]["counts"]["update"] == 2
+    assert fleet.live() == live_before
+    assert len(fleet.ledger._versions()) == versions
+
+
+def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, capsys: pytest.CaptureFixture):
+    ami = fleet.ami("4.0.0")
+    outcome: dict[str, Any] = {}
+
+    def first_deploy() -> None:
+        try:
+            outcome["result"] = fleet.deploy().run(ami, timeout=120)
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=first_deploy)
+    runner.start()
+    try:
+        for _ in range(300):
+            if fleet.lock_holder():
+                break
+            time.sleep(0.1)
+        holder = fleet.lock_holder()
+        assert holder, "the first deploy took the lock"
+        code = main(
+            [
+                "--project",
+                str(fleet.root),
+                "--local",
+                "--output",
+                "json",
+                "deploy",
+                "-e",
+                ENV,
+                "--ami",
+                fleet.ami("4.0.1"),
+            ]
+        )
+    finally:
+        runner.join(timeout=300)
+    assert code == 6
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["exit_code"] == 6
+    assert holder["owner"] in out["error"] and holder["since"] in out["error"]
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"]["outcome"] == "healthy"
+    assert fleet.lock_holder() is None
+
+
+def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFixture):
+    state = fleet.project.settings.state
+    stale = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+    stale.acquire()  # a CI job that was killed: nobody will release this
+    assert main(["--project", str(fleet.root), "--local", "unlock", "-e", ENV]) == 2
+    assert fleet.lock_holder() is not None
+    assert (
+        main(["--project", str(fleet.root), "--local", "--output", "json", "unlock", "-e", ENV, "--force"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["released"]["owner"] == stale.owner
+    assert fleet.lock_holder() is None
+
+
+def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
+    ami = fleet.ami("5.0.0")
+    fleet.cloud.set_health(ami, "initial")  # never healthy: the deploy waits until interrupted
+    stage = fleet.deploy()
+    polls = threading.Event()
+    stage.on_poll = lambda state: polls.set()
+
+    def interrupt() -> None:
+        if polls.wait(timeout=240):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(Interrupted) as info:
+        stage.run(ami, timeout=300)
+    assert info.value.exit_code == 130
+    assert "lock released" in info.value.message
+    assert fleet.lock_holder() is None
+    newest = fleet.ledger.releases()[0]
+    assert (newest["ami_id"], newest["outcome"]) == (ami, "interrupted")
