@@ -65,14 +65,15 @@ def ci_url(environ: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-def ansible_version() -> str:
-    out = runner.output(["ansible-playbook", "--version"], stage="ansible", timeout=60)
-    match = re.search(r"\[core ([^\]]+)\]", out) or re.search(r"ansible-playbook ([0-9][^\s]*)", out)
-    return match.group(1) if match else "unknown"
+#: what site.yml's first task prints: the version of the Ansible that really provisions the image
+_ANSIBLE_VERSION = re.compile(r"baker-ansible-version=([0-9][^\s\"']*)")
 
 
-def builder_tag(packer_version: tuple[int, int, int], ansible: str) -> str:
-    return f"baker {__version__}; packer {'.'.join(map(str, packer_version))}; ansible-core {ansible}"
+def builder_tag(packer_version: tuple[int, int, int], ansible: str | None = None) -> str:
+    """`baker X; packer Y; ansible-core Z`. Packer tags the AMI before Ansible's version is known
+    (the playbook reports it), so baker completes the tag after the build."""
+    tag = f"baker {__version__}; packer {'.'.join(map(str, packer_version))}"
+    return f"{tag}; ansible-core {ansible}" if ansible else tag
 
 
 def provenance_tags(
@@ -132,7 +133,7 @@ def build_values(
             recipe=recipe,
             source=source.id,
             built_at=built_at,
-            builder=builder or builder_tag(packer_version, "?"),
+            builder=builder or builder_tag(packer_version),
             ci=ci_url(),
         ),
     }
@@ -175,6 +176,7 @@ class PackerWatch:
     failures: list[str] = field(default_factory=list)
     #: the Ansible task running now, named in the error when it fails
     task: str = ""
+    ansible_version: str | None = None
 
     def __call__(self, line: str) -> None:
         parsed = parse_machine_line(line)
@@ -190,6 +192,8 @@ class PackerWatch:
                     continue
                 if "TASK [" in piece:
                     self.task = piece
+                elif self.ansible_version is None and (found := _ANSIBLE_VERSION.search(piece)):
+                    self.ansible_version = found.group(1)
                 elif data[0] == "error":
                     self.errors.append(piece)
                 elif re.search(r"fatal:|FAILED!|ERROR!|\berror\b", piece, re.IGNORECASE):
@@ -263,7 +267,7 @@ class Bake:
         started = time.monotonic()
         out = render.build_dir(self.project, self.env)
         pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
-        version = render.packer_version(self.packer)
+        version = render.packer_version(self.packer, cache_dir=out.parent)
         ec2 = self.aws.client("ec2")
         source = render.resolve_source_ami(ec2, self.env.settings.bake.source_ami)
         rendered = render.render(
@@ -346,7 +350,6 @@ class Bake:
         if bake.vault_file and bake.vault_password is not None:
             secret = bake.vault_password.resolve(self.project.root)
         build_id = uuid.uuid4().hex[:16]
-        builder = builder_tag(version, ansible_version())
         env = render.packer_base_env()
         env.update(self.aws.env_vars())
         env.pop(render.VAULT_PASSWORD_ENV, None)
@@ -366,7 +369,6 @@ class Bake:
                 packer_version=version,
                 session=session,
                 local=self.local,
-                builder=builder,
                 build_id=build_id,
             )
             rendered.write_variables(values)
@@ -389,6 +391,7 @@ class Bake:
             tags = {
                 **{k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
                 **values["build_tags"],
+                "baker:builder": builder_tag(version, watch.ansible_version or "unknown"),
             }
             for where, ami in amis.items():
                 ensure_tags(

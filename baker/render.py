@@ -130,9 +130,31 @@ def parse_packer_version(text: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-def packer_version(binary: str = "packer") -> tuple[int, int, int]:
-    """The installed Packer's version: it decides whether the template may name its plugins."""
-    return parse_packer_version(runner.output([binary, "version"], env=packer_base_env(), stage="packer"))
+def packer_version(binary: str = "packer", *, cache_dir: Path | None = None) -> tuple[int, int, int]:
+    """The installed Packer's version: it decides whether the template may name its plugins.
+
+    With ``cache_dir`` the answer is kept next to the build, keyed by the binary's path, size,
+    mtime and inode, so a cache-hit bake does not start Packer at all.
+    """
+    path = Path(runner.which(binary) if os.sep not in binary else binary).resolve()
+    st = path.stat()
+    key = f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    memo = cache_dir / "packer-version.json" if cache_dir is not None else None
+    if memo is not None:
+        try:
+            known = json.loads(memo.read_text())
+            if known.get("key") == key:
+                major, minor, patch = known["version"]
+                return int(major), int(minor), int(patch)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    version = parse_packer_version(
+        runner.output([str(path), "version"], env=packer_base_env(), stage="packer")
+    )
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps({"key": key, "version": list(version)}) + "\n")
+    return version
 
 
 def packer_base_env() -> dict[str, str]:

@@ -71,3 +71,13 @@ def test_ci_url_comes_from_the_ci_system_or_not_at_all():
     assert bake.ci_url(github) == "https://github.com/o/r/actions/runs/7"
     assert bake.ci_url({"CI_JOB_URL": "https://gitlab/j/1"}) == "https://gitlab/j/1"
     assert bake.ci_url({"BAKER_CI_URL": "https://x", "BUILD_URL": "https://y"}) == "https://x"
+
+
+def test_watch_reads_the_ansible_version_the_playbook_reports():
+    watch = bake.PackerWatch()
+    watch("1763900000,,ui,message,    amazon-ebs.app: ok: [default] => {")
+    watch('1763900001,,ui,message,    amazon-ebs.app:     "msg": "baker-ansible-version=2.19.14"')
+    assert watch.ansible_version == "2.19.14"
+    assert bake.builder_tag((1, 6, 6), watch.ansible_version) == (
+        f"baker {bake.__version__}; packer 1.6.6; ansible-core 2.19.14"
+    )

@@ -303,3 +303,16 @@ def test_packer_validate_failure_is_a_tool_error_with_packers_words(project, tmp
         render.validate(pair.template, pair.variables, cwd=project.root)
     assert err.value.exit_code == 3
     assert "instance_typo" in "\n".join(err.value.output_tail)
+
+
+def test_packer_version_is_remembered_per_binary(tmp_path):
+    need_tools("packer")
+    first = render.packer_version(cache_dir=tmp_path)
+    memo = json.loads((tmp_path / "packer-version.json").read_text())
+    assert tuple(memo["version"]) == first
+    # a remembered answer is used while the binary is the same one...
+    (tmp_path / "packer-version.json").write_text(json.dumps({**memo, "version": [9, 9, 9]}))
+    assert render.packer_version(cache_dir=tmp_path) == (9, 9, 9)
+    # ...and not once it names another binary
+    (tmp_path / "packer-version.json").write_text(json.dumps({"key": "elsewhere", "version": [9, 9, 9]}))
+    assert render.packer_version(cache_dir=tmp_path) == first
