@@ -35,6 +35,10 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
    EBS-backed (/dev/xvda with a snapshot), in every region of every account.
 10. ``DescribeTrafficSources`` answers HTTP 500; now it lists the group's target groups.
 
+Not emulated (the pipeline does not need them): InstanceWarmup, CheckpointPercentages, BakeTime and
+alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance is not replaced
+by the group; warm pools during a refresh.
+
 ``install()`` applies all of it once per process, before the server starts.
 """
 
