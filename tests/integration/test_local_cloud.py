@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,14 @@ def test_without_root_the_local_cloud_says_so(
     assert cli(["local", "up", "--state-dir", str(tmp_path)]) == 2
     assert "needs root" in capsys.readouterr().err
     assert not (tmp_path / "state.json").exists()
+
+
+def test_the_emulator_refuses_to_listen_beyond_loopback(isolated: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "baker.local.emulator", "--host", "0.0.0.0", "--port", "5999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "refusing to run outside a loopback-only network namespace" in done.stderr
