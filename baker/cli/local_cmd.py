@@ -65,12 +65,37 @@ def _render_status(d: dict[str, Any]) -> str:
 @STATE_DIR
 @click.option("--netns", "netns_name", default=None, help="network namespace name (default baker-local)")
 @click.option("--no-rootfs", is_flag=True, help="do not build the build host's root filesystem now")
+@click.option(
+    "--initial-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="how long a new target reports 'initial' before 'healthy' [default: 3]",
+)
+@click.option(
+    "--refresh-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="how long an instance refresh waits on unhealthy replacements before it fails [default: 30]",
+)
 @click.pass_obj
-def up(app: App, state_dir: str | None, netns_name: str | None, no_rootfs: bool) -> None:
+def up(
+    app: App,
+    state_dir: str | None,
+    netns_name: str | None,
+    no_rootfs: bool,
+    initial_seconds: float | None,
+    refresh_timeout: float | None,
+) -> None:
     """Start the local cloud (harmless when it already runs)."""
     from baker.local import cloud
 
-    result = cloud.up(state_dir, netns_name, rootfs=not no_rootfs)
+    timings = {"initial_seconds": initial_seconds, "refresh_timeout": refresh_timeout}
+    result = cloud.up(
+        state_dir,
+        netns_name,
+        rootfs=not no_rootfs,
+        timings={k: v for k, v in timings.items() if v is not None},
+    )
     app.emit(result, lambda d: ("already running\n" if d.get("already_running") else "") + _render_status(d))
 
 

@@ -271,9 +271,17 @@ def _ensure_rootfs(sdir: Path) -> str | None:
 
 
 def up(
-    state_dir: str | Path | None = None, netns_name: str | None = None, *, rootfs: bool = True
+    state_dir: str | Path | None = None,
+    netns_name: str | None = None,
+    *,
+    rootfs: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Start the local cloud (harmless when it runs): namespace, emulator, build host's root fs."""
+    """Start the local cloud (harmless when it runs): namespace, emulator, build host's root fs.
+
+    ``timings`` sets the emulator's health knobs (initial_seconds, refresh_timeout), also on a
+    cloud that already runs.
+    """
     sdir = resolve_state_dir(state_dir)
     netns.require_root()
     started = time.monotonic()
@@ -287,6 +295,8 @@ def up(
         if netns_name and netns_name != state["netns"]:
             raise UsageError(f"the local cloud in {sdir} already runs in namespace {state['netns']}")
         _call(state, "/_baker/health")
+        if timings:
+            _call(state, "/_baker/settings", "POST", timings)
         rootfs_path = _ensure_rootfs(sdir) if rootfs else None
         result = status(sdir)
         result.update(
@@ -302,6 +312,8 @@ def up(
     netns.create(name)
     log_file = sdir / "emulator.log"
     emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT)]
+    for key, value in sorted((timings or {}).items()):
+        emulator += [f"--{key.replace('_', '-')}", str(value)]
     argv = emulator if netns.inside(name) else netns.exec_prefix(name) + emulator
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
