@@ -324,7 +324,7 @@ class Bake:
             )
             return result
 
-        amis, name, tags = self._build(rendered, pkg, digest, source, version)
+        amis, name, tags, packer_seconds = self._build(rendered, pkg, digest, source, version)
         result.update(
             ami_id=amis[result["region"]],
             amis=amis,
@@ -332,6 +332,7 @@ class Bake:
             cached=False,
             tags=tags,
             duration=round(time.monotonic() - started, 3),
+            packer_seconds=round(packer_seconds, 3),
         )
         return result
 
@@ -344,7 +345,7 @@ class Bake:
         digest: str,
         source: render.SourceImage,
         version: tuple[int, int, int],
-    ) -> tuple[dict[str, str], str, dict]:
+    ) -> tuple[dict[str, str], str, dict, float]:
         bake = self.env.settings.bake
         secret = None
         if bake.vault_file and bake.vault_password is not None:
@@ -379,7 +380,9 @@ class Bake:
                 self.env.name,
                 digest[:12],
             )
+            packer_started = time.monotonic()
             watch = self._packer(rendered, env, secret, build_id, bake.timeout)
+            packer_seconds = time.monotonic() - packer_started
             amis = watch.amis()
             region = self.env.settings.aws.region
             if region not in amis:
@@ -401,7 +404,7 @@ class Bake:
                 )
             if self.build_host is not None and session is not None:
                 self.build_host.commit(session, amis[region])
-        return amis, values["ami_name"], tags
+        return amis, values["ami_name"], tags, packer_seconds
 
     def _packer(
         self, rendered: render.Rendered, env: dict[str, str], secret: str | None, build_id: str, timeout: int

@@ -196,12 +196,15 @@ def main() -> int:
             hit_inproc, calls = cache_hit_calls(project_dir)
 
             # baker's overhead: alternate a forced bake and a by-hand packer build on the same template
-            baker_runs, hand_runs = [], []
+            baker_runs, hand_runs, inside = [], [], []
             for _ in range(args.rounds):
-                baker_runs.append(one_bake(project_dir, force=True)[0])
+                seconds, result = one_bake(project_dir, force=True)
+                baker_runs.append(seconds)
+                inside.append((seconds - result["packer_seconds"]) / result["packer_seconds"])
                 hand_runs.append(packer_by_hand(project_dir))
 
-    b, h = statistics.median(baker_runs), statistics.median(hand_runs)
+    # the machine is shared: the fastest run of each is the one least disturbed by others
+    b, h = min(baker_runs), min(hand_runs)
     print(f"bake (local cloud, Packer {'.'.join(map(str, render.packer_version()))}, {args.rounds} rounds)")
     print(f"  cold bake (first in a fresh cloud):     {cold:6.2f} s   -> {first['ami_id']}")
     print(
@@ -218,8 +221,13 @@ def main() -> int:
         f"({', '.join(calls)})   (target <= 2)"
     )
     print(
-        f"  baker bake vs packer build by hand:     {b:6.2f} s vs {h:.2f} s   overhead "
+        f"  baker bake vs packer build by hand:     {b:6.2f} s vs {h:.2f} s (fastest of each)   overhead "
         f"{(b - h) / h * 100:+.1f} %   (target <= 5 %)"
+    )
+    print(
+        "  baker's own time around its packer run: "
+        + ", ".join(f"{x * 100:+.1f} %" for x in inside)
+        + " of the packer run, in the same bake"
     )
     return 0
 
