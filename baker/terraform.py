@@ -250,23 +250,27 @@ def parse_plan(document: dict[str, Any], path: Path | str = "") -> Plan:
 
 
 def text_diagnostics(lines: Sequence[str]) -> list[str]:
-    """The ``Error:`` blocks of human-readable (-no-color) output, one string each."""
+    """The ``Error:`` blocks of human-readable (-no-color) output, one "summary: detail" each."""
     out: list[str] = []
     current: list[str] | None = None
+
+    def close(block: list[str]) -> None:
+        out.append(block[0] + (": " + " ".join(block[1:]) if len(block) > 1 else ""))
+
     for raw in lines:
         line = raw.strip().lstrip("│╷╵").strip()
         if line.startswith("Error: "):
             if current:
-                out.append(" ".join(current))
+                close(current)
             current = [line.removeprefix("Error: ")]
         elif current is not None:
             if not line and len(current) > 1:
-                out.append(" ".join(current))
+                close(current)
                 current = None
-            elif line and not line.startswith(("on ", "with ")) and not line.startswith(tuple("0123456789")):
+            elif line and not line.startswith(("on ", "with ")) and not line[:1].isdigit():
                 current.append(line)
     if current:
-        out.append(" ".join(current))
+        close(current)
     return out
 
 

@@ -252,6 +252,37 @@ def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, cap
     assert fleet.lock_holder() is None
 
 
+def test_a_pinned_environment_refuses_deploys(fleet: Fleet):
+    live_before = fleet.live()
+    fleet.ledger.set_pin(fleet.ledger.live()["ami_id"], reason="incident 42", by="oncall")
+    try:
+        with pytest.raises(Refused) as info:
+            fleet.deploy().run(fleet.ami("4.1.0"), timeout=60)
+    finally:
+        fleet.ledger.clear_pin()
+    assert info.value.exit_code == 6
+    assert "pinned" in info.value.message and "incident 42" in info.value.message
+    assert fleet.live() == live_before
+
+
+def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
+    state = fleet.project.settings.state
+    mine = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+    with mine:
+        first = fleet.lock_holder()["expires_at"]
+        time.sleep(1.1)
+        assert mine.renew()
+        assert fleet.lock_holder()["expires_at"] > first
+        # broken by an operator: the old owner can neither renew nor delete the new holder's lock
+        mine.force_release()
+        thief = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+        thief.acquire()
+        assert not mine.renew()
+    assert fleet.lock_holder()["owner"] == thief.owner
+    thief.release()
+    assert fleet.lock_holder() is None
+
+
 def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFixture):
     state = fleet.project.settings.state
     stale = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)

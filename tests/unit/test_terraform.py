@@ -10,7 +10,8 @@ import pytest
 
 from baker import terraform as tf
 from baker.config import BackendSettings
-from baker.errors import UsageError
+from baker.errors import ToolError, UsageError
+from tests.conftest import need_tools
 
 
 def test_init_passes_every_backend_setting_and_never_prompts():
@@ -100,7 +101,7 @@ def test_text_diagnostics_become_one_line_each():
         "Error: No valid credential sources found",
     ]
     assert tf.text_diagnostics(out) == [
-        "Invalid value for variable The image_id must be an AMI id (ami-...).",
+        "Invalid value for variable: The image_id must be an AMI id (ami-...).",
         "No valid credential sources found",
     ]
 
@@ -152,3 +153,26 @@ def test_each_environment_gets_its_own_working_copy(tmp_path: Path, repo: Path):
     # no backend configured: local state, written as an override in the working copy only
     assert (tmp_path / "prod" / tf.BACKEND_OVERRIDE).is_file()
     assert not (repo / "terraform" / tf.BACKEND_OVERRIDE).exists()
+
+
+def test_terraform_own_words_become_the_error(tmp_path: Path, repo: Path):
+    need_tools("terraform")
+    mirror = tf.find_mirror(None)
+    if mirror is None:
+        pytest.skip("no Terraform provider mirror on this machine (/opt/tf-plugins)")
+    t = tf.Terraform(
+        module_dir=repo / "terraform",
+        work_dir=tmp_path / "w",
+        mirror=mirror,
+        timeout=60,
+        env={"AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"},
+    )
+    t.init()
+    with pytest.raises(ToolError) as info:
+        t.plan({"image_id": "ami-12345678"})  # "name" is required
+    assert info.value.exit_code == 3
+    assert (
+        'No value for required variable: The root module input variable "name" is not set'
+        in info.value.message
+    )
+    assert not list((tmp_path / "w").glob("*.tfvars.json")), "the var file is gone after a failed plan"
