@@ -46,6 +46,8 @@ PROVENANCE = (
     "baker:builder",
 )
 _COMMA = "%!(PACKER_COMMA)"
+#: variables of packer's environment whose values must never reach a log line
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", render.VAULT_PASSWORD_ENV)
 
 
 # ---------------------------------------------------------------- what changes per build
@@ -352,7 +354,7 @@ class Bake:
             secret = bake.vault_password.resolve(self.project.root)
         build_id = uuid.uuid4().hex[:16]
         env = render.packer_base_env()
-        env.update(self.aws.env_vars())
+        env.update(packer_aws_env(self.aws))
         env.pop(render.VAULT_PASSWORD_ENV, None)
         if secret is not None:
             env[render.VAULT_PASSWORD_ENV] = secret
@@ -403,7 +405,9 @@ class Bake:
                     tags,
                 )
             if self.build_host is not None and session is not None:
-                self.build_host.commit(session, amis[region])
+                # every region's copy is the same image: each gets the content, the home region first
+                for where in sorted(amis, key=lambda r: r != region):
+                    self.build_host.commit(session, amis[where])
         return amis, values["ami_name"], tags, packer_seconds
 
     def _packer(
@@ -420,7 +424,7 @@ class Bake:
                 check=False,
                 on_line=watch,
                 stage="packer",
-                redact=[secret] if secret else [],
+                redact=self._secrets(env, secret),
             )
         if result.returncode != 0:
             self._sweep(build_id)
@@ -432,6 +436,13 @@ class Bake:
                 details={"build_dir": str(rendered.directory)},
             )
         return watch
+
+    def _secrets(self, env: dict[str, str], vault_password: str | None) -> list[str]:
+        """What must never reach a log line (the local cloud's fake keys are not secret)."""
+        found = [vault_password] if vault_password else []
+        if not self.aws.credentials:
+            found += [v for k, v in env.items() if k in _SECRET_ENV and v]
+        return found
 
     def _sweep(self, build_id: str) -> None:
         """Packer cleans up after a failed build; terminate anything of this build it left running."""
@@ -449,6 +460,21 @@ class Bake:
         if left:
             log.warning("terminating instances packer left behind: %s", ", ".join(left))
             ec2.terminate_instances(InstanceIds=left)
+
+
+def packer_aws_env(aws: AWS) -> dict[str, str]:
+    """Where Packer finds the environment's AWS: its profile, or, when baker assumes a role, that
+    role's temporary credentials (Packer 1.6 cannot assume roles itself). Never logged."""
+    out = aws.env_vars()
+    if aws.role_arn and not aws.credentials:
+        creds = aws.session().get_credentials()
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            out.pop("AWS_PROFILE", None)
+            out.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+            if frozen.token:
+                out["AWS_SESSION_TOKEN"] = frozen.token
+    return out
 
 
 def find_by_recipe(ec2: Client, digest: str) -> dict[str, Any] | None:

@@ -267,3 +267,33 @@ def test_a_failing_playbook_exits_3_with_ansibles_words_and_leaves_nothing_behin
     for path in files_under(build):
         assert VAULT_PASSWORD.encode() not in path.read_bytes(), path
     assert VAULT_PASSWORD not in err
+
+
+def test_render_writes_and_validates_the_template_without_baking(project_dir, local_cloud):
+    ec2 = local_cloud.client("ec2")
+    before = len(ec2.describe_images(Owners=["self"])["Images"])
+    code, payload, err = cli(project_dir, "render", "-e", "staging")
+    assert code == 0, err
+    template = Path(payload["template"])
+    assert template == project_dir / ".baker/build/staging/ami.pkr.hcl" and template.is_file()
+    assert Path(payload["variables"]).is_file()
+    assert payload["packer_version"] == "1.6.6" and payload["required_plugins"] is False
+    assert payload["validated"] == "syntax"  # --local: the build host's key exists only during a bake
+    assert '"baker:baked-for" = "staging"' in template.read_text()
+    assert len(ec2.describe_images(Owners=["self"])["Images"]) == before
+
+
+def test_copies_to_other_regions_carry_the_tags_and_the_content(project_dir, local_cloud, vault_password):
+    saved = (project_dir / "environments/dev.yml").read_text()
+    edit_env(project_dir, "dev", lambda d: d["bake"].update(copy_to_regions=["us-west-2"]))
+    try:
+        result = bake(project_dir, local_cloud)
+    finally:
+        (project_dir / "environments/dev.yml").write_text(saved)
+    assert set(result["amis"]) == {"us-east-1", "us-west-2"}
+    home = tags_of(image(local_cloud.client("ec2"), result["ami_id"]))
+    copy_id = result["amis"]["us-west-2"]
+    copy = tags_of(image(local_cloud.client("ec2", region="us-west-2"), copy_id))
+    assert {k: copy.get(k) for k in PROVENANCE} == {k: home[k] for k in PROVENANCE}
+    root = local_cloud.build_host.image_root(copy_id)
+    assert root is not None and dpkg_version(root, "hello-web") == result["version"]

@@ -81,3 +81,22 @@ def test_watch_reads_the_ansible_version_the_playbook_reports():
     assert bake.builder_tag((1, 6, 6), watch.ansible_version) == (
         f"baker {bake.__version__}; packer 1.6.6; ansible-core 2.19.14"
     )
+
+
+def test_packer_gets_the_profile_or_the_assumed_roles_credentials():
+    import boto3
+
+    from baker.aws import AWS
+
+    assert bake.packer_aws_env(AWS(region="eu-west-1", profile="ops"))["AWS_PROFILE"] == "ops"
+    assumed = boto3.Session(aws_access_key_id="ASIA1", aws_secret_access_key="s3", aws_session_token="t0")
+    env = bake.packer_aws_env(
+        AWS(region="eu-west-1", profile="ops", role_arn="arn:aws:iam::1:role/x", _session=assumed)
+    )
+    assert "AWS_PROFILE" not in env
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"]) == (
+        "ASIA1",
+        "s3",
+        "t0",
+    )
+    assert env["AWS_REGION"] == "eu-west-1"
