@@ -22,6 +22,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -268,9 +269,12 @@ class Bake:
     def run(self, *, force: bool = False, dry_run: bool = False) -> dict[str, Any]:
         started = time.monotonic()
         out = render.build_dir(self.project, self.env)
-        pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
+        # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ec2_client = pool.submit(self.aws.client, "ec2")
+            pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
+            ec2 = ec2_client.result()
         version = render.packer_version(self.packer, cache_dir=out.parent)
-        ec2 = self.aws.client("ec2")
         source = render.resolve_source_ami(ec2, self.env.settings.bake.source_ami)
         rendered = render.render(
             self.project,
