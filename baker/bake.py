@@ -117,7 +117,6 @@ def build_values(
     session: Any,
     local: bool = False,
     built_at: str | None = None,
-    builder: str | None = None,
     build_id: str | None = None,
 ) -> dict[str, Any]:
     """The variables file's values. ``session`` is the local build host's (None against AWS)."""
@@ -136,7 +135,7 @@ def build_values(
             recipe=recipe,
             source=source.id,
             built_at=built_at,
-            builder=builder or builder_tag(packer_version),
+            builder=builder_tag(packer_version),
             ci=ci_url(),
         ),
     }
