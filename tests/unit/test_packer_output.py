@@ -1,4 +1,4 @@
-"""bake's pure parts: Packer's machine-readable lines, the artifact, the argv, where CI runs."""
+"""bake's pure parts: Packer's machine-readable output, the artifact, the argv, CI, credentials."""
 
 from __future__ import annotations
 
