@@ -23,7 +23,7 @@ import yaml
 from baker.cli import main
 from baker.config import load_project
 from baker.deploy import Deploy
-from baker.errors import Interrupted, Refused, RolledBack
+from baker.errors import Interrupted, Refused, RollbackFailed, RolledBack
 from baker.ledger import Ledger, lock_for
 from tests.conftest import need_tools
 
@@ -296,6 +296,24 @@ def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFi
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["released"]["owner"] == stale.owner
     assert fleet.lock_holder() is None
+
+
+def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_what_is_live(fleet: Fleet):
+    # staging: its own state and fleet, never deployed before
+    bad = fleet.ami("0.9.0-broken")
+    fleet.cloud.set_health(bad, "unhealthy")
+    project = fleet.project
+    stage = Deploy(project, project.environment("staging"), fleet.aws, local=True, poll_min=0.5, poll_max=2)
+    with pytest.raises(RollbackFailed) as info:
+        stage.run(bad, timeout=10)
+    assert info.value.exit_code == 5
+    message = info.value.message
+    assert "no previous good release" in message
+    assert f"Live: 2 on {bad} (2 unhealthy)" in message
+    assert info.value.details["outcome"] == "failed"
+    staging = Ledger(fleet.aws, prefix="/baker", app="hello-web", env="staging")
+    assert [(r["ami_id"], r["outcome"]) for r in staging.releases()] == [(bad, "failed")]
+    assert staging.live() is None
 
 
 def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
