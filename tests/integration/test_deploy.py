@@ -316,6 +316,22 @@ def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_what_is_live
     assert staging.live() is None
 
 
+def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet):
+    good = fleet.ledger.live()["ami_id"]
+    bad = fleet.ami("6.0.0-broken")
+    fleet.cloud.set_health(bad, "unhealthy")
+    with pytest.raises(RollbackFailed) as info:
+        fleet.deploy().run(bad, timeout=10, rollback=False)
+    assert info.value.exit_code == 5
+    assert "--no-rollback" in info.value.message
+    assert bad in info.value.message.split("Live:")[1]
+    assert bad in {v["ami"] for v in fleet.live().values()}, "nothing was rolled back"
+    newest = fleet.ledger.releases()[0]
+    assert (newest["ami_id"], newest["outcome"]) == (bad, "failed")
+    assert fleet.ledger.live()["ami_id"] == good
+    assert fleet.lock_holder() is None
+
+
 def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
     ami = fleet.ami("5.0.0")
     fleet.cloud.set_health(ami, "initial")  # never healthy: the deploy waits until interrupted
