@@ -47,6 +47,8 @@ REFRESH_FAILED = (
     "RollbackSuccessful",
 )
 REFRESH_RUNNING = ("Pending", "InProgress", "Baking")
+#: EC2 accepts at most this many values in one filter
+FILTER_VALUES = 200
 
 
 # ---------------------------------------------------------------- the plan gate
@@ -195,7 +197,7 @@ def duration(seconds: float) -> str:
 
 @dataclass
 class Watch:
-    """Follows one rollout with a bounded number of calls per poll (four, whatever the fleet size)."""
+    """Follows one rollout with a bounded number of calls per poll (four for up to 200 instances)."""
 
     aws: AWS
     asg_name: str
@@ -233,9 +235,13 @@ class Watch:
             {i["InstanceId"] for i in groups[0].get("Instances", [])} | {t["Target"]["Id"] for t in targets}
         )
         images: dict[str, str] = {}
-        if ids:
-            # one call for every instance; terminated ones may be gone already, which is fine
-            resp = self.aws.client("ec2").describe_instances(Filters=[{"Name": "instance-id", "Values": ids}])
+        # One call for up to 200 instances (EC2's limit of values per filter). A filter, not
+        # InstanceIds: an instance that is already gone must not fail the whole call.
+        for start in range(0, len(ids), FILTER_VALUES):
+            chunk = ids[start : start + FILTER_VALUES]
+            resp = self.aws.client("ec2").describe_instances(
+                Filters=[{"Name": "instance-id", "Values": chunk}]
+            )
             for res in resp.get("Reservations", []):
                 for inst in res.get("Instances", []):
                     images[inst["InstanceId"]] = inst.get("ImageId", "")

@@ -208,6 +208,16 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet):
     assert len(fleet.ledger._versions()) == versions
 
 
+def test_deploy_dry_run_from_the_command_line(fleet: Fleet, capsys: pytest.CaptureFixture):
+    ami = fleet.ami("3.2.0")
+    code = main(["--project", str(fleet.root), "--local", "deploy", "-e", ENV, "--ami", ami, "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"dev: dry run, nothing changed; would deploy {ami}" in out
+    assert "plan: 0 to create, 2 to update, 0 to replace, 0 to delete" in out
+    assert "update   aws_launch_template.this (" in out and "image_id" in out
+
+
 def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, capsys: pytest.CaptureFixture):
     ami = fleet.ami("4.0.0")
     outcome: dict[str, Any] = {}
