@@ -34,6 +34,12 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
 9. No Debian source image: added ``debian-12-amd64-baker-local`` owned by 136693071363, public,
    EBS-backed (/dev/xvda with a snapshot), in every region of every account.
 10. ``DescribeTrafficSources`` answers HTTP 500; now it lists the group's target groups.
+11. One account only: moto reads an access key id only when it has 20 characters and maps it to an
+    account only when IAM issued it, so every request lands in 123456789012 whatever the key. Now a
+    12-digit access key id is the account id,
+    and an image shared with an account (ModifyImageAttribute launch permission) is visible to it
+    (DescribeImages by id, ExecutableUsers=self) and can be copied by it (CopyImage), as promotion
+    between accounts needs.
 
 Not emulated (the pipeline does not need them): InstanceWarmup, CheckpointPercentages, BakeTime and
 alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance is not replaced
@@ -47,6 +53,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import threading
 import time
 import uuid
@@ -78,6 +86,8 @@ class Settings:
 
 
 SETTINGS = Settings()
+#: the access key id of a SigV4 signature when it is a 12-digit account id
+_ACCOUNT_KEY = re.compile(r"Credential=(\d{12})/")
 LOCK = threading.RLock()
 _installed = False
 
@@ -368,6 +378,60 @@ def _patch_images() -> None:
 def _tag_map(resource: Any) -> dict[str, str]:
     """An EC2 resource's tags as a mapping (moto's describe_tags rows use lower-case keys)."""
     return {t["key"]: t["value"] for t in resource.get_tags()}
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def _patch_accounts() -> None:
+    """Several accounts, as promotion needs them (gap 11)."""
+    from moto.core.responses import BaseResponse
+    from moto.ec2.models.amis import AmiBackend
+
+    original_account = BaseResponse.get_current_account
+
+    def get_current_account(self: Any) -> str:
+        signed = str(self.headers.get("Authorization", "")) if self.headers else ""
+        found = _ACCOUNT_KEY.search(signed) or _ACCOUNT_KEY.search(
+            str(self.querystring.get("X-Amz-Credential", ""))
+        )
+        if found and "MOTO_ACCOUNT_ID" not in os.environ and "x-moto-account-id" not in (self.headers or {}):
+            return found.group(1)
+        return original_account(self)
+
+    BaseResponse.get_current_account = get_current_account  # type: ignore[method-assign]
+
+    original_describe = AmiBackend.describe_images
+
+    def describe_images(self: Any, *args: Any, **kwargs: Any) -> Any:
+        shared = _shared_images(self)
+        if not shared:
+            return original_describe(self, *args, **kwargs)
+        own = self.amis
+        self.amis = {**shared, **own}  # requests run one at a time (see wsgi)
+        try:
+            return original_describe(self, *args, **kwargs)
+        finally:
+            self.amis = own
+
+    AmiBackend.describe_images = describe_images  # type: ignore[method-assign]
+
+
+def _shared_images(backend: Any) -> dict[str, Any]:
+    """Images of other accounts in the same region whose launch permissions name this account."""
+    from moto.ec2.models import ec2_backends
+
+    found: dict[str, Any] = {}
+    for account, regions in list(ec2_backends.items()):
+        if account == backend.account_id:
+            continue
+        other = dict.get(regions, backend.region_name)  # only backends that exist; never create one
+        if other is None:
+            continue
+        for ami in list(other.amis.values()):
+            if {"UserId": backend.account_id} in ami.launch_permissions:
+                found[ami.id] = ami
+    return found
 
 
 # --------------------------------------------------------------------------- instance refresh
@@ -845,4 +909,5 @@ def install() -> None:
     _patch_launch_templates()
     _patch_images()
     _patch_autoscaling_api()
+    _patch_accounts()
     _installed = True

@@ -362,3 +362,27 @@ def test_images_keep_what_their_root_volume_is(local_cloud: Any) -> None:
         assert (root["VolumeSize"], root["VolumeType"], root["Encrypted"]) == (8, "gp3", True)
         snapshot = client.describe_snapshots(SnapshotIds=[root["SnapshotId"]])["Snapshots"][0]
         assert snapshot["Encrypted"] and snapshot["KmsKeyId"] == key
+
+
+def test_accounts_are_separate_and_a_shared_image_can_be_copied(local_cloud: Any) -> None:
+    """Promotion between accounts: the image is invisible until shared, then the target copies it."""
+    dev = local_cloud.client("ec2", account_id="111122223333")
+    prod = local_cloud.client("ec2", account_id="444455556666")
+    source = source_ami(dev)["ImageId"]
+    instance = dev.run_instances(ImageId=source, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ami = dev.create_image(InstanceId=instance, Name="promote-me")["ImageId"]
+
+    assert [i["ImageId"] for i in dev.describe_images(Owners=["self"])["Images"]] == [ami]
+    assert prod.describe_images(Owners=["self"])["Images"] == []
+    with pytest.raises(botocore.exceptions.ClientError):
+        prod.describe_images(ImageIds=[ami])
+
+    dev.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": "444455556666"}]})
+    assert ami in [i["ImageId"] for i in prod.describe_images(ExecutableUsers=["self"])["Images"]]
+    copy = prod.copy_image(SourceImageId=ami, SourceRegion="us-east-1", Name="promoted")["ImageId"]
+
+    image = prod.describe_images(ImageIds=[copy])["Images"][0]
+    assert image["OwnerId"] == "444455556666"
+    assert [i["ImageId"] for i in prod.describe_images(Owners=["self"])["Images"]] == [copy]
+    sts = local_cloud.client("sts", account_id="444455556666")
+    assert sts.get_caller_identity()["Account"] == "444455556666"
