@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -301,19 +302,18 @@ class Bake:
             "template": str(rendered.template),
             "build_dir": str(out),
         }
+        values = functools.partial(
+            build_values,
+            self.project,
+            self.env,
+            pkg,
+            recipe=digest,
+            source=source,
+            packer_version=version,
+            local=self.local,
+        )
         if dry_run:
-            rendered.write_variables(
-                build_values(
-                    self.project,
-                    self.env,
-                    pkg,
-                    recipe=digest,
-                    source=source,
-                    packer_version=version,
-                    session=None,
-                    local=self.local,
-                )
-            )
+            rendered.write_variables(values(session=None))
             result.update(
                 dry_run=True, cache_hit=bool(existing), would_bake=force or not existing, cached=False
             )
@@ -329,7 +329,7 @@ class Bake:
             )
             return result
 
-        amis, name, tags, packer_seconds = self._build(rendered, pkg, digest, source, version)
+        amis, name, tags, packer_seconds = self._build(rendered, pkg, digest, version, values)
         result.update(
             ami_id=amis[result["region"]],
             amis=amis,
@@ -348,8 +348,8 @@ class Bake:
         rendered: render.Rendered,
         pkg: package.Package,
         digest: str,
-        source: render.SourceImage,
         version: tuple[int, int, int],
+        values: Callable[..., dict[str, Any]],
     ) -> tuple[dict[str, str], str, dict, float]:
         bake = self.env.settings.bake
         secret = None
@@ -366,18 +366,8 @@ class Bake:
             session = None
             if self.build_host is not None:
                 session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
-            values = build_values(
-                self.project,
-                self.env,
-                pkg,
-                recipe=digest,
-                source=source,
-                packer_version=version,
-                session=session,
-                local=self.local,
-                build_id=build_id,
-            )
-            rendered.write_variables(values)
+            built = values(session=session, build_id=build_id)
+            rendered.write_variables(built)
             log.info(
                 "baking %s %s for %s (recipe %s)",
                 self.project.app.name,
@@ -398,7 +388,7 @@ class Bake:
                 )
             tags = {
                 **{k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
-                **values["build_tags"],
+                **built["build_tags"],
                 "baker:builder": builder_tag(version, watch.ansible_version or "unknown"),
             }
             for where, ami in amis.items():
@@ -411,7 +401,7 @@ class Bake:
                 # every region's copy is the same image: each gets the content, the home region first
                 for where in sorted(amis, key=lambda r: r != region):
                     self.build_host.commit(session, amis[where])
-        return amis, values["ami_name"], tags, packer_seconds
+        return amis, built["ami_name"], tags, packer_seconds
 
     def _packer(
         self, rendered: render.Rendered, env: dict[str, str], secret: str | None, build_id: str, timeout: int

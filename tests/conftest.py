@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.localcloud import LocalCloud, local_cloud  # noqa: F401  (shared by integration and e2e)
+
 REPO = Path(__file__).resolve().parent.parent
 NETNS = f"baker-test-{os.getpid()}"
 _isolation_error: str | None = None

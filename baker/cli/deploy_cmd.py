@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from baker.cli.app import App
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def render(result: dict[str, Any]) -> str:
@@ -25,22 +28,33 @@ def render(result: dict[str, Any]) -> str:
     return f"{result['env']}: {result['outcome']} on {result['ami_id']}{version}; previous {prev}"
 
 
+def rollout_options(command: F) -> F:
+    """The options of every command that ends in a rollout (deploy, release)."""
+    for option in reversed(
+        (
+            click.option(
+                "--timeout",
+                type=click.IntRange(min=10),
+                default=None,
+                help="seconds to wait for a healthy fleet [default: deploy.health_timeout]",
+            ),
+            click.option("--no-rollback", is_flag=True, help="on failure leave the failed state as it is"),
+            click.option(
+                "--allow-replace",
+                is_flag=True,
+                help="let the plan replace or delete the Auto Scaling group, load balancer or target group",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.command("deploy")
 @click.option("-e", "--env", "env_name", required=True, help="environment name")
 @click.option("--ami", "ami_id", required=True, help="the AMI to roll out")
-@click.option(
-    "--timeout",
-    type=click.IntRange(min=10),
-    default=None,
-    help="seconds to wait for a healthy fleet [default: deploy.health_timeout]",
-)
-@click.option("--no-rollback", is_flag=True, help="on failure leave the failed state as it is")
+@rollout_options
 @click.option("--dry-run", is_flag=True, help="print the Terraform plan summary and change nothing")
-@click.option(
-    "--allow-replace",
-    is_flag=True,
-    help="let the plan replace or delete the Auto Scaling group, load balancer or target group",
-)
 @click.pass_obj
 def deploy(
     app: App,
@@ -48,8 +62,8 @@ def deploy(
     ami_id: str,
     timeout: int | None,
     no_rollback: bool,
-    dry_run: bool,
     allow_replace: bool,
+    dry_run: bool,
 ) -> None:
     """Point ENV's fleet at an AMI and wait until every instance is healthy on it (or roll back)."""
     from baker.deploy import Deploy

@@ -8,6 +8,7 @@ import click
 
 from baker.cli.app import App
 from baker.cli.deploy_cmd import render as render_deploy
+from baker.cli.deploy_cmd import rollout_options
 
 
 def render(result: dict[str, Any]) -> str:
@@ -18,13 +19,7 @@ def render(result: dict[str, Any]) -> str:
 
 @click.command("release")
 @click.option("-e", "--env", "env_name", required=True, help="environment name")
-@click.option(
-    "--timeout",
-    type=click.IntRange(min=10),
-    default=None,
-    help="seconds to wait for a healthy fleet [default: deploy.health_timeout]",
-)
-@click.option("--no-rollback", is_flag=True, help="on failure leave the failed state as it is")
+@rollout_options
 @click.option("--force", is_flag=True, help="bake even when an AMI of the same recipe exists")
 @click.option("--dry-run", is_flag=True, help="say what would be baked and deployed; change nothing")
 @click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
@@ -34,6 +29,7 @@ def release(
     env_name: str,
     timeout: int | None,
     no_rollback: bool,
+    allow_replace: bool,
     force: bool,
     dry_run: bool,
     allow_dirty: bool,
@@ -58,6 +54,10 @@ def release(
         )
         return
     result = Deploy(app.project, env, aws, local=app.local).run(
-        baked["ami_id"], timeout=timeout, rollback=not no_rollback, dry_run=dry_run
+        baked["ami_id"],
+        timeout=timeout,
+        rollback=not no_rollback,
+        dry_run=dry_run,
+        allow_replace=allow_replace,
     )
     app.emit({**result, "bake": baked}, render)

@@ -23,30 +23,14 @@ import pytest
 
 from baker import runner
 from baker.errors import UsageError
-from baker.local import buildhost
+from baker.local import buildhost, cloud
 from baker.local.buildhost import BuildHost, BuildSession
+from tests.localcloud import launcher_netns
 
 PROBE = "baker-buildhost-probe"
 PROBE_VERSION = "1.2.3-1"
 FAKE_AMI = "ami-0b0b0b0b0b0b0b0b0"
 COPIED_AMI = "ami-0c0c0c0c0c0c0c0c0"
-
-
-def _launcher_netns() -> str | None:
-    """The network namespace pytest was started from, if it differs from ours (to fetch from apt)."""
-    if os.environ.get("BAKER_FETCH_NETNS"):
-        return os.environ["BAKER_FETCH_NETNS"]
-    parent = f"/proc/{os.getppid()}/ns/net"
-    try:
-        if os.stat(parent).st_ino != os.stat("/proc/self/ns/net").st_ino:
-            return parent
-    except OSError:
-        pass
-    return None
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("BAKER_CACHE_DIR") or Path.home() / ".cache" / "baker")
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +42,7 @@ def build_host(isolated: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ]
     if missing or not Path("/usr/sbin/sshd").exists():
         pytest.skip(f"missing on this machine: {', '.join(missing or ['openssh-server'])}")
-    host = BuildHost(tmp_path_factory.mktemp("buildhost"), _cache_dir(), fetch_netns=_launcher_netns())
+    host = BuildHost(tmp_path_factory.mktemp("buildhost"), cloud.cache_dir(), fetch_netns=launcher_netns())
     host.ensure_rootfs()
     try:
         yield host

@@ -1,4 +1,4 @@
-"""The integration level's shared local cloud.
+"""The shared local cloud of the integration and end-to-end levels.
 
 One local cloud per test session (``local_cloud``): the emulator runs inside the run's own
 loopback-only namespace ($BAKER_TEST_NETNS, where pytest already lives), its state in a temp dir,

@@ -1,0 +1,128 @@
+"""The CI story, told through the `baker` command as a CI job or an operator types it.
+
+A fresh environment is released (bake + first deploy), released again (the same recipe: a cache
+hit, nothing rebaked), then a bad image is rolled out: its targets never turn healthy and baker
+rolls back to the good one. Every step is a `python -m baker --local --output json ...` child
+process against the session's local cloud; the test only looks at what AWS then says.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import need_tools
+
+pytestmark = pytest.mark.e2e
+
+ENV = "e2e"  # its own Terraform state and fleet: the integration tests' dev and staging stay theirs
+NAME = "hello-web-e2e"
+
+
+class Baker:
+    """`baker` as a user runs it: a child process, JSON on stdout, progress on stderr."""
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+
+    def __call__(self, *args: str, local: bool = True) -> tuple[int, dict[str, Any], str]:
+        argv = [sys.executable, "-m", "baker", "--project", str(self.project), "--output", "json"]
+        argv += ["--local", *args] if local else list(args)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 1, f"--output json prints exactly one JSON object, got:\n{proc.stdout}"
+        return proc.returncode, json.loads(lines[0]), proc.stderr
+
+
+def git(root: Path, *args: str) -> None:
+    ident = ["-c", "user.name=e2e", "-c", "user.email=e2e@example.com"]
+    subprocess.run(["git", "-C", str(root), *ident, *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def baker(local_cloud: Any, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Baker:
+    need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen", "terraform")
+    assert local_cloud.build_host  # the root filesystem, fetched from outside the namespace if not cached
+    root = tmp_path_factory.mktemp("e2e-project")
+    shutil.copy(repo / "baker.yml", root / "baker.yml")
+    for name in ("environments", "packer", "ansible", "terraform", "examples/hello-web"):
+        shutil.copytree(repo / name, root / name, ignore=shutil.ignore_patterns("__pycache__", ".terraform"))
+    (root / "environments" / f"{ENV}.yml").write_text(
+        yaml.safe_dump(
+            {
+                "aws": {"region": "us-east-1"},
+                "bake": {"ansible_vars": {"hello_greeting": "hello from e2e"}},
+                "deploy": {
+                    "backend": {
+                        "bucket": "baker-tfstate-123456789012",
+                        "key": f"hello-web/{ENV}.tfstate",
+                        "region": "us-east-1",
+                    },
+                    "variables": {"name": NAME},
+                },
+            }
+        )
+    )
+    (root / ".gitignore").write_text(".baker/\n")
+    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "hello-web")
+    git(root, "tag", "v1.4.0")
+    return Baker(root)
+
+
+def fleet(local_cloud: Any) -> dict[str, str]:
+    """instance id -> AMI of the group's in-service instances whose targets are healthy."""
+    asg = local_cloud.client("autoscaling")
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[NAME])["AutoScalingGroups"][0]
+    ids = [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
+    elb = local_cloud.client("elbv2")
+    tg = elb.describe_target_groups(Names=[f"{NAME}-tg"])["TargetGroups"][0]["TargetGroupArn"]
+    healthy = {
+        t["Target"]["Id"]
+        for t in elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        if t["TargetHealth"]["State"] == "healthy"
+    }
+    reservations = local_cloud.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    instances = [i for r in reservations for i in r["Instances"]]
+    return {i["InstanceId"]: i["ImageId"] for i in instances if i["InstanceId"] in healthy}
+
+
+def test_release_cache_hit_and_automatic_rollback(baker: Baker, local_cloud: Any):
+    # 1. the first release: bake, then the first deploy creates the fleet and waits for it
+    code, first, err = baker("release", "-e", ENV)
+    assert code == 0, err
+    good = first["ami_id"]
+    assert first["outcome"] == "healthy" and first["previous_ami_id"] is None
+    assert first["bake"]["cached"] is False and first["bake"]["version"] == "1.4.0"
+    live = fleet(local_cloud)
+    assert len(live) == 2 and set(live.values()) == {good}
+
+    # 2. released again, nothing changed: the same AMI by recipe, no Packer run, fleet untouched
+    code, again, err = baker("release", "-e", ENV)
+    assert code == 0, err
+    assert again["bake"]["cached"] is True and again["ami_id"] == good
+    assert "[packer]" not in err, "no Packer run on a cache hit"
+    assert fleet(local_cloud) == live
+
+    # 3. a new image whose instances never pass the health check: rolled back, exit 4
+    code, baked, err = baker("bake", "-e", ENV, "--force")
+    assert code == 0, err
+    bad = baked["ami_id"]
+    assert bad != good and baked["recipe"] == first["bake"]["recipe"] and baked["cached"] is False
+    code, _, err = baker("local", "health", "--ami", bad, "--state", "unhealthy", local=False)
+    assert code == 0, err
+    code, failed, err = baker("deploy", "-e", ENV, "--ami", bad)
+    assert code == 4, err
+    assert failed["ok"] is False and failed["outcome"] == "rolled_back"
+    assert failed["rollback"]["ami_id"] == good and failed["rollback"]["outcome"] == "healthy"
+    assert f"rolled back: {good} is live" in failed["error"]
+    after = fleet(local_cloud)
+    assert len(after) == 2 and set(after.values()) == {good}
