@@ -28,8 +28,9 @@ lint: deps
 	ruff format --check baker tests bench
 	mypy
 
+# --allow-dirty: a demo of a work tree with local edits packages them (the version says .dirty)
 demo: deps
-	@bash examples/demo.sh
+	$(PYTHON) -m baker demo -e dev --allow-dirty
 
 clean:
 	rm -rf .baker .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ COMMANDS = [
     ("baker.cli.local_cmd", "local"),
     ("baker.cli.render_cmd", "render"),
     ("baker.cli.bake_cmd", "bake"),
+    ("baker.cli.demo_cmd", "demo"),
 ]
 
 

@@ -93,3 +93,11 @@ def test_no_placeholder_commands():
     for name, command in cli.commands.items():
         assert command.callback is not None or isinstance(command, click.Group), name
     assert cli_module.COMMANDS
+
+
+def test_demo_with_an_unknown_environment_exits_2_before_starting_anything(repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("BAKER_LOCAL_DIR", str(tmp_path / "local"))
+    code, out, err = invoke("--project", str(repo), "--output", "json", "demo", "-e", "nosuch")
+    assert code == 2, err
+    assert "nosuch" in json.loads(out)["error"] and "dev" in err  # names the known ones
+    assert not (tmp_path / "local").exists(), "no local cloud was started"
