@@ -149,8 +149,8 @@ def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
     assert snapshots
     for snap in ec2.describe_snapshots(SnapshotIds=snapshots)["Snapshots"]:
         assert {k: tags_of(snap).get(k) for k in PROVENANCE} == {k: tags[k] for k in PROVENANCE}
-        # (moto's CreateImage makes a generic snapshot, so the root volume's encryption is checked
-        # on the template in tests/unit/test_render.py, not here)
+        # encrypt_boot: the build instance's root volume was encrypted, so the image's snapshot is
+        assert snap["Encrypted"] is True and snap["VolumeSize"] == 8, snap
 
     root = local_cloud.build_host.image_root(result["ami_id"])
     assert root is not None
