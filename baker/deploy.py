@@ -470,7 +470,8 @@ class Deploy:
         if pin and not ignore_pin:
             raise Refused(
                 f"{self.env.name} is pinned to {pin.get('ami_id')} by {pin.get('by')} at {pin.get('at')} "
-                f"({pin.get('reason')}); 'baker unpin -e {self.env.name}' first",
+                f"({pin.get('reason')}); the pin is the SSM parameter {self.ledger.pin_name}: "
+                "delete it to deploy again",
                 details={"outcome": "refused", "env": self.env.name, "ami_id": ami_id, "pinned": pin},
             )
         live = self.ledger.live()

@@ -272,6 +272,7 @@ def test_a_pinned_environment_refuses_deploys(fleet: Fleet):
         fleet.ledger.clear_pin()
     assert info.value.exit_code == 6
     assert "pinned" in info.value.message and "incident 42" in info.value.message
+    assert "/baker/hello-web/dev/pin" in info.value.message, "says where the pin is"
     assert fleet.live() == live_before
 
 
