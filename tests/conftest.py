@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,26 @@ def isolated() -> str:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def copy_project(dest: Path, *parts: str) -> Path:
+    """This repository's project (baker.yml and the named folders) copied to ``dest``, to change freely."""
+    shutil.copy(REPO / "baker.yml", dest / "baker.yml")
+    for name in parts:
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".terraform"))
+    return dest
+
+
+def git(root: Path, *args: str) -> str:
+    """git in ``root`` with a test identity; its stdout."""
+    ident = ["-c", "user.name=baker-tests", "-c", "user.email=tests@example.com"]
+    done = subprocess.run(["git", "-C", str(root), *ident, *args], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def commit_all(root: Path) -> None:
+    """Make ``root`` a git repository of its own with everything committed (its version stays put)."""
+    (root / ".gitignore").write_text(".baker/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "app")

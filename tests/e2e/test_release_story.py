@@ -9,7 +9,6 @@ process against the session's local cloud; the test only looks at what AWS then 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import need_tools
+from tests.conftest import commit_all, copy_project, git, need_tools
 
 pytestmark = pytest.mark.e2e
 
@@ -41,19 +40,12 @@ class Baker:
         return proc.returncode, json.loads(lines[0]), proc.stderr
 
 
-def git(root: Path, *args: str) -> None:
-    ident = ["-c", "user.name=e2e", "-c", "user.email=e2e@example.com"]
-    subprocess.run(["git", "-C", str(root), *ident, *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
-def baker(local_cloud: Any, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Baker:
+def baker(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Baker:
     need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen", "terraform")
     assert local_cloud.build_host  # the root filesystem, fetched from outside the namespace if not cached
-    root = tmp_path_factory.mktemp("e2e-project")
-    shutil.copy(repo / "baker.yml", root / "baker.yml")
-    for name in ("environments", "packer", "ansible", "terraform", "examples/hello-web"):
-        shutil.copytree(repo / name, root / name, ignore=shutil.ignore_patterns("__pycache__", ".terraform"))
+    parts = ("environments", "packer", "ansible", "terraform", "examples/hello-web")
+    root = copy_project(tmp_path_factory.mktemp("e2e-project"), *parts)
     (root / "environments" / f"{ENV}.yml").write_text(
         yaml.safe_dump(
             {
@@ -70,10 +62,7 @@ def baker(local_cloud: Any, repo: Path, tmp_path_factory: pytest.TempPathFactory
             }
         )
     )
-    (root / ".gitignore").write_text(".baker/\n")
-    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True)
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "hello-web")
+    commit_all(root)
     git(root, "tag", "v1.4.0")
     return Baker(root)
 

@@ -11,8 +11,6 @@ import contextlib
 import hashlib
 import io
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +20,28 @@ import yaml
 from baker.bake import PROVENANCE, Bake
 from baker.cli import main
 from baker.config import load_project
-from tests.conftest import need_tools
+from tests.conftest import commit_all, copy_project, git, need_tools
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 VAULT_PASSWORD = "baker-test-only-vault-password"  # the documented test-only password
 VAULT_SECRET = "example-admin-token-test-only"  # what the example vault file holds
 VAULT_ENV = "BAKER_TEST_VAULT_PASSWORD"
 HOSTILE = 'quote " dollar ${var.ami_name} percent %{ if true }x%{ endif } back\\slash\nnew line\ttab é'
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen")
-    root = tmp_path_factory.mktemp("bake-project")
-    shutil.copy(REPO / "baker.yml", root / "baker.yml")
-    for name in ("environments", "packer", "ansible"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(
-        REPO / "examples" / "hello-web",
-        root / "examples" / "hello-web",
-        ignore=shutil.ignore_patterns("__pycache__"),
+    root = copy_project(
+        tmp_path_factory.mktemp("bake-project"), "environments", "packer", "ansible", "examples/hello-web"
     )
     dev = root / "environments" / "dev.yml"
     data = yaml.safe_load(dev.read_text())
     data["bake"]["vault_file"] = "ansible/vars/secrets.example.yml"
     data["bake"]["vault_password"] = {"env": VAULT_ENV}
     dev.write_text(yaml.safe_dump(data))
-    (root / ".gitignore").write_text(".baker/\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "app")
+    commit_all(root)
     return root
 
 

@@ -25,7 +25,7 @@ from baker.config import load_project
 from baker.deploy import Deploy
 from baker.errors import Interrupted, Refused, RollbackFailed, RolledBack
 from baker.ledger import Ledger, lock_for
-from tests.conftest import need_tools
+from tests.conftest import copy_project, need_tools
 
 pytestmark = pytest.mark.integration
 
@@ -94,13 +94,11 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(local_cloud: Any, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+def fleet(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     need_tools("terraform")
-    root = tmp_path_factory.mktemp("deploy-project")
-    shutil.copy(repo / "baker.yml", root / "baker.yml")
-    shutil.copytree(repo / "environments", root / "environments")
-    shutil.copytree(repo / "terraform", root / "terraform")
-    return Fleet(local_cloud, root)
+    return Fleet(
+        local_cloud, copy_project(tmp_path_factory.mktemp("deploy-project"), "environments", "terraform")
+    )
 
 
 @pytest.fixture(scope="module")
