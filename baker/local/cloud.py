@@ -79,12 +79,28 @@ def _state(sdir: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes we started
 
 
-def _proc_start_time(pid: int) -> str | None:
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, comes first)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _proc_start_time(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None  # field 22: start time in clock ticks since boot
+
+
+def _exited(rec: dict[str, Any]) -> bool:
+    """Whether the recorded process has finished exiting: gone, a zombie, or its PID reused.
+
+    A process on its way out loses its command line before it stops running, so an empty
+    command line alone does not mean it is over.
+    """
+    fields = _proc_stat(int(rec["pid"]))
+    return fields is None or fields[19] != rec.get("start_time") or fields[0] in ("Z", "X")
 
 
 def _proc_cmdline(pid: int) -> list[str] | None:
@@ -132,14 +148,14 @@ def _stop(rec: dict[str, Any], what: str) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         _reap(pid)
-        if not _ours(rec):
+        if _exited(rec):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     for _ in range(50):
         _reap(pid)
-        if not _ours(rec):
+        if _exited(rec):
             break
         time.sleep(0.1)
     return True
