@@ -268,6 +268,13 @@ class DeploySettings(Model):
     backend: BackendSettings | None = Field(None, description="Terraform S3 backend; none = local state")
     variables: dict[str, Any] = Field(default_factory=dict, description="Terraform input variables")
     health_timeout: int = Field(600, ge=10, description="seconds to wait for a healthy fleet")
+    unhealthy_timeout: int | None = Field(
+        180,
+        ge=1,
+        description="seconds the new AMI may go without a healthy target after one of its targets "
+        "reported unhealthy; then the rollout fails without waiting for the refresh or health_timeout "
+        "(null: never)",
+    )
     min_healthy_percent: int = Field(90, ge=0, le=100)
     instance_warmup: int = Field(60, ge=0)
 

@@ -207,6 +207,9 @@ class Watch:
     #: refresh ids that existed before our apply; ours is the newest one not among them
     known_refreshes: frozenset[str] = frozenset()
     on_poll: Any = None
+    #: the new AMI going this long without a healthy target after one reported unhealthy fails
+    #: the rollout early (None: wait for the refresh or the deadline)
+    unhealthy_timeout: float | None = None
 
     def refreshes(self) -> list[dict[str, Any]]:
         return (
@@ -247,6 +250,22 @@ class Watch:
                     images[inst["InstanceId"]] = inst.get("ImageId", "")
         return assess(ami_id, groups[0], targets, images, refresh)
 
+    def _stuck(self, state: Rollout, since: list[float], at: float) -> str | None:
+        """The reason to fail early when the new AMI looks broken: one of its targets reported
+        unhealthy and none has been healthy for ``unhealthy_timeout`` since. Tracked per AMI, not
+        per instance, because the group replaces unhealthy instances (ELB health checks) and a
+        replacement starts over as ``initial``. ``since`` holds the clock between polls."""
+        if state.healthy:
+            since.clear()
+        elif state.new_states.get("unhealthy") and not since:
+            since.append(at)
+        if self.unhealthy_timeout is None or not since or at - since[0] < self.unhealthy_timeout:
+            return None
+        return (
+            f"no target on {state.ami_id} became healthy in the {duration(at - since[0])} since one "
+            f"reported unhealthy (deploy.unhealthy_timeout: {self.unhealthy_timeout:g}s)"
+        )
+
     def wait(
         self, ami_id: str, deadline: float, *, started: float | None = None
     ) -> tuple[Rollout, str | None]:
@@ -255,8 +274,10 @@ class Watch:
         started = started or time.monotonic()
         interval = self.poll_min
         last_line = ""
+        unhealthy_since: list[float] = []
         while True:
             state = self.look(ami_id)
+            stuck = self._stuck(state, unhealthy_since, time.monotonic())
             line = state.line(time.monotonic() - started)
             if self.on_poll is not None:
                 self.on_poll(state)
@@ -269,11 +290,17 @@ class Watch:
                 return state, None
             if state.failed:
                 return state, state.failed
+            if stuck:
+                return state, stuck
             left = deadline - time.monotonic()
             if left <= 0:
                 return state, (
                     f"not healthy within the deadline: {state.healthy}/{state.desired} healthy on {ami_id}"
                 )
+            if unhealthy_since and self.unhealthy_timeout is not None:
+                # look again right when the early failure would be due
+                due = unhealthy_since[0] + self.unhealthy_timeout - time.monotonic()
+                left = min(left, max(due, self.poll_min))
             time.sleep(min(interval, left))
             interval = min(interval * 1.5, self.poll_max)
 
@@ -442,6 +469,7 @@ class Deploy:
             poll_max=self.poll_max,
             known_refreshes=known,
             on_poll=self.on_poll,
+            unhealthy_timeout=self.env.settings.deploy.unhealthy_timeout,
         )
         return outputs, watch
 

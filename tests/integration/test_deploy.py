@@ -14,6 +14,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ class Fleet:
             ],
         )
         return image
+
+    def variant(self, dest: Path, edit: Callable[[dict[str, Any]], None]) -> Any:
+        """The same project and Terraform state with ``edit`` applied to environments/dev.yml."""
+        shutil.copytree(self.root, dest, ignore=shutil.ignore_patterns(".baker"))
+        env_file = dest / "environments" / f"{ENV}.yml"
+        data = yaml.safe_load(env_file.read_text())
+        edit(data)
+        env_file.write_text(yaml.safe_dump(data))
+        return load_project(dest)
 
     def deploy(self, project: Any = None) -> Deploy:
         project = project or self.project
@@ -145,18 +155,22 @@ def test_a_new_ami_replaces_every_instance(fleet: Fleet, first: dict[str, Any]):
     assert states == ["in_progress", "healthy"]
 
 
-def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet):
+def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet, tmp_path: Path):
     good = fleet.ledger.live()["ami_id"]
     bad = fleet.ami("2.0.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
+    # baker sees the broken AMI itself: the refresh would go on for 10 minutes and the deadline
+    # is 2, but no target of the AMI gets healthy within deploy.unhealthy_timeout of a failed check
+    project = fleet.variant(tmp_path / "quick", lambda data: data["deploy"].update(unhealthy_timeout=4))
     knobs = fleet.cloud.settings()
-    fleet.cloud.settings(refresh_timeout=8)
+    fleet.cloud.settings(refresh_timeout=600)
     try:
         with pytest.raises(RolledBack) as info:
-            fleet.deploy().run(bad, timeout=60)
+            fleet.deploy(project).run(bad, timeout=120)
     finally:
         fleet.cloud.settings(refresh_timeout=knobs.get("refresh_timeout", 30))
     assert info.value.exit_code == 4
+    assert "became healthy" in info.value.message and "deploy.unhealthy_timeout: 4s" in info.value.message
     assert info.value.details["outcome"] == "rolled_back"
     assert info.value.details["rollback"]["ami_id"] == good
     assert good in info.value.message
@@ -176,16 +190,13 @@ def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet):
 
 def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, tmp_path: Path):
     # the same state, but a renamed service: Terraform would replace the ASG, ALB and target group
-    other = tmp_path / "renamed"
-    shutil.copytree(fleet.root, other, ignore=shutil.ignore_patterns(".baker"))
-    env_file = other / "environments" / "dev.yml"
-    data = yaml.safe_load(env_file.read_text())
-    data["deploy"]["variables"]["name"] = "hello-web-renamed"
-    env_file.write_text(yaml.safe_dump(data))
+    renamed = fleet.variant(
+        tmp_path / "renamed", lambda data: data["deploy"]["variables"].update(name="hello-web-renamed")
+    )
     versions = len(fleet.ledger._versions())
     live_before = fleet.live()
     with pytest.raises(Refused) as info:
-        fleet.deploy(load_project(other)).run(fleet.ami("3.0.0"), timeout=60)
+        fleet.deploy(renamed).run(fleet.ami("3.0.0"), timeout=60)
     assert info.value.exit_code == 6
     assert "aws_autoscaling_group.this (replace)" in info.value.message
     assert "aws_lb.this (replace)" in info.value.message

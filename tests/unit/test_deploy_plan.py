@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from baker.deploy import Rollout, assess, duration, gate, plan_text
+from baker.deploy import Rollout, Watch, assess, duration, gate, plan_text
 from baker.errors import Refused
 from baker.terraform import parse_plan
 
@@ -120,3 +120,33 @@ def test_no_refresh_at_all_is_fine_when_the_fleet_already_runs_the_ami():
 def test_durations_read_like_a_clock():
     assert duration(9.7) == "9s"
     assert duration(130) == "2m10s"
+
+
+def _bad(**states: int) -> Rollout:
+    return Rollout("ami-bad", 2, states, 1, "InProgress", 50)
+
+
+def test_a_new_ami_without_a_healthy_target_fails_early_while_the_group_replaces_its_instances():
+    watch = Watch(None, "asg", "tg", unhealthy_timeout=60)  # type: ignore[arg-type]  # no AWS call here
+    since: list[float] = []
+    assert watch._stuck(_bad(initial=1), since, 0) is None  # starting up: no clock yet
+    assert watch._stuck(_bad(unhealthy=1), since, 10) is None  # the clock starts
+    assert watch._stuck(_bad(initial=1), since, 40) is None  # replaced; the replacement starts over
+    assert watch._stuck(_bad(unhealthy=1), since, 69) is None
+    assert watch._stuck(_bad(unhealthy=1), since, 70) == (
+        "no target on ami-bad became healthy in the 1m00s since one reported unhealthy "
+        "(deploy.unhealthy_timeout: 60s)"
+    )
+
+
+def test_a_healthy_target_of_the_new_ami_stops_the_early_failure_clock():
+    watch = Watch(None, "asg", "tg", unhealthy_timeout=60)  # type: ignore[arg-type]
+    since: list[float] = []
+    watch._stuck(_bad(unhealthy=2), since, 0)
+    assert watch._stuck(_bad(healthy=1, unhealthy=1), since, 30) is None  # it can work: deadline rules
+    assert watch._stuck(_bad(unhealthy=1), since, 50) is None  # a new clock from here
+    assert watch._stuck(_bad(unhealthy=1), since, 100) is None
+    assert watch._stuck(_bad(unhealthy=1), since, 110) is not None
+    never = Watch(None, "asg", "tg", unhealthy_timeout=None)  # type: ignore[arg-type]
+    since = []
+    assert all(never._stuck(_bad(unhealthy=2), since, t) is None for t in (0, 600, 6000))
