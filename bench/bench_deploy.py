@@ -5,7 +5,10 @@ Prints:
   instance refresh of 2 instances);
 - AWS API calls per health poll at 2 and at 20 instances (counted on the wire, per service);
 - time from "all healthy" (seen by an independent observer polling every 0.2 s) to the return
-  of ``Deploy.run``.
+  of ``Deploy.run``;
+- a broken AMI (every target unhealthy) with ``deploy.unhealthy_timeout`` 10 s and an instance
+  refresh that would not fail for 10 minutes: when baker gave up on it, and when the previous AMI
+  was healthy again (the whole failed deploy, rollback included).
 
 Run as root: ``python bench/bench_deploy.py``. It makes its own loopback-only network namespace,
 its own local cloud and project copy under a temp dir, and removes all of it at the end.
@@ -24,12 +27,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from baker.aws import AWS  # noqa: E402
 from baker.config import load_project  # noqa: E402
-from baker.deploy import Deploy, Watch  # noqa: E402
+from baker.deploy import Deploy, Rollout, Watch  # noqa: E402
+from baker.errors import RolledBack  # noqa: E402
 from baker.local import cloud, netns  # noqa: E402
 
 REGION = "us-east-1"
@@ -115,6 +121,43 @@ def timed_deploy(project: Any, aws: AWS, ami: str) -> tuple[float, float | None]
     return returned - started, lag
 
 
+def timed_rollback(root: Path, aws: AWS, state: Path, bad: str, unhealthy_timeout: int) -> dict[str, float]:
+    """Deploy an AMI whose targets all fail their checks; times of the failure and the rollback."""
+    env_file = root / "environments" / "dev.yml"
+    original = env_file.read_text()
+    data = yaml.safe_load(original)
+    data.setdefault("deploy", {})["unhealthy_timeout"] = unhealthy_timeout
+    env_file.write_text(yaml.safe_dump(data))
+    knobs = cloud.settings({}, state)
+    cloud.settings({"refresh_timeout": 600}, state)
+    cloud.set_health(bad, "unhealthy", state)
+    polls: list[tuple[float, Rollout]] = []
+    try:
+        project = load_project(root)
+        stage = Deploy(project, project.environment("dev"), aws, local=True)
+        stage.on_poll = lambda look: polls.append((time.monotonic(), look))
+        started = time.monotonic()
+        try:
+            stage.run(bad, timeout=300)
+        except RolledBack:
+            pass
+        else:
+            raise RuntimeError("the broken AMI was not rolled back")
+        returned = time.monotonic()
+    finally:
+        env_file.write_text(original)
+        cloud.settings({"refresh_timeout": knobs["refresh_timeout"]}, state)
+    on_bad = [(t, look) for t, look in polls if look.ami_id == bad]
+    first_unhealthy = next(t for t, look in on_bad if look.new_states.get("unhealthy"))
+    return {
+        "unhealthy_seen": first_unhealthy - started,
+        "gave_up": on_bad[-1][0] - started,
+        "detection": on_bad[-1][0] - first_unhealthy,
+        "back_healthy": returned - on_bad[-1][0],
+        "total": returned - started,
+    }
+
+
 def calls_per_poll(aws: AWS, ami: str, asg_name: str, tg_arn: str, polls: int = 5) -> Counter[str]:
     counted = AWS(region=aws.region, endpoint_url=aws.endpoint_url, credentials=aws.credentials)
     counter = count_calls(counted, ("autoscaling", "elbv2", "ec2"))
@@ -162,6 +205,8 @@ def main() -> int:
         first_s, first_lag = timed_deploy(project, aws, first_ami)
         update_s, update_lag = timed_deploy(project, aws, second_ami)
 
+        rollback = timed_rollback(root, aws, state, register(aws, "1.2.0-broken"), unhealthy_timeout=10)
+
         asg_name = "hello-web-dev"
         tg_arn = aws.client("elbv2").describe_target_groups(Names=["hello-web-dev-tg"])["TargetGroups"][0][
             "TargetGroupArn"
@@ -183,6 +228,11 @@ def main() -> int:
         print("time from 'all healthy' (and the apply done) to Deploy.run returning")
         print(f"  first deploy: {fmt_lag(first_lag)}")
         print(f"  update:       {fmt_lag(update_lag)}")
+        print("a broken AMI (unhealthy_timeout 10 s; the refresh alone would run 10 minutes)")
+        print(f"  first unhealthy target seen after the start:   {rollback['unhealthy_seen']:6.1f} s")
+        print(f"  baker gave up (from the first unhealthy):      {rollback['detection']:6.1f} s")
+        print(f"  rolled back, previous AMI healthy (from then): {rollback['back_healthy']:6.1f} s")
+        print(f"  whole failed deploy, exit 4:                   {rollback['total']:6.1f} s")
         return 0
     finally:
         cloud.down(state)
