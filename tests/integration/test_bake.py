@@ -190,15 +190,17 @@ def test_a_changed_ansible_file_gives_a_new_recipe_and_a_new_bake(project_dir, l
     assert bake(project_dir, local_cloud)["ami_id"] == first["ami_id"], "the old recipe is still cached"
 
 
-def test_a_changed_setting_rebakes_and_a_hostile_tag_value_round_trips(
+def test_a_changed_setting_rebakes_and_a_hostile_tag_value_and_a_kms_key_reach_the_image(
     project_dir, local_cloud, vault_password
 ):
     first = bake(project_dir, local_cloud)
     saved = (project_dir / "environments/dev.yml").read_text()
+    key = local_cloud.client("kms").create_key(Description="baker test: the image's own key")["KeyMetadata"]
 
     def hostile(data: dict[str, Any]) -> None:
         data["bake"]["tags"] = {"note": HOSTILE, "owner ${x}": "%{y}"}
         data["bake"]["ansible_vars"]["hello_greeting"] = "hej from dev"
+        data["bake"]["kms_key_id"] = key["Arn"]
 
     edit_env(project_dir, "dev", hostile)
     try:
@@ -212,8 +214,10 @@ def test_a_changed_setting_rebakes_and_a_hostile_tag_value_round_trips(
     assert tags["note"] == HOSTILE
     assert tags["owner ${x}"] == "%{y}"
     assert tags["baker:baked-for"] == "dev" and tags["baker:recipe"] == result["recipe"]
-    snap = ami["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-    assert tags_of(ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0])["note"] == HOSTILE
+    snap = ec2.describe_snapshots(SnapshotIds=[ami["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]])
+    assert tags_of(snap["Snapshots"][0])["note"] == HOSTILE
+    # the environment's KMS key encrypted the build's root volume, so the image's snapshot
+    assert (snap["Snapshots"][0]["Encrypted"], snap["Snapshots"][0].get("KmsKeyId")) == (True, key["Arn"])
     root = local_cloud.build_host.image_root(result["ami_id"])
     assert 'HELLO_GREETING="hej from dev"' in (root / "etc/default/hello-web").read_text()
 
