@@ -107,8 +107,8 @@ def demo(app: App, env_name: str, allow_dirty: bool) -> None:
     except RolledBack as exc:
         step(
             "automatic rollback",
-            f"{bad['ami_id']} failed its health gate; {exc.message.split('; ')[-1]} "
-            f"(deploy exits {exc.exit_code})",
+            f"{bad['ami_id']} failed its health gate ({exc.details.get('reason')}); rolled back: "
+            f"{exc.details['rollback']['ami_id']} is live and healthy again (deploy exits {exc.exit_code})",
             ami_id=bad["ami_id"],
             live=new["ami_id"],
             exit_code=exc.exit_code,
