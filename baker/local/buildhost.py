@@ -35,7 +35,6 @@ import os
 import re
 import secrets
 import shlex
-import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -46,11 +45,12 @@ from typing import Any
 
 from baker import runner
 from baker.errors import BakerError, ToolError, UsageError
+from baker.local import kernel
 
 log = logging.getLogger("baker")
 
 #: what the image needs beyond minbase: Ansible's remote side (python3, python3-apt), the SSH
-#: server, sudo for become, and what package maintainer scripts call (adduser, deb-systemd-helper,
+#: server, sudo for become, what package maintainer scripts call (adduser, deb-systemd-helper,
 #: an offline ``systemctl enable`` in a chroot without a running systemd).
 ROOTFS_PACKAGES = (
     "python3",
@@ -281,87 +281,21 @@ def expand_exec(command: str, env: dict[str, str]) -> list[str]:
     return argv
 
 
-# ---- mounts and processes ------------------------------------------------------------------------
+# ---- mounts and processes (one copy, in kernel.py) ------------------------------------------------
 
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mounts_under(base: Path) -> list[str]:
-    """Mount points at or below ``base``, in mount order (read from /proc/self/mountinfo)."""
-    prefix = str(base).rstrip("/")
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = _unescape(line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return found
+mounts_under = kernel.mounts_under
+processes_rooted_in = kernel.processes_rooted_in
+_alive = kernel.alive
+_end = kernel.end
+_rooted_in = kernel.rooted_in
 
 
 def unmount_under(base: Path) -> list[str]:
-    """Unmount everything at or below ``base``, newest first; lazily when a mount is busy."""
-    done: list[str] = []
-    for _ in range(500):
-        points = mounts_under(base)
-        if not points:
-            return done
-        target = points[-1]
-        res = runner.run(["umount", target], stage="buildhost", check=False, echo=False, capture=True)
-        if res.returncode != 0:
-            runner.run(["umount", "-l", target], stage="buildhost", check=False, echo=False, capture=True)
-        done.append(target)
-    raise BuildHostError(f"could not unmount everything under {base}: {', '.join(mounts_under(base))}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def processes_rooted_in(base: Path) -> list[int]:
-    """PIDs whose root directory is at or below ``base``: only what runs in our chroots."""
-    prefix = str(base).rstrip("/")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            root = os.readlink(entry / "root")
-        except OSError:
-            continue
-        if (root == prefix or root.startswith(prefix + "/")) and _alive(int(entry.name)):
-            pids.append(int(entry.name))
-    return pids
-
-
-def _end(pids: list[int], grace: float = 5.0) -> list[int]:
-    """SIGTERM, wait, SIGKILL what is left. Only ever called with PIDs of our own chroots."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    return pids
+    return kernel.unmount_under(base, stage="buildhost")
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete a directory we made, never crossing into a mount (a leftover /dev bind, say)."""
-    if not path.exists():
-        return
-    unmount_under(path)
-    if mounts_under(path):
-        raise BuildHostError(f"refusing to delete {path}: something is still mounted below it")
-    runner.run(["rm", "-rf", "--one-file-system", str(path)], stage="buildhost", echo=False, capture=True)
+    kernel.remove_tree(path, stage="buildhost")
 
 
 def _tree_size(path: Path) -> int:
@@ -381,9 +315,7 @@ def _free_port() -> int:
 
 def _in_loopback_only_netns() -> bool:
     """Whether this process's network namespace has nothing but ``lo`` (then no mirror is reachable)."""
-    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    names = [line.split(":")[0].strip() for line in lines if ":" in line]
-    return all(n == "lo" for n in names)
+    return all(n == "lo" for n in kernel.net_interfaces())
 
 
 def _now() -> str:
@@ -902,14 +834,6 @@ def _read_hostname(root: Path) -> str:
 def _check_ami_id(ami_id: str) -> None:
     if not re.fullmatch(r"ami-[0-9a-zA-Z]{1,32}", ami_id):
         raise UsageError(f"not an AMI id: {ami_id!r}")
-
-
-def _rooted_in(pid: int, base: Path) -> bool:
-    try:
-        root = os.readlink(f"/proc/{pid}/root")
-    except OSError:
-        return False
-    return root == str(base) or root.startswith(str(base) + "/")
 
 
 def _reap(proc: Any, timeout: float = 5.0) -> None:

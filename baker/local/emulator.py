@@ -17,19 +17,14 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
+
+from baker.local import kernel
 
 log = logging.getLogger("baker")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-
-
-def interfaces() -> list[str]:
-    """Network interfaces of this process's namespace (/proc/self/net follows setns, /sys may not)."""
-    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
 
 
 def serve(host: str, port: int, stop: threading.Event) -> None:
@@ -85,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     # one line per request would grow the log for the life of the cloud; errors still show
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    extra = [i for i in interfaces() if i != "lo"]
+    extra = [i for i in kernel.net_interfaces() if i != "lo"]
     if extra or not args.host.startswith("127."):
         print(
             f"baker emulator: refusing to run outside a loopback-only network namespace "
