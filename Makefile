@@ -1,7 +1,7 @@
 # The two commands of a fresh machine: `make demo` and `make test`. Both install what is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
-APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot systemd-container
 # what `make test` runs; .ci/run runs exactly this
 PYTEST := $(PYTHON) -m pytest -q
 

@@ -55,9 +55,16 @@ def _render_status(d: dict[str, Any]) -> str:
             f"  {i['ami_id']}  {i['account']} {i['region']}  {i['name']}  {i.get('version') or ''}{health}"
         )
     instances = d.get("instances", [])
-    lines.append(f"instances:  {len(instances)}")
+    live = [i for i in instances if i.get("live")]
+    lines.append(f"instances:  {len(instances)} ({len(live)} live)")
     for i in instances:
+        how = (
+            f"live, container pid {i.get('container_pid')}, {i.get('rss_mib', 0)} MiB"
+            if i.get("live")
+            else i.get("note", "record only")
+        )
         lines.append(f"  {i['instance_id']}  {i['region']}  {i['ami_id']}  {i['state']}  {i['health']}")
+        lines.append(f"    {how}")
     return "\n".join(lines)
 
 
@@ -77,6 +84,12 @@ def _render_status(d: dict[str, Any]) -> str:
     default=None,
     help="how long an instance refresh waits on unhealthy replacements before it fails [default: 30]",
 )
+@click.option(
+    "--max-instances",
+    type=click.IntRange(min=0),
+    default=None,
+    help="live instances (containers booting their image) at most [default: 12]",
+)
 @click.pass_obj
 def up(
     app: App,
@@ -85,11 +98,16 @@ def up(
     no_rootfs: bool,
     initial_seconds: float | None,
     refresh_timeout: float | None,
+    max_instances: int | None,
 ) -> None:
     """Start the local cloud (harmless when it already runs)."""
     from baker.local import cloud
 
-    timings = {"initial_seconds": initial_seconds, "refresh_timeout": refresh_timeout}
+    timings = {
+        "initial_seconds": initial_seconds,
+        "refresh_timeout": refresh_timeout,
+        "max_instances": max_instances,
+    }
     result = cloud.up(
         state_dir,
         netns_name,
@@ -102,12 +120,13 @@ def up(
 @local.command("down")
 @STATE_DIR
 @click.option("--netns", "netns_name", default=None, help="network namespace to remove when no state is left")
+@click.option("--purge", is_flag=True, help="remove the images baked in this local cloud too")
 @click.pass_obj
-def down(app: App, state_dir: str | None, netns_name: str | None) -> None:
+def down(app: App, state_dir: str | None, netns_name: str | None, purge: bool) -> None:
     """Stop everything the local cloud started, unmount, remove its namespace (also after a crash)."""
     from baker.local import cloud
 
-    result = cloud.down(state_dir, netns_name)
+    result = cloud.down(state_dir, netns_name, purge=purge)
     app.emit(
         result,
         lambda d: (

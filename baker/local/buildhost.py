@@ -51,8 +51,10 @@ log = logging.getLogger("baker")
 
 #: what the image needs beyond minbase: Ansible's remote side (python3, python3-apt), the SSH
 #: server, sudo for become, what package maintainer scripts call (adduser, deb-systemd-helper,
-#: an offline ``systemctl enable`` in a chroot without a running systemd).
+#: an offline ``systemctl enable`` in a chroot without a running systemd), and cloud-init, which
+#: runs an instance's user data on first boot as on Debian's AMIs.
 ROOTFS_PACKAGES = (
+    "cloud-init",
     "python3",
     "python3-apt",
     "openssh-server",
@@ -65,9 +67,26 @@ VARIANT = "minbase"
 #: the user Debian's AMIs log in with
 DEFAULT_USER = "admin"
 #: bump when what _customize() does changes, so the cache key changes with it
-CUSTOMIZE_VERSION = 2
+CUSTOMIZE_VERSION = 4
 #: the instance's hostname (a UTS namespace of its own), resolvable through the image's /etc/hosts
 DEFAULT_HOSTNAME = "baker-build"
+#: cloud-init as on Debian's AMIs (user ``admin``), but only from the NoCloud seed a local instance
+#: gets: no waiting on network datasources that cannot answer in a loopback-only namespace
+CLOUD_CFG = """# baker local cloud: the user data comes from the NoCloud seed the local cloud writes
+datasource_list: [NoCloud, None]
+network: {config: disabled}
+# minbase has only C.UTF-8; the default (en_US.UTF-8) fails update-locale
+locale: C.UTF-8
+# the key an SSH client checks (verify); fewer keys to generate, a faster first boot
+ssh_genkeytypes: [ed25519]
+system_info:
+  default_user:
+    name: admin
+    lock_passwd: true
+    shell: /bin/bash
+    sudo: ["ALL=(ALL) NOPASSWD:ALL"]
+    groups: [adm, sudo]
+"""
 #: package scripts must start no services in the build host
 POLICY_RC_D = "#!/bin/sh\n# baker build host: package scripts start no services here\nexit 101\n"
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -424,6 +443,9 @@ class BuildHost:
         )
         for key in (root / "etc/ssh").glob("ssh_host_*"):
             key.unlink()  # one per session instead: no two images share a host key
+        cfg = root / "etc/cloud/cloud.cfg.d"
+        cfg.mkdir(parents=True, exist_ok=True)
+        (cfg / "90-baker-local.cfg").write_text(CLOUD_CFG)
 
     @staticmethod
     def _add_user(root: Path, user: str) -> None:

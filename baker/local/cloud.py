@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from baker import runner
 from baker.aws import AWS
 from baker.errors import BakerError, ToolError, UsageError
-from baker.local import kernel, netns
+from baker.local import instances, kernel, netns
 
 if TYPE_CHECKING:
     from baker.local.buildhost import BuildHost
@@ -218,7 +218,8 @@ def up(
     created = not netns.exists(name)
     netns.create(name)
     log_file = sdir / "emulator.log"
-    emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT)]
+    emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT),
+                "--state-dir", str(sdir.resolve())]  # fmt: skip
     for key, value in sorted((timings or {}).items()):
         emulator += [f"--{key.replace('_', '-')}", str(value)]
     argv = emulator if netns.inside(name) else netns.exec_prefix(name) + emulator
@@ -226,7 +227,7 @@ def up(
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     proc = runner.start(argv, cwd=sdir, env=env, log_file=log_file)
-    # `ip netns exec` execs the emulator, so the PID is the emulator's; wait for the exec to show
+    # nsenter execs the emulator, so the PID is the emulator's; wait for the exec to show
     rec = kernel.record(proc.pid)
     for _ in range(50):
         if rec["cmdline"] == emulator:
@@ -260,8 +261,14 @@ def up(
     return result
 
 
-def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> dict[str, Any]:
-    """Stop everything ``up`` started, unmount, remove the namespace. Idempotent, also after a crash."""
+def down(
+    state_dir: str | Path | None = None, netns_name: str | None = None, *, purge: bool = False
+) -> dict[str, Any]:
+    """Stop everything ``up`` started, unmount, remove the namespace. Idempotent, also after a crash.
+
+    ``purge``: the images (content of the AMIs baked here) go too; the emulator, which knew them,
+    is gone, so they could only pile up.
+    """
     sdir = resolve_state_dir(state_dir)
     netns.require_root()
     state = _read_state(sdir) or {}
@@ -276,6 +283,12 @@ def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> 
     for what, rec in state.get("pids", {}).items():
         if _stop(rec, what):
             stopped.append({"name": what, "pid": rec["pid"]})
+    instances_left: list[str] = []
+    if sdir.exists():  # the emulator powers its instances off; after a crash, this does
+        try:
+            instances_left = instances.sweep(sdir)["stopped"]
+        except BakerError as exc:
+            errors.append(f"live instances: {exc.message}")
     unmounted: list[str] = []
     if sdir.exists():
         try:
@@ -291,6 +304,10 @@ def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> 
         removed = name
     with contextlib.suppress(FileNotFoundError):
         (sdir / STATE_FILE).unlink()
+    purged = 0
+    if purge and (sdir / "images").is_dir() and not errors:
+        purged = sum(1 for d in (sdir / "images").iterdir() if d.is_dir())
+        kernel.remove_tree(sdir / "images")
     if errors:
         raise ToolError("the local cloud did not stop cleanly", tool="local", output_tail=errors)
     return {
@@ -299,6 +316,8 @@ def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> 
         "unmounted": unmounted,
         "netns_removed": removed,
         "was_running": bool(state),
+        "instances_stopped_after_emulator": instances_left,
+        "images_purged": purged,
     }
 
 

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from baker.local import kernel
@@ -57,6 +58,9 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     log.info("baker emulator (moto) listening on http://%s:%d, pid %d", host, port, os.getpid())
     stop.wait()
     server.stop()
+    if moto_ext.INSTANCES is not None:
+        log.info("powering off the live instances")
+        moto_ext.INSTANCES.down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds a refresh batch may stay unhealthy before the refresh fails",
     )
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="the local cloud's state dir: image content (live instances) and the instances' disks",
+    )
+    parser.add_argument("--max-instances", type=int, default=None, help="live instances (containers) at most")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     # one line per request would grow the log for the life of the cloud; errors still show
@@ -95,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         moto_ext.SETTINGS.initial_seconds = args.initial_seconds
     if args.refresh_timeout is not None:
         moto_ext.SETTINGS.refresh_timeout = args.refresh_timeout
+    if args.max_instances is not None:
+        moto_ext.SETTINGS.max_instances = args.max_instances
+    if args.state_dir:
+        from baker.local.instances import Instances
+
+        moto_ext.INSTANCES = Instances(Path(args.state_dir), max_live=moto_ext.SETTINGS.max_instances)
 
     stop = threading.Event()
 

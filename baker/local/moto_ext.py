@@ -50,6 +50,8 @@ by the group; warm pools during a refresh.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -83,9 +85,13 @@ class Settings:
     tick_seconds: float = 0.5
     #: AMI id -> forced target state
     health_by_ami: dict[str, str] = field(default_factory=dict)
+    #: live instances (containers) this local cloud runs at most
+    max_instances: int = 12
 
 
 SETTINGS = Settings()
+#: the containers of live instances; None when the emulator knows no state dir (no image content)
+INSTANCES: Any = None
 #: the access key id of a SigV4 signature when it is a 12-digit account id
 _ACCOUNT_KEY = re.compile(r"Credential=(\d{12})/")
 LOCK = threading.RLock()
@@ -183,6 +189,93 @@ def _patch_termination() -> None:
             self.update_attached_target_groups(name)
 
     AutoScalingBackend.notify_terminate_instances = notify_terminate_instances  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- live instances
+
+
+def _public_keys(backend: Any, key_name: str | None) -> list[str]:
+    pair = backend.key_pairs.get(key_name) if key_name else None
+    material = getattr(pair, "material_public", None)
+    if not material:
+        return []
+    return [material.decode() if isinstance(material, bytes) else str(material)]
+
+
+def _user_data(instance: Any) -> bytes | None:
+    raw = getattr(instance, "user_data", None)
+    if isinstance(raw, list):  # older moto: a list of one encoded string
+        raw = raw[0] if raw else None
+    if raw is None:
+        return None
+    text = raw.as_bytes() if hasattr(raw, "as_bytes") else raw
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return text if isinstance(text, bytes) else str(text).encode()
+
+
+def is_live(instance: Any) -> bool:
+    """Whether the instance boots its image here (else it is a record only)."""
+    return bool(getattr(instance, "baker_live", False))
+
+
+def _patch_live_instances() -> None:
+    """Instances of an AMI with content boot it; stop, start and terminate act on the container."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.amis import AmiBackend
+    from moto.ec2.models.instances import Instance, InstanceBackend
+
+    from baker.local.instances import InstanceLimit, hostname_for
+
+    original_run = InstanceBackend.run_instances
+
+    def run_instances(self: Any, image_id: str, count: int, *args: Any, **kwargs: Any) -> Any:
+        image = INSTANCES.image(image_id) if INSTANCES is not None else None
+        if image is not None:
+            INSTANCES.max_live = SETTINGS.max_instances
+            try:
+                INSTANCES.check_room(int(count))
+            except InstanceLimit as exc:
+                raise EC2ClientError("InstanceLimitExceeded", exc.message) from exc
+        reservation = original_run(self, image_id, count, *args, **kwargs)
+        if image is not None:
+            for instance in reservation.instances:
+                instance.baker_live = True  # type: ignore[attr-defined]
+                INSTANCES.launch(
+                    instance.id,
+                    image,
+                    user_data=_user_data(instance),
+                    hostname=hostname_for(getattr(instance, "private_ip", None), instance.id),
+                    public_keys=_public_keys(self, getattr(instance, "key_name", None)),
+                )
+        return reservation
+
+    InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
+
+    def acting_on_container(name: str) -> Callable[..., Any]:
+        original = getattr(Instance, name)
+
+        def patched(self: Any) -> Any:
+            was = self.state
+            result = original(self)
+            if is_live(self) and INSTANCES is not None and was != self.state:
+                getattr(INSTANCES, name)(self.id)
+            return result
+
+        return patched
+
+    for name in ("start", "stop", "terminate"):
+        setattr(Instance, name, acting_on_container(name))
+
+    original_deregister = AmiBackend.deregister_image
+
+    def deregister_image(self: Any, ami_id: str) -> None:
+        original_deregister(self, ami_id)
+        if INSTANCES is not None:
+            INSTANCES.forget_image(ami_id)  # the image store follows the emulator
+
+    AmiBackend.deregister_image = deregister_image  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- launch templates
@@ -830,21 +923,26 @@ def inventory() -> dict[str, Any]:
                                 "name": ami.name,
                                 "version": tags.get("baker:version"),
                                 "health": SETTINGS.health_by_ami.get(ami.id),
+                                "content": INSTANCES is not None and INSTANCES.image(ami.id) is not None,
                             }
                         )
                 for reservation in list(getattr(backend, "reservations", {}).values()):
                     for i in reservation.instances:
                         if i.state in ("running", "pending", "stopped"):
-                            instances.append(
-                                {
-                                    "instance_id": i.id,
-                                    "account": account,
-                                    "region": region,
-                                    "ami_id": i.image_id,
-                                    "state": i.state,
-                                    "health": instance_health(i),
-                                }
-                            )
+                            entry = {
+                                "instance_id": i.id,
+                                "account": account,
+                                "region": region,
+                                "ami_id": i.image_id,
+                                "state": i.state,
+                                "health": instance_health(i),
+                                "live": False,
+                            }
+                            if is_live(i) and INSTANCES is not None:
+                                entry.update(INSTANCES.describe(i.id))
+                            else:
+                                entry["note"] = "record only: this local cloud holds no content of its AMI"
+                            instances.append(entry)
     return {"images": images, "instances": instances}
 
 
@@ -867,9 +965,10 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
                 for key in ("initial_seconds", "refresh_timeout", "tick_seconds"):
                     if key in data:
                         setattr(SETTINGS, key, float(data[key]))
-                return 200, {
-                    k: getattr(SETTINGS, k) for k in ("initial_seconds", "refresh_timeout", "tick_seconds")
-                }
+                if "max_instances" in data:
+                    SETTINGS.max_instances = int(data["max_instances"])
+                keys = ("initial_seconds", "refresh_timeout", "tick_seconds", "max_instances")
+                return 200, {k: getattr(SETTINGS, k) for k in keys}
         if path == "/_baker/status":
             return 200, inventory()
     except (ValueError, TypeError) as exc:
@@ -910,4 +1009,5 @@ def install() -> None:
     _patch_images()
     _patch_autoscaling_api()
     _patch_accounts()
+    _patch_live_instances()
     _installed = True

@@ -97,6 +97,11 @@ def enter(name: str) -> None:
 
 
 def exec_prefix(name: str) -> list[str]:
-    """argv prefix that runs a program in the namespace (for processes we do not fork ourselves)."""
+    """argv prefix that runs a program in the namespace (for processes we do not fork ourselves).
+
+    nsenter, not ``ip netns exec``: that one also gives the program a mount namespace of its own
+    with a fresh /sys, where the live instances' systemd-nspawn finds no cgroup hierarchy and
+    where the overlays it mounts would be invisible to ``local down``.
+    """
     _check_name(name)
-    return ["ip", "netns", "exec", name]
+    return ["nsenter", f"--net={path(name)}", "--"]

@@ -1,0 +1,126 @@
+"""Live instances: an instance of an AMI baked in this local cloud boots its image (systemd-nspawn).
+
+Few and quick on purpose: one probe image (tests/livefleet.py), a handful of containers shared by
+the tests of this file.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from baker.local import kernel
+from tests.livefleet import bake_probe, in_instance, runtime_env_user_data, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def probe_ami(local_cloud: Any) -> str:
+    if not shutil.which("systemd-nspawn"):
+        pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
+    return bake_probe(local_cloud, "1.0.0")
+
+
+def instance_status(local_cloud: Any, instance_id: str) -> dict[str, Any]:
+    return next(i for i in local_cloud.status()["instances"] if i["instance_id"] == instance_id)
+
+
+def booted(local_cloud: Any, instance_id: str, unit: str = "probe") -> int:
+    """Wait until the unit is active inside the instance; its container's init PID."""
+
+    def active() -> int | None:
+        pid = instance_status(local_cloud, instance_id).get("container_pid")
+        if pid and in_instance(pid, "systemctl", "is-active", unit).stdout.strip() == "active":
+            return int(pid)
+        return None
+
+    return int(wait_for(f"{unit} active in {instance_id}", active, deadline=60))
+
+
+def get(pid: int, path: str, port: int = 8080) -> tuple[int, str]:
+    """GET 127.0.0.1:port inside the instance's own network namespace (the unit may still be binding)."""
+
+    def fetch() -> tuple[int, str] | None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        except ConnectionRefusedError:
+            return None
+
+    return wait_for(f"port {port} answering", lambda: kernel.in_netns(f"/proc/{pid}/ns/net", fetch), 20)
+
+
+def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, probe_ami: str) -> None:
+    ec2 = local_cloud.client("ec2")
+    user_data = runtime_env_user_data("PROBE_DIR=/srv/broken\n")
+    iid = ec2.run_instances(ImageId=probe_ami, MinCount=1, MaxCount=1, UserData=user_data)["Instances"][0][
+        "InstanceId"
+    ]
+    try:
+        pid = booted(local_cloud, iid)
+        status = instance_status(local_cloud, iid)
+        assert status["live"] and status["rss_mib"] > 0
+        # the runtime env from user data (cloud-init, NoCloud seed) reached the unit
+        assert in_instance(pid, "cat", "/etc/probe/runtime.env").stdout == "PROBE_DIR=/srv/broken\n"
+        assert get(pid, "/version") == (200, "1.0.0\n")
+        assert get(pid, "/healthz")[0] == 404
+        # the container has only loopback
+        assert kernel.in_netns(f"/proc/{pid}/ns/net", kernel.net_interfaces) == ["lo"]
+
+        ec2.stop_instances(InstanceIds=[iid])
+        wait_for("container stopped", lambda: not instance_status(local_cloud, iid)["live"], 30)
+        assert not kernel.alive(pid)
+        ec2.start_instances(InstanceIds=[iid])
+        again = booted(local_cloud, iid)
+        assert again != pid
+        assert get(again, "/healthz")[0] == 404, "the disk (runtime.env) survives a stop"
+    finally:
+        ec2.terminate_instances(InstanceIds=[iid])
+    disk = local_cloud.state_dir / "instances" / iid
+    wait_for("the instance's disk gone", lambda: not disk.exists(), 30)
+    assert kernel.mounts_under(disk) == []
+
+
+def test_an_ami_without_content_stays_a_record(local_cloud: Any) -> None:
+    from baker.local.moto_ext import SOURCE_AMI_NAME
+
+    ec2 = local_cloud.client("ec2")
+    source = ec2.describe_images(Filters=[{"Name": "name", "Values": [SOURCE_AMI_NAME]}])["Images"][0]
+    iid = ec2.run_instances(ImageId=source["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    try:
+        status = instance_status(local_cloud, iid)
+        assert status["live"] is False and "record only" in status["note"]
+    finally:
+        ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_live_instances_are_capped(local_cloud: Any, probe_ami: str) -> None:
+    ec2 = local_cloud.client("ec2")
+    before = local_cloud.settings()
+    live = sum(1 for i in local_cloud.status()["instances"] if i.get("live"))
+    local_cloud.settings(max_instances=live + 1)
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            ec2.run_instances(ImageId=probe_ami, MinCount=2, MaxCount=2)
+        assert caught.value.response["Error"]["Code"] == "InstanceLimitExceeded"
+        assert "max-instances" in caught.value.response["Error"]["Message"]
+    finally:
+        local_cloud.settings(max_instances=before["max_instances"])
+
+
+def test_a_deregistered_ami_loses_its_content(local_cloud: Any) -> None:
+    ec2 = local_cloud.client("ec2")
+    ami = bake_probe(local_cloud, "0.0.1-gone")
+    content = local_cloud.state_dir / "images" / ami
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.deregister_image(ImageId=ami)
+    assert content.is_dir(), "kept while an instance still boots from it"
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_for("the image's content gone", lambda: not content.exists(), 30)
