@@ -50,7 +50,7 @@ def _render_status(d: dict[str, Any]) -> str:
     images = d.get("images", [])
     lines.append(f"images:     {len(images)}")
     for i in images:
-        health = f"  health forced {i['health']}" if i.get("health") else ""
+        health = f"  health forced {i['health']} (fault injection)" if i.get("health") else ""
         lines.append(
             f"  {i['ami_id']}  {i['account']} {i['region']}  {i['name']}  {i.get('version') or ''}{health}"
         )
@@ -154,12 +154,19 @@ def status(app: App, state_dir: str | None) -> None:
     "health",
     required=True,
     type=click.Choice(["initial", "healthy", "unhealthy", "reset"]),
-    help="what their targets report from now on (reset: back to initial-then-healthy)",
+    help="what their targets report from now on (reset: back to the real checks, or the timer)",
 )
 @click.pass_obj
 def health(app: App, state_dir: str | None, ami_id: str, health: str) -> None:
-    """Make the load balancer see every instance of an AMI as initial, healthy or unhealthy."""
+    """Fault injection: make every target of an AMI's instances report a state, whatever its checks say.
+
+    Live instances get their health from real checks of the target group's path and port; instances
+    that are only records from a timer (initial, then healthy). This override beats both.
+    """
     from baker.local import cloud
 
     result = cloud.set_health(ami_id, None if health == "reset" else health, state_dir)
-    app.emit(result, lambda d: f"{d['ami_id']}: targets report {d['state'] or 'initial, then healthy'}")
+    app.emit(
+        result,
+        lambda d: f"{d['ami_id']}: targets report {d['state'] or 'what their checks say'} (fault injection)",
+    )

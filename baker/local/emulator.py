@@ -55,6 +55,8 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     server = Server(ip_address=host, port=port, verbose=False)
     server.start()
     moto_ext.REFRESHES.start_thread()
+    moto_ext.HEALTH.after_tick = moto_ext.replace_elb_unhealthy
+    moto_ext.HEALTH.start_thread(moto_ext.live_targets)
     log.info("baker emulator (moto) listening on http://%s:%d, pid %d", host, port, os.getpid())
     stop.wait()
     server.stop()

@@ -10,10 +10,13 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
    group's target groups, old instances deregistered and terminated; Pending -> InProgress ->
    Successful / Failed / Cancelled (and the Rollback* states), advanced by a background thread.
    A batch whose replacements are not healthy within ``Settings.refresh_timeout`` fails the refresh.
-2. Target health cannot be driven: every registered target reports ``healthy`` forever. Now a target
-   reports ``initial`` for ``Settings.initial_seconds`` after its launch, then ``healthy``, unless the
-   knob (``POST /_baker/health``) set its AMI to ``initial``, ``healthy`` or ``unhealthy``: then it
-   reports that, from the moment it is set.
+2. Target health cannot be driven: every registered target reports ``healthy`` forever. Now a live
+   instance's target (baker.local.instances) reports what real checks inside the instance say
+   (baker.local.health: initial, healthy, unhealthy, draining for the deregistration delay); an
+   instance that is only a record reports ``initial`` for ``Settings.initial_seconds`` after its
+   launch, then ``healthy``. The fault-injection override (``POST /_baker/health``) beats both: an
+   AMI set to ``initial``, ``healthy`` or ``unhealthy`` reports that from the moment it is set.
+   A group with health_check_type ELB replaces live instances unhealthy past the grace period.
 3. Auto Scaling and target groups drift apart: terminated instances stay registered and ``healthy``
    (TerminateInstanceInAutoScalingGroup, scale-in) and the replacements the group launches after an
    EC2 TerminateInstances are never registered. Now every termination leaves the target groups and
@@ -42,8 +45,8 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
     between accounts needs.
 
 Not emulated (the pipeline does not need them): InstanceWarmup, CheckpointPercentages, BakeTime and
-alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance is not replaced
-by the group; warm pools during a refresh.
+alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance that is only a
+record is not replaced by the group; warm pools during a refresh.
 
 ``install()`` applies all of it once per process, before the server starts.
 """
@@ -64,6 +67,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from baker.local.health import REASONS, Check, HealthChecker
 
 log = logging.getLogger("baker")
 
@@ -90,11 +95,13 @@ class Settings:
 
 
 SETTINGS = Settings()
+LOCK = threading.RLock()
 #: the containers of live instances; None when the emulator knows no state dir (no image content)
 INSTANCES: Any = None
+#: the real health checks of live instances' targets
+HEALTH = HealthChecker(LOCK)
 #: the access key id of a SigV4 signature when it is a 12-digit account id
 _ACCOUNT_KEY = re.compile(r"Credential=(\d{12})/")
-LOCK = threading.RLock()
 _installed = False
 
 
@@ -136,33 +143,146 @@ def instance_health(instance: Any) -> str:
     return "healthy"
 
 
-_REASONS = {
-    "initial": ("Elb.RegistrationInProgress", "Target registration is in progress"),
-    "unhealthy": ("Target.FailedHealthChecks", "Health checks failed"),
-}
+def target_health(tg: Any, instance: Any) -> tuple[str, str | None, str | None]:
+    """(state, reason, description) of one running instance's target in a target group.
+
+    The fault-injection override first, then the real checks of a live instance, then the timer
+    of an instance that is only a record.
+    """
+    forced = SETTINGS.health_by_ami.get(getattr(instance, "image_id", ""))
+    if forced is None and is_live(instance):
+        th = HEALTH.state(tg.arn, instance.id)
+        return th.state, th.reason, th.description
+    state = forced or instance_health(instance)
+    reason, description = REASONS.get(state, (None, None)) if state != "healthy" else (None, None)
+    return state, reason, description
+
+
+def group_health(group: Any, instance: Any) -> str:
+    """What the Auto Scaling group sees: healthy only when every target group of the group says so."""
+    if getattr(instance, "state", "running") != "running":
+        return "unused"
+    if not is_live(instance) or not group.target_group_arns:
+        return instance_health(instance)
+    from moto.elbv2 import elbv2_backends
+
+    groups = elbv2_backends[group.account_id][group.region].target_groups
+    states = [target_health(groups[arn], instance)[0] for arn in group.target_group_arns if arn in groups]
+    for worst in ("unhealthy", "initial", "draining", "unused"):
+        if worst in states:
+            return worst
+    return "healthy" if states else instance_health(instance)
+
+
+def live_targets() -> list[tuple[str, str, str | None, Check]]:
+    """Every registered target of a running live instance, with its group's check (under LOCK)."""
+    from moto.elbv2 import elbv2_backends
+
+    found: list[tuple[str, str, str | None, Check]] = []
+    if INSTANCES is None:
+        return found
+    for _account, regions in list(elbv2_backends.items()):
+        for _region, backend in list(regions.items()):
+            for tg in list(backend.target_groups.values()):
+                for target in list(tg.targets.values()):
+                    iid = str(target.get("Id", ""))
+                    instance = backend.ec2_backend.get_instance_by_id(iid) if iid.startswith("i-") else None
+                    if instance is None or not is_live(instance) or instance.state != "running":
+                        continue
+                    check = Check.of(tg, int(target.get("Port") or tg.port or 80))
+                    found.append((tg.arn, iid, INSTANCES.netns_file(iid), check))
+    return found
+
+
+def replace_elb_unhealthy() -> None:
+    """A group with health_check_type ELB replaces live instances unhealthy past its grace period."""
+    from moto.autoscaling import autoscaling_backends
+
+    for _account, regions in list(autoscaling_backends.items()):
+        for _region, backend in list(regions.items()):
+            for group in list(backend.autoscaling_groups.values()):
+                if group.health_check_type != "ELB" or not group.target_group_arns:
+                    continue
+                grace = float(group.health_check_grace_period or 0)
+                for state in list(group.instance_states):
+                    instance = state.instance
+                    if state.lifecycle_state != "InService" or not is_live(instance):
+                        continue
+                    if (_utcnow() - instance.launch_time).total_seconds() < grace:
+                        continue
+                    if group_health(group, instance) == "unhealthy":
+                        log.info("%s: %s failed its ELB health checks; replacing it", group.name, instance.id)
+                        backend.terminate_instance(instance.id, should_decrement=False)
+                        backend.update_attached_target_groups(group.name)
 
 
 def _patch_target_health() -> None:
-    from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
     original = FakeTargetGroup.health_for
 
     def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
         status = original(self, target, ec2_backend)
-        if status.status != "healthy" or not str(target.get("Id", "")).startswith("i-"):
+        tid = str(target.get("Id", ""))
+        if tid not in self.targets and HEALTH.is_draining(self.arn, tid):
+            reason, description = REASONS["draining"]
+            return FakeHealthStatus(
+                tid, status.port, status.health_check_port, "draining", reason, description
+            )
+        if status.status != "healthy" or not tid.startswith("i-"):
             return status
-        instance = ec2_backend.get_instance_by_id(target["Id"])
+        instance = ec2_backend.get_instance_by_id(tid)
         if instance is None:
             return status
-        state = instance_health(instance)
+        state, why, what = target_health(self, instance)
         if state == "healthy":
             return status
-        reason, description = _REASONS.get(state, ("Target.InvalidState", f"Target is {state}"))
+        reason, description = why or "Target.InvalidState", what or f"Target is {state}"
         return FakeHealthStatus(
             status.instance_id, status.port, status.health_check_port, state, reason, description
         )
 
     FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
+
+    original_describe = ELBv2Backend.describe_target_health
+
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> Any:
+        found = original_describe(self, target_group_arn, targets)
+        if not targets:  # a target leaving the group is listed while it drains, as on AWS
+            tg = self.target_groups[target_group_arn]
+            listed = {s.instance_id for s in found}
+            for iid in HEALTH.draining_in(target_group_arn):
+                if iid not in listed:
+                    found.append(tg.health_for({"Id": iid, "Port": tg.port}, self.ec2_backend))
+        return found
+
+    ELBv2Backend.describe_target_health = describe_target_health  # type: ignore[method-assign]
+
+    def drain(tg: Any, instance_ids: list[str]) -> None:
+        """Live instances' targets drain for the group's deregistration delay (records leave at once)."""
+        delay = float(tg.attributes.get("deregistration_delay.timeout_seconds", 300) or 0)
+        for iid in instance_ids:
+            instance = tg.ec2_backend.get_instance_by_id(iid)
+            if instance is not None and is_live(instance):
+                HEALTH.drain(tg.arn, iid, delay)
+
+    original_deregister = FakeTargetGroup.deregister
+
+    def deregister(self: Any, targets: list[dict[str, Any]]) -> None:
+        leaving = [t["Id"] for t in targets if t["Id"] in self.targets]
+        original_deregister(self, targets)
+        drain(self, leaving)
+
+    FakeTargetGroup.deregister = deregister  # type: ignore[method-assign]
+
+    original_terminated = FakeTargetGroup.deregister_terminated_instances
+
+    def deregister_terminated_instances(self: Any, instance_ids: list[str]) -> None:
+        leaving = [iid for iid in instance_ids if iid in self.targets]
+        original_terminated(self, instance_ids)
+        drain(self, leaving)
+
+    FakeTargetGroup.deregister_terminated_instances = deregister_terminated_instances  # type: ignore[method-assign]
 
 
 def _patch_termination() -> None:
@@ -645,7 +765,7 @@ class Refreshes:
             return
         rolling_back = r.status == "RollbackInProgress"
         if r.batch_new or r.batch_old:
-            states = [instance_health(i) for i in self._instances(group, r.batch_new)]
+            states = [group_health(group, i) for i in self._instances(group, r.batch_new)]
             if all(s == "healthy" for s in states):
                 if r.batch_old:  # launch-before-terminate: the old ones go once the new are healthy
                     self._terminate(backend, group, r.batch_old)
@@ -940,10 +1060,28 @@ def inventory() -> dict[str, Any]:
                             }
                             if is_live(i) and INSTANCES is not None:
                                 entry.update(INSTANCES.describe(i.id))
+                                entry["targets"] = _target_states(account, region, i)
+                                if entry["targets"]:
+                                    entry["health"] = sorted(entry["targets"].values())[-1]
                             else:
                                 entry["note"] = "record only: this local cloud holds no content of its AMI"
                             instances.append(entry)
     return {"images": images, "instances": instances}
+
+
+def _target_states(account: str, region: str, instance: Any) -> dict[str, str]:
+    """Target group name -> state of the instance's target in it (live instances: real checks)."""
+    from moto.elbv2 import elbv2_backends
+
+    regions: Any = dict.get(elbv2_backends, account) or {}  # type: ignore[arg-type]
+    backend = dict.get(regions, region)
+    if backend is None or instance.state != "running":
+        return {}
+    return {
+        tg.name: target_health(tg, instance)[0]
+        for tg in list(backend.target_groups.values())
+        if instance.id in tg.targets
+    }
 
 
 def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:

@@ -6,6 +6,7 @@ the tests of this file.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import shutil
 from typing import Any
@@ -124,3 +125,106 @@ def test_a_deregistered_ami_loses_its_content(local_cloud: Any) -> None:
     assert content.is_dir(), "kept while an instance still boots from it"
     ec2.terminate_instances(InstanceIds=[iid])
     wait_for("the image's content gone", lambda: not content.exists(), 30)
+
+
+@pytest.fixture(scope="module")
+def target_group(local_cloud: Any) -> Any:
+    """A target group with the quickest checks AWS allows (5 s apart, 2 in a row decide)."""
+    elb, ec2 = local_cloud.client("elbv2"), local_cloud.client("ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    tg = elb.create_target_group(
+        Name="live-health",
+        Protocol="HTTP",
+        Port=8080,
+        VpcId=vpc,
+        HealthCheckPath="/healthz",
+        HealthCheckIntervalSeconds=5,
+        HealthCheckTimeoutSeconds=2,
+        HealthyThresholdCount=2,
+        UnhealthyThresholdCount=2,
+        Matcher={"HttpCode": "200"},
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elb.modify_target_group_attributes(
+        TargetGroupArn=tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}]
+    )
+    yield tg
+    elb.delete_target_group(TargetGroupArn=tg)
+
+
+def test_target_health_comes_from_real_checks_inside_each_instance(
+    local_cloud: Any, probe_ami: str, target_group: str
+) -> None:
+    ec2, elb = local_cloud.client("ec2"), local_cloud.client("elbv2")
+    good = ec2.run_instances(ImageId=probe_ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    bad = ec2.run_instances(
+        ImageId=probe_ami, MinCount=1, MaxCount=1, UserData=runtime_env_user_data("PROBE_DIR=/srv/broken\n")
+    )["Instances"][0]["InstanceId"]
+    try:
+        elb.register_targets(TargetGroupArn=target_group, Targets=[{"Id": good}, {"Id": bad}])
+
+        def health() -> dict[str, dict[str, Any]]:
+            found = elb.describe_target_health(TargetGroupArn=target_group)["TargetHealthDescriptions"]
+            return {t["Target"]["Id"]: t["TargetHealth"] for t in found}
+
+        assert {h["State"] for h in health().values()} == {"initial"}
+
+        def decided() -> dict[str, dict[str, Any]] | None:
+            found = health()
+            return found if all(v["State"] != "initial" for v in found.values()) else None
+
+        settled = wait_for("both targets decided", decided, 60)
+        assert settled[good]["State"] == "healthy"
+        assert settled[bad] == {
+            "State": "unhealthy",
+            "Reason": "Target.ResponseCodeMismatch",
+            "Description": "Health checks failed with these codes: [404]",
+        }
+        # no knob anywhere: the emulator's fault-injection override is not set for this AMI
+        image = next(i for i in local_cloud.status()["images"] if i["ami_id"] == probe_ami)
+        assert image["health"] is None and image["content"]
+
+        elb.deregister_targets(TargetGroupArn=target_group, Targets=[{"Id": good}])
+        assert health()[good]["State"] == "draining"
+        wait_for("draining over", lambda: good not in health(), 20)
+    finally:
+        ec2.terminate_instances(InstanceIds=[good, bad])
+
+
+def test_an_elb_health_checked_group_replaces_an_instance_that_fails_its_checks(
+    local_cloud: Any, probe_ami: str, target_group: str
+) -> None:
+    ec2, asg = local_cloud.client("ec2"), local_cloud.client("autoscaling")
+    template = ec2.create_launch_template(
+        LaunchTemplateName="live-elb-replace",
+        LaunchTemplateData={
+            "ImageId": probe_ami,
+            "UserData": base64.b64encode(runtime_env_user_data("PROBE_DIR=/srv/broken\n").encode()).decode(),
+        },
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="live-elb-replace",
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=subnet,
+        TargetGroupARNs=[target_group],
+        HealthCheckType="ELB",
+        HealthCheckGracePeriod=1,  # moto reads 0 as its default, 300
+    )
+
+    def members() -> list[str]:
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["live-elb-replace"])
+        return [i["InstanceId"] for i in groups["AutoScalingGroups"][0]["Instances"]]
+
+    try:
+        first = members()
+        assert len(first) == 1 and instance_status(local_cloud, first[0])["live"]
+        replaced = wait_for("the unhealthy instance replaced", lambda: (m := members()) != first and m, 60)
+        assert len(replaced) == 1
+        gone = ec2.describe_instances(InstanceIds=first)["Reservations"][0]["Instances"][0]
+        assert gone["State"]["Name"] == "terminated"
+    finally:
+        asg.delete_auto_scaling_group(AutoScalingGroupName="live-elb-replace", ForceDelete=True)
+        ec2.delete_launch_template(LaunchTemplateId=template)
