@@ -1073,7 +1073,7 @@ def _target_states(account: str, region: str, instance: Any) -> dict[str, str]:
     """Target group name -> state of the instance's target in it (live instances: real checks)."""
     from moto.elbv2 import elbv2_backends
 
-    regions: Any = dict.get(elbv2_backends, account) or {}  # type: ignore[arg-type]
+    regions: Any = dict.get(elbv2_backends, account) or {}
     backend = dict.get(regions, region)
     if backend is None or instance.state != "running":
         return {}
