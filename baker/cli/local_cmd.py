@@ -65,6 +65,13 @@ def _render_status(d: dict[str, Any]) -> str:
         )
         lines.append(f"  {i['instance_id']}  {i['region']}  {i['ami_id']}  {i['state']}  {i['health']}")
         lines.append(f"    {how}")
+    balancers = d.get("load_balancers", [])
+    if balancers:
+        lines.append(
+            f"load balancers: {len(balancers)} (inside the namespace: ip netns exec {d['netns']} curl URL)"
+        )
+    for b in balancers:
+        lines.append(f"  {b['dns_name']}  {b['url']}  {len(b['healthy_targets'])} healthy target(s)")
     return "\n".join(lines)
 
 

@@ -341,6 +341,7 @@ def status(state_dir: str | Path | None = None) -> dict[str, Any]:
         inv = _call(state, "/_baker/status")
         result["images"] = inv["images"]
         result["instances"] = inv["instances"]
+        result["load_balancers"] = inv.get("load_balancers", [])
     cls = _build_host_class()
     result["build_host"] = cls(sdir, cache_dir()).status() if cls is not None else None
     return result

@@ -55,11 +55,12 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     server = Server(ip_address=host, port=port, verbose=False)
     server.start()
     moto_ext.REFRESHES.start_thread()
-    moto_ext.HEALTH.after_tick = moto_ext.replace_elb_unhealthy
+    moto_ext.HEALTH.after_tick = moto_ext.after_health_checks
     moto_ext.HEALTH.start_thread(moto_ext.live_targets)
     log.info("baker emulator (moto) listening on http://%s:%d, pid %d", host, port, os.getpid())
     stop.wait()
     server.stop()
+    moto_ext.BALANCERS.close()
     if moto_ext.INSTANCES is not None:
         log.info("powering off the live instances")
         moto_ext.INSTANCES.down()

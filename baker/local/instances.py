@@ -46,6 +46,9 @@ log = logging.getLogger("baker")
 DEFAULT_MAX_LIVE = 12
 #: how long an instance's systemd may take to power off before its container is killed
 SHUTDOWN_GRACE = 10.0
+#: how long a stopping instance keeps running after it left its load balancers: a connection the
+#: load balancer relayed to it just before finishes (AWS waits for the deregistration delay)
+DRAIN_SECONDS = 1.0
 NSPAWN = "systemd-nspawn"
 
 
@@ -332,6 +335,7 @@ class Instances:
             def work() -> None:
                 if previous is not None:
                     previous.join()
+                time.sleep(DRAIN_SECONDS)
                 if rec:
                     kernel.stop(rec, grace=SHUTDOWN_GRACE)  # SIGTERM: nspawn powers the container off
                 self._reap(instance_id)

@@ -69,6 +69,7 @@ from datetime import datetime
 from typing import Any
 
 from baker.local.health import REASONS, Check, HealthChecker
+from baker.local.lb import LoadBalancers, Target
 
 log = logging.getLogger("baker")
 
@@ -100,6 +101,8 @@ LOCK = threading.RLock()
 INSTANCES: Any = None
 #: the real health checks of live instances' targets
 HEALTH = HealthChecker(LOCK)
+#: the ALB listeners' loopback sockets
+BALANCERS = LoadBalancers()
 #: the access key id of a SigV4 signature when it is a 12-digit account id
 _ACCOUNT_KEY = re.compile(r"Credential=(\d{12})/")
 _installed = False
@@ -214,6 +217,58 @@ def replace_elb_unhealthy() -> None:
                         log.info("%s: %s failed its ELB health checks; replacing it", group.name, instance.id)
                         backend.terminate_instance(instance.id, should_decrement=False)
                         backend.update_attached_target_groups(group.name)
+
+
+def _forwarded(action: object) -> list[tuple[str, int]]:
+    """(target group ARN, weight) of a listener's forward action."""
+    data = getattr(action, "data", {}) or {}
+    if data.get("Type") != "forward":
+        return []
+    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+    if groups:
+        return [(g["TargetGroupArn"], int(g.get("Weight", 1))) for g in groups]
+    return [(data["TargetGroupArn"], 1)] if data.get("TargetGroupArn") else []
+
+
+def sync_load_balancers() -> None:
+    """Every ALB HTTP listener answers on loopback and forwards to its healthy live targets (under LOCK)."""
+    from moto.elbv2 import elbv2_backends
+
+    wanted: dict[str, tuple[str, str, int, list[Target]]] = {}
+    for _account, regions in list(elbv2_backends.items()):
+        for _region, backend in list(regions.items()):
+            for lb in list(backend.load_balancers.values()):
+                if lb.type != "application":
+                    continue
+                for listener in list(lb.listeners.values()):
+                    if listener.protocol != "HTTP":
+                        continue
+                    targets: list[Target] = []
+                    for action in listener.default_actions[:1]:
+                        for arn, weight in _forwarded(action):
+                            tg = backend.target_groups.get(arn)
+                            targets += _healthy_targets(backend, tg) * max(weight, 0) if tg else []
+                    wanted[listener.arn] = (lb.name, lb.dns_name, int(listener.port), targets)
+    BALANCERS.sync(wanted)
+
+
+def _healthy_targets(backend: Any, tg: Any) -> list[Target]:
+    found = []
+    for target in list(tg.targets.values()):
+        iid = str(target.get("Id", ""))
+        instance = backend.ec2_backend.get_instance_by_id(iid) if iid.startswith("i-") else None
+        if instance is None or not is_live(instance) or instance.state != "running" or INSTANCES is None:
+            continue
+        netns_file = INSTANCES.netns_file(iid)
+        if netns_file and target_health(tg, instance)[0] == "healthy":
+            found.append(Target(iid, netns_file, int(target.get("Port") or tg.port)))
+    return found
+
+
+def after_health_checks() -> None:
+    """What follows each round of health checks: ELB replacements, then the load balancers' targets."""
+    replace_elb_unhealthy()
+    sync_load_balancers()
 
 
 def _patch_target_health() -> None:
@@ -1108,7 +1163,7 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
                 keys = ("initial_seconds", "refresh_timeout", "tick_seconds", "max_instances")
                 return 200, {k: getattr(SETTINGS, k) for k in keys}
         if path == "/_baker/status":
-            return 200, inventory()
+            return 200, {**inventory(), "load_balancers": BALANCERS.describe()}
     except (ValueError, TypeError) as exc:
         return 400, {"error": str(exc)}
     return 404, {"error": f"no such endpoint: {method} {path}"}

@@ -228,3 +228,66 @@ def test_an_elb_health_checked_group_replaces_an_instance_that_fails_its_checks(
     finally:
         asg.delete_auto_scaling_group(AutoScalingGroupName="live-elb-replace", ForceDelete=True)
         ec2.delete_launch_template(LaunchTemplateId=template)
+
+
+def test_the_load_balancer_answers_on_loopback_and_forwards_to_healthy_targets(
+    local_cloud: Any, probe_ami: str
+) -> None:
+    ec2, elb = local_cloud.client("ec2"), local_cloud.client("elbv2")
+    other = bake_probe(local_cloud, "2.0.0")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    tg = elb.create_target_group(
+        Name="live-lb", Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/healthz",
+        HealthCheckIntervalSeconds=5, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    lb = elb.create_load_balancer(Name="live-lb", Subnets=subnets, Type="application")["LoadBalancers"][0]
+    listener = elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+    )["Listeners"][0]["ListenerArn"]
+    ids = [
+        ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, **extra)["Instances"][0]["InstanceId"]
+        for ami, extra in (
+            (probe_ami, {}),
+            (other, {}),
+            (other, {"UserData": runtime_env_user_data("PROBE_DIR=/srv/broken\n")}),
+        )
+    ]
+    try:
+        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i} for i in ids])
+
+        def url() -> str | None:
+            found = [b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener]
+            return found[0]["url"] if found else None
+
+        base = wait_for("the listener's loopback port", url, 10)
+        entry = next(b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener)
+        assert entry["dns_name"] == lb["DNSName"] and base.startswith("http://127.0.0.1:")
+        assert fetch(base, "/version")[0] == 503, "no healthy target yet"
+
+        def healthy() -> list[str] | None:
+            found = next(b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener)
+            return found["healthy_targets"] if len(found["healthy_targets"]) == 2 else None
+
+        assert sorted(wait_for("two healthy targets", healthy, 60)) == sorted(ids[:2])
+        answers = [fetch(base, "/version") for _ in range(6)]
+        assert sorted(set(answers)) == [(200, "1.0.0\n"), (200, "2.0.0\n")], "round robin, healthy only"
+    finally:
+        elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
+        ec2.terminate_instances(InstanceIds=ids)
+        elb.delete_target_group(TargetGroupArn=tg)
+    wait_for("the listener closed", lambda: url() is None, 10)
+
+
+def fetch(base: str, path: str) -> tuple[int, str]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
