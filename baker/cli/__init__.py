@@ -26,6 +26,7 @@ COMMANDS = [
     ("baker.cli.render_cmd", "render"),
     ("baker.cli.bake_cmd", "bake"),
     ("baker.cli.demo_cmd", "demo"),
+    ("baker.cli.verify_cmd", "verify"),
 ]
 
 

@@ -51,10 +51,12 @@ log = logging.getLogger("baker")
 
 #: what the image needs beyond minbase: Ansible's remote side (python3, python3-apt), the SSH
 #: server, sudo for become, what package maintainer scripts call (adduser, deb-systemd-helper,
-#: an offline ``systemctl enable`` in a chroot without a running systemd), and cloud-init, which
-#: runs an instance's user data on first boot as on Debian's AMIs.
+#: an offline ``systemctl enable`` in a chroot without a running systemd), and what Debian's AMIs
+#: boot with: cloud-init, which runs an instance's user data on first boot, and D-Bus, through
+#: which a user other than root asks systemd (``systemctl is-active`` in a smoke check).
 ROOTFS_PACKAGES = (
     "cloud-init",
+    "dbus",
     "python3",
     "python3-apt",
     "openssh-server",

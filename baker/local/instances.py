@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -399,6 +400,37 @@ def _tree_rss_kib(pid: int) -> int:
         total += kernel.rss_kib(p) or 0
         todo += kernel.children(p)
     return total
+
+
+class LocalReach:
+    """How ``baker verify`` reaches a live instance: its host key from its disk, SSH inside its netns.
+
+    The socket is made by a thread that entered the instance's network namespace and connected to
+    127.0.0.1:22 there; paramiko runs its SSH transport over it. No port is forwarded anywhere.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.instances = Instances(state_dir)
+
+    def _live(self, instance_id: str) -> None:
+        if not self.instances._meta(instance_id):
+            raise BakerError(
+                f"{instance_id} is only a record: its AMI was not baked in this local cloud, so nothing "
+                "boots to verify (bake it here first)",
+            )
+
+    def host_keys(self, instance: dict[str, Any]) -> list[str] | None:
+        self._live(instance["InstanceId"])
+        key = self.instances.host_key(instance["InstanceId"])
+        return [key] if key else None
+
+    def connect(self, instance: dict[str, Any], port: int, timeout: float) -> socket.socket:
+        netns_file = self.instances.netns_file(instance["InstanceId"])
+        if netns_file is None:
+            raise ConnectionRefusedError(f"{instance['InstanceId']} is not running")
+        return kernel.in_netns(
+            netns_file, lambda: socket.create_connection(("127.0.0.1", port), timeout=timeout), name="ssh"
+        )
 
 
 def sweep(state_dir: Path) -> dict[str, Any]:
