@@ -77,6 +77,8 @@ SOURCE_AMI_NAME = "debian-12-amd64-baker-local"
 SOURCE_AMI_OWNER = "136693071363"
 HEALTH_STATES = ("initial", "healthy", "unhealthy")
 ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress")
+#: how long a refresh waits on live replacements whose checks have not decided yet (initial)
+LIVE_BOOT_SECONDS = 120.0
 
 
 @dataclass
@@ -820,18 +822,21 @@ class Refreshes:
             return
         rolling_back = r.status == "RollbackInProgress"
         if r.batch_new or r.batch_old:
-            states = [group_health(group, i) for i in self._instances(group, r.batch_new)]
+            batch = self._instances(group, r.batch_new)
+            states = [group_health(group, i) for i in batch]
+            # a live replacement still booting and being checked (initial) is not failing yet: its
+            # checks take their interval times the threshold; it gets up to LIVE_BOOT_SECONDS
+            limit = SETTINGS.refresh_timeout
+            if "unhealthy" not in states and any(is_live(i) for i in batch):
+                limit = max(limit, LIVE_BOOT_SECONDS)
             if all(s == "healthy" for s in states):
                 if r.batch_old:  # launch-before-terminate: the old ones go once the new are healthy
                     self._terminate(backend, group, r.batch_old)
                 r.done += len(r.batch_new)
                 r.batch_new, r.batch_old = [], []
-            elif time.monotonic() - r.batch_started > SETTINGS.refresh_timeout:
+            elif time.monotonic() - r.batch_started > limit:
                 bad = sum(1 for s in states if s != "healthy")
-                reason = (
-                    f"{bad} replacement instance(s) did not become healthy within "
-                    f"{SETTINGS.refresh_timeout:.0f}s"
-                )
+                reason = f"{bad} replacement instance(s) did not become healthy within {limit:.0f}s"
                 if not rolling_back and r.preferences.get("AutoRollback") and r.previous is not None:
                     self.start_rollback(r, group, f"Instance refresh failed: {reason}")
                 else:
