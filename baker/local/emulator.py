@@ -38,13 +38,13 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     )
     from werkzeug.serving import make_server
 
-    from baker.local import moto_ext
+    from baker.local import api, moto_ext, refresh
 
     class Server(ThreadedMotoServer):
         """moto's threaded server with ``/_baker/...`` in front of its dispatcher."""
 
         def _server_entry(self) -> None:
-            app = moto_ext.wsgi(DomainDispatcherApplication(create_backend_app))
+            app = api.wsgi(DomainDispatcherApplication(create_backend_app))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
             )
@@ -54,7 +54,7 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     moto_ext.install()
     server = Server(ip_address=host, port=port, verbose=False)
     server.start()
-    moto_ext.REFRESHES.start_thread()
+    refresh.REFRESHES.start_thread()
     moto_ext.HEALTH.after_tick = moto_ext.after_health_checks
     moto_ext.HEALTH.start_thread(moto_ext.live_targets)
     log.info("baker emulator (moto) listening on http://%s:%d, pid %d", host, port, os.getpid())
