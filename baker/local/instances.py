@@ -38,8 +38,9 @@ from typing import Any
 import yaml
 
 from baker import runner
-from baker.errors import BakerError
+from baker.errors import BakerError, UsageError
 from baker.local import kernel
+from baker.local.images import ImageStore
 
 log = logging.getLogger("baker")
 
@@ -108,6 +109,7 @@ class Instances:
     def __init__(self, state_dir: Path, *, max_live: int = DEFAULT_MAX_LIVE) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.images_dir = self.state_dir / "images"
+        self.store = ImageStore(self.images_dir)
         self.dir = self.state_dir / "instances"
         self.max_live = max_live
         self._lock = threading.RLock()
@@ -121,17 +123,14 @@ class Instances:
 
     def image(self, ami_id: str) -> Image | None:
         """The content of an AMI, when this local cloud baked it (or copied one it baked)."""
-        if not re.fullmatch(r"ami-[0-9a-zA-Z]{1,32}", ami_id or ""):
-            return None
-        d = self.images_dir / ami_id
         try:
-            meta = json.loads((d / "image.json").read_text())
-        except (OSError, ValueError):
+            content = self.store.root(ami_id)
+        except UsageError:
             return None
-        rootfs = Path(meta.get("rootfs", ""))
-        if not (d / "root").is_dir() or not rootfs.is_dir():
+        rootfs = Path(self.store.meta(ami_id).get("rootfs", ""))
+        if content is None or not rootfs.is_dir():
             return None
-        return Image(ami_id, d / "root", rootfs)
+        return Image(ami_id, content, rootfs)
 
     def forget_image(self, ami_id: str) -> None:
         """The AMI was deregistered: its content goes now, or when its last instance is gone."""
@@ -144,10 +143,9 @@ class Instances:
             in_use = {self._meta(i).get("ami_id") for i in self.ids()}
             for ami_id in sorted(self._condemned - in_use):
                 self._condemned.discard(ami_id)
-                d = self.images_dir / ami_id
-                if d.is_dir():
+                if (self.images_dir / ami_id).is_dir():
                     log.info("image store: %s was deregistered; removing its content", ami_id)
-                    kernel.remove_tree(d)
+                    self.store.remove(ami_id)
 
     # -- the fleet --
 
