@@ -51,6 +51,7 @@ def _render_status(d: dict[str, Any]) -> str:
     lines.append(f"images:     {len(images)}")
     for i in images:
         health = f"  health forced {i['health']} (fault injection)" if i.get("health") else ""
+        health += "" if i.get("content") else "  (no content here: its instances are records)"
         lines.append(
             f"  {i['ami_id']}  {i['account']} {i['region']}  {i['name']}  {i.get('version') or ''}{health}"
         )
