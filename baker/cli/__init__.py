@@ -26,6 +26,10 @@ COMMANDS = [
     ("baker.cli.render_cmd", "render"),
     ("baker.cli.bake_cmd", "bake"),
     ("baker.cli.demo_cmd", "demo"),
+    ("baker.cli.promote_cmd", "promote"),
+    ("baker.cli.pin_cmd", "pin"),
+    ("baker.cli.pin_cmd", "unpin"),
+    ("baker.cli.rollback_cmd", "rollback"),
 ]
 
 
