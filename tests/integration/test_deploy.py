@@ -28,6 +28,8 @@ from baker.config import load_project
 from baker.deploy import Deploy, Options
 from baker.errors import Interrupted, Refused, RollbackFailed, RolledBack
 from baker.ledger import Ledger, lock_for
+from baker.pin import Pin
+from baker.promote import Promote
 from tests.conftest import copy_project, need_tools
 
 pytestmark = pytest.mark.integration
@@ -423,6 +425,35 @@ def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_what_is_live
     staging = Ledger(fleet.aws, table="baker-state", app="hello-web", env="staging")
     assert [(r.ami_id, r.outcome) for r in staging.releases()] == [(bad, "failed")]
     assert staging.live() is None
+
+
+def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(fleet: Fleet):
+    """staging (its fleet broken since the test above) gets dev's live AMI unchanged, healthy;
+    pinned there, a release is refused (6) before anything is baked; unpinned, it goes again."""
+    dev_ami = fleet.ledger.live().ami_id
+    project = fleet.project
+    staging = project.environment("staging")
+    stage = Deploy(project, staging, fleet.aws, local=True, poll_min=0.5, poll_max=2)
+    promoted = Promote(
+        project, project.environment("dev"), staging, fleet.aws, fleet.aws, local=True, deploy=stage
+    ).run(options=Options(timeout=120))
+    assert (promoted["outcome"], promoted["ami_id"], promoted["from"]) == ("healthy", dev_ami, "dev")
+    assert promoted["copies"] == {"us-east-1": dev_ami}, "same account and region: the very same AMI"
+    ledger = Ledger(fleet.aws, table="baker-state", app="hello-web", env="staging")
+    newest = ledger.releases()[0]
+    assert (newest.kind, newest.outcome, newest.promoted_from["env"]) == ("promote", "healthy", "dev")
+    assert newest.runtime == {"HELLO_GREETING": "hello from staging"}, "staging's runtime, not dev's"
+
+    pinned = Pin(stage).pin(dev_ami, reason="freeze for the audit", options=Options(timeout=120))
+    assert pinned["outcome"] == "healthy" and pinned["pinned"]["reason"] == "freeze for the audit"
+    try:
+        code = main(["--project", str(fleet.root), "--local", "--output", "json", "release", "-e", "staging"])
+        assert code == 6
+    finally:
+        unpinned = Pin(stage).unpin()
+    assert unpinned["unpinned"]["ami_id"] == dev_ami
+    kinds = [(r.kind, r.outcome) for r in ledger.releases(limit=3)]
+    assert kinds == [("unpin", "done"), ("pin", "healthy"), ("promote", "healthy")]
 
 
 def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet):
