@@ -1,7 +1,8 @@
 # The two commands of a fresh machine: `make demo` and `make test`. Both install what is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
-APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot
+# lintian: tests/unit/test_package.py lints the .deb as Debian would
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian
 # what `make test` runs; .ci/run runs exactly this
 PYTEST := $(PYTHON) -m pytest -q
 
