@@ -6,7 +6,7 @@ APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-de
 # what `make test` runs; .ci/run runs exactly this
 PYTEST := $(PYTHON) -m pytest -q
 
-.PHONY: deps test unit lint demo clean
+.PHONY: deps test unit lint demo clean init-templates
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
@@ -32,6 +32,10 @@ lint: deps
 # --allow-dirty: a demo of a work tree with local edits packages them (the version says .dirty)
 demo: deps
 	$(PYTHON) -m baker demo -e dev --allow-dirty
+
+# copy this repository's packer/, ansible/ and terraform/ over the copies 'baker init' ships
+init-templates:
+	$(PYTHON) -c "from pathlib import Path; from baker.init import sync; print(*sync(Path('.')), sep='\n')"
 
 clean:
 	rm -rf .baker .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,7 @@ COMMANDS = [
     ("baker.cli.render_cmd", "render"),
     ("baker.cli.bake_cmd", "bake"),
     ("baker.cli.demo_cmd", "demo"),
+    ("baker.cli.init_cmd", "init"),
 ]
 
 
