@@ -28,6 +28,7 @@ COMMANDS = [
     ("baker.cli.bake_cmd", "bake"),
     ("baker.cli.demo_cmd", "demo"),
     ("baker.cli.init_cmd", "init"),
+    ("baker.cli.doctor_cmd", "doctor"),
 ]
 
 
