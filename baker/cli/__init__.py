@@ -29,6 +29,7 @@ COMMANDS = [
     ("baker.cli.demo_cmd", "demo"),
     ("baker.cli.init_cmd", "init"),
     ("baker.cli.doctor_cmd", "doctor"),
+    ("baker.cli.completion_cmd", "completion"),
 ]
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import click.shell_completion
 
 from baker.aws import AWS
-from baker.config import Environment, Project, load_project
+from baker.config import DEFAULTS_FILE, ENV_DIR, Environment, Project, load_project
 
 log = logging.getLogger("baker")
 
@@ -84,6 +85,19 @@ class App:
             rendered = text
         if rendered:
             click.echo(rendered)
+
+
+def complete_environment(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of -e/--env: the environments/*.yml of the project (--project, or here).
+
+    Only file names are read, so completion works while a file is invalid or half written.
+    """
+    project = ctx.find_root().params.get("project_dir") or "."
+    folder = Path(project) / ENV_DIR
+    names = sorted(p.stem for p in folder.glob("*.yml") if p.name != DEFAULTS_FILE) if folder.is_dir() else []
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def _plain(v: Any) -> str:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import click
 
 from baker import doctor as stage
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.errors import UsageError
 
 
 @click.command("doctor")
-@click.option("-e", "--env", "env_names", multiple=True, help="environment to check (default: all of them)")
+@click.option(
+    "-e",
+    "--env",
+    "env_names",
+    multiple=True,
+    help="environment to check (default: all of them)",
+    shell_complete=complete_environment,
+)
 @click.pass_obj
 def doctor(app: App, env_names: tuple[str, ...]) -> None:
     """Check the tools, their versions, AWS credentials and state of each environment; say what to do.
