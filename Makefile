@@ -16,6 +16,7 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(PYTHON) -c "import baker, moto, ansible, pytest" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
+	  && command -v actionlint >/dev/null && command -v zizmor >/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 
 test: deps
