@@ -88,6 +88,11 @@ class DebSettings(Model):
     service: str = Field("", description="systemd unit name; default the package name")
     exec_start: str = Field(description="command the unit runs, relative paths under prefix")
     env_file: str = Field("", description="environment file the unit reads; default /etc/default/<package>")
+    runtime_env_file: str = Field(
+        "",
+        description="environment file the launch template's user data writes at first boot (runtime: of "
+        "the environment), read by the unit after env_file; default /etc/<package>/runtime.env",
+    )
     env_defaults: str = Field("default.env", description="file in the app source installed as env_file")
 
     @field_validator("package")
@@ -110,6 +115,7 @@ class DebSettings(Model):
         object.__setattr__(self, "user", self.user or self.package)
         object.__setattr__(self, "service", self.service or self.package)
         object.__setattr__(self, "env_file", self.env_file or f"/etc/default/{self.package}")
+        object.__setattr__(self, "runtime_env_file", self.runtime_env_file or f"/etc/{self.package}/runtime.env")
         return self
 
 
@@ -143,17 +149,20 @@ class PathSettings(Model):
 
 
 class StateSettings(Model):
-    ledger_prefix: str = Field(
-        "/baker", description="SSM parameter path prefix of the release ledger and pins"
+    table: str = Field(
+        "baker-state",
+        description="DynamoDB table of the release ledger, pins and deploy locks (created on first use, "
+        "on-demand billing)",
     )
-    lock_table: str = Field("baker-locks", description="DynamoDB table of deploy locks (created if missing)")
-    lock_lease_seconds: int = Field(900, ge=30, description="a lock not renewed for this long is stale")
+    lock_lease_seconds: int = Field(
+        120, ge=30, description="a deploy lock not renewed for this long is stale (renewed every quarter)"
+    )
 
-    @field_validator("ledger_prefix")
+    @field_validator("table")
     @classmethod
-    def _prefix(cls, v: str) -> str:
-        if not re.match(r"^(/[A-Za-z0-9_.-]+)+$", v):
-            raise ValueError(f"{v!r} must be an SSM path like /baker")
+    def _table(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]{3,255}$", v):
+            raise ValueError(f"{v!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
         return v
 
 
@@ -279,13 +288,79 @@ class DeploySettings(Model):
     instance_warmup: int = Field(60, ge=0)
 
 
+ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RuntimeSettings(Model):
+    """What the app needs at run time in this environment. Never baked: the launch template's user
+    data writes it at first boot, so one AMI runs in every environment."""
+
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables of the app's runtime environment file (app.deb.runtime_env_file)",
+    )
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for key, value in v.items():
+            if not isinstance(key, str) or not ENV_VAR_NAME.match(key):
+                raise ValueError(f"{key!r} is not an environment variable name (A-Z a-z 0-9 _, not a digit first)")
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, int | float):
+                value = str(value)
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: a value must be a string, number or boolean")
+            if "\0" in value:
+                raise ValueError(f"{key}: a value cannot hold a NUL byte")
+            out[key] = value
+        return out
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(value: Any) -> Any:
+    """A duration as seconds: an integer, or a string like ``90s``, ``30m``, ``2h``, ``1d``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be seconds or a string like 30m, 2h, 1d")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (m := _DURATION.match(value.strip())):
+        return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise ValueError(f"{value!r} is not a duration (seconds, or like 30m, 2h, 1d)")
+
+
+class PromotionSettings(Model):
+    min_soak: int = Field(
+        0,
+        ge=0,
+        description="how long the AMI must have been live and healthy in promote_from before promote takes it "
+        "(seconds, or 30m, 2h, 1d)",
+    )
+
+    @field_validator("min_soak", mode="before")
+    @classmethod
+    def _soak(cls, v: Any) -> Any:
+        return seconds(v)
+
+
 class EnvironmentSettings(Model):
     aws: AWSSettings
     bake: BakeSettings
     deploy: DeploySettings = DeploySettings()
-    promote_from: str | None = Field(None, description="environment whose good AMI this one takes")
-    require_verified: bool = Field(False, description="refuse AMIs not tagged baker:verified")
-    protected: bool = Field(False, description="deploys need an AMI promoted from promote_from")
+    runtime: RuntimeSettings = RuntimeSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    promote_from: str | None = Field(None, description="the only environment promote may take from into this one")
+    require_verified: bool = Field(False, description="refuse AMIs without a valid baker:verified tag")
+    protected: bool = Field(
+        False, description="no direct deploy or release: changes arrive by promote, rollback or pin"
+    )
 
 
 # ---------------------------------------------------------------- loading
@@ -298,6 +373,15 @@ class Environment(BaseModel):
     name: str
     settings: EnvironmentSettings
     files: list[Path]
+    #: what each of ``files`` says, in the same order (for ``origin``)
+    layers: list[dict[str, Any]] = []
+
+    def origin(self, *key: str) -> Path:
+        """The file that sets ``key`` (a key path), or the environment's own file when none does."""
+        for file, data in reversed(list(zip(self.files, self.layers, strict=False))):
+            if _lookup(data, key)[0]:
+                return file
+        return self.files[-1]
 
 
 class Project(BaseModel):
@@ -431,7 +515,9 @@ def load_environment(project: Project, name: str) -> Environment:
         raise ConfigError(
             f"{own}: promote_from: unknown environment {settings.promote_from!r}; known: {', '.join(known)}"
         )
-    return Environment(name=name, settings=settings, files=[p for p, _ in sources])
+    return Environment(
+        name=name, settings=settings, files=[p for p, _ in sources], layers=[d for _, d in sources]
+    )
 
 
 def redacted(env: Environment) -> dict[str, Any]:

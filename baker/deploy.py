@@ -374,7 +374,7 @@ class Deploy:
         self.local = local
         self.app = project.app.name
         self.terraform = terraform or terraform_for(project, env, aws, local=local)
-        self.ledger = Ledger(aws, prefix=project.settings.state.ledger_prefix, app=self.app, env=env.name)
+        self.ledger = Ledger(aws, prefix="/baker", app=self.app, env=env.name)
         self.poll_min, self.poll_max = poll_min, poll_max
         #: monotonic time the fleet was first seen healthy (for the benchmark)
         self.healthy_at: float | None = None
@@ -532,7 +532,7 @@ class Deploy:
         health_timeout = timeout or self.env.settings.deploy.health_timeout
         lock = lock_for(
             self.aws,
-            table=self.project.settings.state.lock_table,
+            table=self.project.settings.state.table,
             app=self.app,
             env=self.env.name,
             lease_seconds=self.project.settings.state.lock_lease_seconds,

@@ -31,7 +31,7 @@ def unlock(app: App, env_name: str, force: bool) -> None:
     state = app.project.settings.state
     lock = lock_for(
         app.aws(env),
-        table=state.lock_table,
+        table=state.table,
         app=app.project.app.name,
         env=env.name,
         lease_seconds=state.lock_lease_seconds,

@@ -100,7 +100,7 @@ class Fleet:
 
     def lock_holder(self) -> dict | None:
         state = self.project.settings.state
-        return lock_for(self.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=60).holder()
+        return lock_for(self.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=60).holder()
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +287,7 @@ def test_a_pinned_environment_refuses_deploys(fleet: Fleet):
 
 def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
     state = fleet.project.settings.state
-    mine = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+    mine = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
     with mine:
         first = fleet.lock_holder()["expires_at"]
         time.sleep(1.1)
@@ -295,7 +295,7 @@ def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
         assert fleet.lock_holder()["expires_at"] > first
         # broken by an operator: the old owner can neither renew nor delete the new holder's lock
         mine.force_release()
-        thief = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+        thief = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
         thief.acquire()
         assert not mine.renew()
     assert fleet.lock_holder()["owner"] == thief.owner
@@ -305,7 +305,7 @@ def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
 
 def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFixture):
     state = fleet.project.settings.state
-    stale = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+    stale = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
     stale.acquire()  # a CI job that was killed: nobody will release this
     assert main(["--project", str(fleet.root), "--local", "unlock", "-e", ENV]) == 2
     assert fleet.lock_holder() is not None
