@@ -115,7 +115,9 @@ class DebSettings(Model):
         object.__setattr__(self, "user", self.user or self.package)
         object.__setattr__(self, "service", self.service or self.package)
         object.__setattr__(self, "env_file", self.env_file or f"/etc/default/{self.package}")
-        object.__setattr__(self, "runtime_env_file", self.runtime_env_file or f"/etc/{self.package}/runtime.env")
+        object.__setattr__(
+            self, "runtime_env_file", self.runtime_env_file or f"/etc/{self.package}/runtime.env"
+        )
         return self
 
 
@@ -308,7 +310,9 @@ class RuntimeSettings(Model):
         out = {}
         for key, value in v.items():
             if not isinstance(key, str) or not ENV_VAR_NAME.match(key):
-                raise ValueError(f"{key!r} is not an environment variable name (A-Z a-z 0-9 _, not a digit first)")
+                raise ValueError(
+                    f"{key!r} is not an environment variable name (A-Z a-z 0-9 _, not a digit first)"
+                )
             if isinstance(value, bool):
                 value = "true" if value else "false"
             elif isinstance(value, int | float):
@@ -340,8 +344,8 @@ class PromotionSettings(Model):
     min_soak: int = Field(
         0,
         ge=0,
-        description="how long the AMI must have been live and healthy in promote_from before promote takes it "
-        "(seconds, or 30m, 2h, 1d)",
+        description="how long the AMI must have been live and healthy in promote_from before promote "
+        "takes it (seconds, or 30m, 2h, 1d)",
     )
 
     @field_validator("min_soak", mode="before")
@@ -356,7 +360,9 @@ class EnvironmentSettings(Model):
     deploy: DeploySettings = DeploySettings()
     runtime: RuntimeSettings = RuntimeSettings()
     promotion: PromotionSettings = PromotionSettings()
-    promote_from: str | None = Field(None, description="the only environment promote may take from into this one")
+    promote_from: str | None = Field(
+        None, description="the only environment promote may take from into this one"
+    )
     require_verified: bool = Field(False, description="refuse AMIs without a valid baker:verified tag")
     protected: bool = Field(
         False, description="no direct deploy or release: changes arrive by promote, rollback or pin"

@@ -96,8 +96,8 @@ def check_tool(tool: str) -> Check:
 
 
 def state_table(project: Project) -> str:
-    """The DynamoDB table of baker's state in this project."""
-    return project.settings.state.lock_table
+    """The DynamoDB table of baker's state in this project (ledger, pins, locks)."""
+    return project.settings.state.table
 
 
 class Doctor:

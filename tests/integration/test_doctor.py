@@ -58,7 +58,7 @@ def test_doctor_sees_the_bucket_and_table_once_they_exist(tmp_path: Path, local_
     need_tools("packer", "ansible-playbook", "terraform", "dpkg-deb")
     project = copy_project(tmp_path, "environments")
     edit(project / "environments/dev.yml", lambda d: d["deploy"]["backend"].update(bucket=BUCKET))
-    edit(project / "baker.yml", lambda d: d["state"].update(lock_table=TABLE))
+    edit(project / "baker.yml", lambda d: d["state"].update(table=TABLE))
     code, r, err = doctor(project, "-e", "dev")
     assert code == 0, err
     assert "first deploy creates it" in checks(r, "dev")["terraform backend bucket"]["detail"]
