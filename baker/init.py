@@ -111,7 +111,7 @@ def files(answers: Answers) -> dict[str, bytes]:
         out[f"{ENV_DIR}/{name}.yml"] = env.get_template(f"{ENV_DIR}/{name}.yml.j2").render(values).encode()
     for folder in RECIPE:
         for path in sorted((TEMPLATES / folder).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+            if path.is_file() and not _local_only(path.relative_to(TEMPLATES)):
                 out[path.relative_to(TEMPLATES).as_posix()] = path.read_bytes()
     return out
 
@@ -226,10 +226,18 @@ def recipe_files(repo: Path) -> list[str]:
     for folder in RECIPE:
         for path in sorted((repo / folder).rglob("*")):
             rel = path.relative_to(repo).as_posix()
-            ignored = {"__pycache__", ".terraform"} & set(path.parts) or path.name == ".terraform.lock.hcl"
-            if path.is_file() and not ignored and rel not in NOT_SHIPPED:
+            if path.is_file() and not _local_only(path.relative_to(repo)) and rel not in NOT_SHIPPED:
                 found.append(rel)
     return found
+
+
+def _local_only(path: Path) -> bool:
+    """What a run leaves in a checkout (.gitignore'd): caches, Terraform's working files and state."""
+    return (
+        any(part == "__pycache__" or part.startswith(".terraform") for part in path.parts)
+        or path.suffix == ".pyc"
+        or ".tfstate" in path.name
+    )
 
 
 def drift(repo: Path, templates: Path = TEMPLATES) -> list[str]:
@@ -239,7 +247,7 @@ def drift(repo: Path, templates: Path = TEMPLATES) -> list[str]:
         p.relative_to(templates).as_posix()
         for folder in RECIPE
         for p in (templates / folder).rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and not _local_only(p.relative_to(templates))
     }
     problems = [f"{rel}: in the repository, not shipped" for rel in sorted(wanted - shipped)]
     problems += [f"{rel}: shipped, not in the repository" for rel in sorted(shipped - wanted)]
