@@ -48,6 +48,8 @@ OWN = frozenset(
         "ansible/roles/app_config/templates/env.j2",
     }
 )
+#: files of the recipe that are run (a wheel does not keep file modes, so init sets them)
+EXECUTABLE = frozenset({"ansible/vault-pass-client.py"})
 #: files of the recipe an adopter does not get (the example's test-only vault file)
 NOT_SHIPPED = frozenset({"ansible/vars/secrets.example.yml"})
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -192,7 +194,7 @@ def init(
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        if _executable(TEMPLATES / name):
+        if name in EXECUTABLE:
             path.chmod(0o755)
     return {
         "project": str(root),
@@ -254,11 +256,12 @@ def drift(repo: Path, templates: Path = TEMPLATES) -> list[str]:
     problems += [
         f"{rel}: the shipped copy differs"
         for rel in sorted(wanted & shipped)
-        if rel not in OWN
-        and (
-            (repo / rel).read_bytes() != (templates / rel).read_bytes()
-            or _executable(repo / rel) != _executable(templates / rel)
-        )
+        if rel not in OWN and (repo / rel).read_bytes() != (templates / rel).read_bytes()
+    ]
+    problems += [
+        f"{rel}: executable or not in the repository, unlike baker.init.EXECUTABLE says"
+        for rel in sorted(wanted)
+        if _executable(repo / rel) != (rel in EXECUTABLE)
     ]
     return problems
 
