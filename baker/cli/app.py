@@ -144,7 +144,7 @@ def job_summary(
     if not path:
         return
     from baker import summary
-    from baker.bake import ci_url
+    from baker.provenance import ci_url
 
     text = summary.markdown(
         command, result, exit_code=exit_code, error=error, elapsed=elapsed, ci_url=ci_url()

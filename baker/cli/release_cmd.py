@@ -38,10 +38,13 @@ def release(
 ) -> None:
     """Bake ENV's AMI (a cache hit when the recipe is unchanged), then deploy it."""
     from baker.bake import Bake
-    from baker.deploy import Deploy
+    from baker.deploy import Deploy, Options
 
     env = app.environment(env_name)
     aws = app.aws(env)
+    stage = Deploy(app.project, env, aws, local=app.local)
+    # refused before a ten-minute bake: protected or pinned environments take no release
+    stage.gate.check_before_bake("release")
     build_host = None
     if app.local:
         from baker.local import cloud
@@ -55,11 +58,6 @@ def release(
             {"env": env.name, "outcome": "planned", "ami_id": None, "previous_ami_id": None, "bake": baked}
         )
         return
-    result = Deploy(app.project, env, aws, local=app.local).run(
-        baked["ami_id"],
-        timeout=timeout,
-        rollback=not no_rollback,
-        dry_run=dry_run,
-        allow_replace=allow_replace,
-    )
+    options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
+    result = stage.run(baked["ami_id"], kind="release", options=options, dry_run=dry_run)
     app.emit({**result, "bake": baked}, render)
