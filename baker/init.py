@@ -111,6 +111,9 @@ def files(answers: Answers) -> dict[str, bytes]:
     out[PROJECT_FILE] = env.get_template(f"{PROJECT_FILE}.j2").render(values).encode()
     for name in ("defaults", *ENVIRONMENTS):
         out[f"{ENV_DIR}/{name}.yml"] = env.get_template(f"{ENV_DIR}/{name}.yml.j2").render(values).encode()
+    # build output (paths.build) and CI results stay out of git, also when the app's source is the
+    # whole repository: an untracked file there would make every package refuse the dirty tree
+    out[".baker/.gitignore"] = b"# baker's build output and run results (paths.build): never committed\n*\n"
     for folder in RECIPE:
         for path in sorted((TEMPLATES / folder).rglob("*")):
             if path.is_file() and not _local_only(path.relative_to(TEMPLATES)):

@@ -53,6 +53,7 @@ def test_init_writes_a_project_that_loads_for_every_environment(tmp_path):
     assert (root / "ansible/site.yml").read_bytes() == (REPO / "ansible/site.yml").read_bytes()
     assert (root / "ansible/vault-pass-client.py").stat().st_mode & 0o100, "Ansible runs it"
     assert not (root / "ansible/vars/secrets.example.yml").exists()
+    assert git(root, "check-ignore", ".baker/build/dev/ami.pkr.hcl") == ".baker/build/dev/ami.pkr.hcl"
     for env in ("dev", "staging", "prod"):
         code, shown, err = baker("--project", str(root), "config", "show", "-e", env)
         assert code == 0, err
@@ -137,3 +138,19 @@ def test_values_cannot_change_the_structure_of_the_yaml(tmp_path):
         )
         == 1
     )
+
+
+def test_an_app_whose_source_is_the_whole_repository_stays_clean_after_a_build(tmp_path):
+    need_tools("dpkg-deb")
+    root = tiny_repo(tmp_path / "repo")
+    command = "/usr/bin/python3 app/server.py"
+    assert baker("init", str(root), "--app", "tiny", "--source", ".", "--exec-start", command)[0] == 0
+    assert not (root / ".gitignore").exists()  # only init's own .baker/.gitignore keeps .baker/ out
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "baker")
+    (root / ".baker" / "build" / "dev").mkdir(parents=True)
+    (root / ".baker" / "build" / "dev" / "ami.pkr.hcl").write_text("output of an earlier render\n")
+    (root / ".baker" / "release-dev.json").write_text("{}\n")  # where the GitLab recipe keeps results
+    code, r, err = baker("--project", str(root), "package", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert not r["version"].endswith(".dirty")
