@@ -50,21 +50,29 @@ PROTECTED_TYPES = (
 # ---------------------------------------------------------------- the plan gate
 
 
-def gate(plan: Plan, *, allow_replace: bool = False) -> list[str]:
+def gate(plan: Plan, *, allow_replace: bool = False, never_served: bool = False) -> list[str]:
     """Refuse a plan that would delete or replace the fleet, its load balancer or target group.
 
-    Returns the addresses it would have refused (empty when the plan is safe or allowed).
+    ``never_served``: the environment has no healthy release yet, so a resource that an
+    interrupted first create left tainted may be replaced (it never served anyone); anything else
+    stays behind --allow-replace. Returns the addresses it let through or would have refused.
     """
-    unsafe = [
-        f"{c.address} ({c.kind})" for c in plan.changes if c.type in PROTECTED_TYPES and "delete" in c.actions
-    ]
+    unsafe = [c for c in plan.changes if c.type in PROTECTED_TYPES and "delete" in c.actions]
+    named = [f"{c.address} ({c.kind})" for c in unsafe]
+    if never_served and unsafe and all(c.tainted for c in unsafe):
+        log.warning(
+            "replacing %s: tainted by an interrupted first create, and this environment never had a "
+            "healthy release, so nothing that served is replaced",
+            ", ".join(named),
+        )
+        return named
     if unsafe and not allow_replace:
         raise Refused(
-            f"the Terraform plan would destroy: {', '.join(unsafe)}; an AMI change only updates the launch "
+            f"the Terraform plan would destroy: {', '.join(named)}; an AMI change only updates the launch "
             "template and the Auto Scaling group. Re-run with --allow-replace if that is really wanted",
-            details={"outcome": "refused", "unsafe": unsafe, "plan": plan.summary()},
+            details={"outcome": "refused", "rule": "plan", "unsafe": named, "plan": plan.summary()},
         )
-    return unsafe
+    return named
 
 
 def plan_text(plan: Plan) -> str:
@@ -227,7 +235,8 @@ class Deploy:
         self.ledger = Ledger(aws, table=project.settings.state.table, app=self.app, env=env.name)
         self.gate = Gate(env, self.ledger)
         self.poll_min, self.poll_max = poll_min, poll_max
-        #: monotonic time the fleet was first seen healthy (for the benchmark)
+        #: monotonic times of this run: started, applied, first seen healthy (for the benchmark)
+        self.started = self.applied_at = 0.0
         self.healthy_at: float | None = None
         #: releases whose intent is written and whose outcome is not yet (closed on Ctrl-C)
         self._open: list[Release] = []
@@ -286,7 +295,7 @@ class Deploy:
         healthy (``pin`` writes the pin there).
         """
         options = options or Options()
-        started = time.monotonic()
+        self.started = time.monotonic()
         self.gate.check_before_bake(kind)  # pinned or protected: refused before AWS is asked anything
         image = self.image(ami_id)
         change = Change(verb=kind, image=image, source_env=source_env, source_release=source_release)
@@ -303,52 +312,19 @@ class Deploy:
             "git_sha": image.git_sha,
         }
         if dry_run:
-            plan = self.handoff.plan(ami_id, runtime)
-            self.terraform.discard(plan)
-            unsafe = gate(plan, allow_replace=True)
-            result.update(
-                {
-                    "outcome": "planned",
-                    "plan": plan.summary(),
-                    "plan_text": plan_text(plan),
-                    "would_refuse": bool(unsafe) and not options.allow_replace,
-                    "runtime": runtime,
-                    "ledger_writes": [
-                        f"{self.ledger.table.name} {self.ledger.pk}: {kind} of {ami_id}, "
-                        "in_progress, then its outcome"
-                    ],
-                }
-            )
-            return result
-
+            return self._planned(result, runtime, options)
         health_timeout = options.timeout or self.env.settings.deploy.health_timeout
         with _sigterm_as_interrupt(), self.lock(f"{kind} {ami_id}") as lock:
             release: Release | None = None
             try:
-                # again under the lock: a pin set, or a release finished, while we waited
-                self.gate.check_pin(change)
+                self.gate.check_pin(change)  # again: someone may have pinned while we waited
                 self._close_abandoned(lock)
-                live = self.ledger.live()
-                previous = live.ami_id if live else None
-                fleet_ami = self.handoff.outputs().get("image_id")
-                if fleet_ami and fleet_ami != previous:
-                    log.warning(
-                        "the launch template runs %s but the ledger's live release is %s: %s is the "
-                        "previous AMI of this %s",
-                        fleet_ami,
-                        previous,
-                        fleet_ami,
-                        kind,
-                    )
-                    result["ledger_live_ami_id"] = previous
-                    previous = fleet_ami
-                result["previous_ami_id"] = previous
                 release = self.ledger.new(
                     kind,
                     ami_id,
                     version=image.version,
                     git_sha=image.git_sha,
-                    previous_ami_id=previous,
+                    previous_ami_id=self._previous(result),
                     runtime=runtime,
                     promoted_from=promoted_from,
                     pin_reason=pin_reason,
@@ -357,15 +333,7 @@ class Deploy:
                 state, failure = self.roll(release, options.allow_replace, health_timeout, result)
                 result["instances"] = state.instances
                 if failure is None:
-                    self.healthy_at = time.monotonic()
-                    release.outcome, release.healthy_at = "healthy", iso(utc_now())
-                    self._close(release)
-                    if on_healthy is not None:
-                        result.update(on_healthy(release) or {})
-                    result["outcome"] = "healthy"
-                    result["seconds"] = {"total": round(time.monotonic() - started, 1)}
-                    log.info("%s is healthy on %s", self.env.name, ami_id)
-                    return result
+                    return self._healthy(release, result, on_healthy)
                 release.outcome, release.reason = "failed", failure
                 self._close(release)
                 result["reason"] = failure
@@ -378,6 +346,66 @@ class Deploy:
             except (KeyboardInterrupt, Interrupted):
                 raise self._interrupted(release, result) from None
 
+    def _planned(self, result: dict[str, Any], runtime: dict[str, str], options: Options) -> dict[str, Any]:
+        """--dry-run: the plan and the ledger writes a real run would make; nothing changes."""
+        plan = self.handoff.plan(result["ami_id"], runtime)
+        self.terraform.discard(plan)
+        unsafe = gate(plan, allow_replace=True)
+        result.update(
+            {
+                "outcome": "planned",
+                "plan": plan.summary(),
+                "plan_text": plan_text(plan),
+                "would_refuse": bool(unsafe) and not options.allow_replace,
+                "runtime": runtime,
+                "ledger_writes": [
+                    f"{self.ledger.table.name} {self.ledger.pk}: {result['kind']} of {result['ami_id']}, "
+                    "in_progress, then its outcome"
+                ],
+            }
+        )
+        return result
+
+    def _previous(self, result: dict[str, Any]) -> str | None:
+        """What this release replaces: the ledger's live AMI, unless the fleet really runs another
+        (changed outside baker, or an interrupted release), which then wins and is said."""
+        live = self.ledger.live()
+        previous = live.ami_id if live else None
+        fleet_ami = self.fleet_ami()
+        if fleet_ami and fleet_ami != previous:
+            log.warning(
+                "the fleet runs %s but the ledger's live release is %s (changed outside baker, or an "
+                "interrupted release): %s is what this %s replaces",
+                fleet_ami,
+                previous,
+                fleet_ami,
+                result["kind"],
+            )
+            result["ledger_live_ami_id"] = previous
+            previous = fleet_ami
+        result["previous_ami_id"] = previous
+        return previous
+
+    def _healthy(
+        self,
+        release: Release,
+        result: dict[str, Any],
+        on_healthy: Callable[[Release], dict[str, Any] | None] | None,
+    ) -> dict[str, Any]:
+        self.healthy_at = time.monotonic()
+        result["seconds"] = {
+            "apply": round(self.applied_at - self.started, 1),
+            "wait": round(self.healthy_at - self.applied_at, 1),
+            "total": round(self.healthy_at - self.started, 1),
+        }
+        release.outcome, release.healthy_at = "healthy", iso(utc_now())
+        self._close(release)
+        if on_healthy is not None:
+            result.update(on_healthy(release) or {})
+        result["outcome"] = "healthy"
+        log.info("%s is healthy on %s", self.env.name, release.ami_id)
+        return result
+
     def roll(
         self, release: Release, allow_replace: bool, health_timeout: int, result: dict[str, Any]
     ) -> tuple[Rollout, str | None]:
@@ -385,7 +413,7 @@ class Deploy:
         assert release.ami_id is not None
         plan = self.handoff.plan(release.ami_id, release.runtime)
         try:
-            gate(plan, allow_replace=allow_replace)
+            gate(plan, allow_replace=allow_replace, never_served=self.ledger.live() is None)
         except Refused as exc:
             self.terraform.discard(plan)
             exc.details.update(
@@ -417,7 +445,7 @@ class Deploy:
             }
         )
         watch = self._watch = self.watch(outputs, known)
-        applied = time.monotonic()
+        applied = self.applied_at = time.monotonic()
         state, failure = watch.wait(release.ami_id, applied + health_timeout, started=applied)
         self._watch = None
         return state, failure
@@ -459,6 +487,23 @@ class Deploy:
                 live,
             )
         return stale
+
+    def fleet_ami(self) -> str | None:
+        """The AMI most in-service instances of the fleet run (the launch template's when none
+        is in service); None before the first apply."""
+        out = self.handoff.outputs()
+        if not out.get("asg_name"):
+            return None
+        try:
+            state = self.watch(out).look(str(out.get("image_id") or ""))
+        except BakerError as exc:
+            log.warning("cannot read the fleet: %s", exc.message)
+            return out.get("image_id")
+        counts: dict[str, int] = {}
+        for inst in state.instances.values():
+            if inst.get("lifecycle") == "InService" and inst.get("ami_id"):
+                counts[inst["ami_id"]] = counts.get(inst["ami_id"], 0) + 1
+        return max(counts, key=lambda a: counts[a]) if counts else out.get("image_id")
 
     def live_words(self) -> str:
         """What runs, in words: launch template version and image, instances per AMI, refresh."""

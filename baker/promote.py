@@ -50,11 +50,14 @@ class Promote:
         *,
         local: bool = False,
         deploy: Deploy | None = None,
+        build_host: Any = None,
     ) -> None:
         self.project = project
         self.src, self.dst = source_env, target_env
         self.src_aws, self.dst_aws = source_aws, target_aws
         self.local = local
+        #: the local cloud's build host: a copy gets its source's content, so it boots the same
+        self.build_host = build_host
         self.table = project.settings.state.table
         self.src_ledger = Ledger(source_aws, table=self.table, app=project.app.name, env=source_env.name)
         self.deploy = deploy or Deploy(project, target_env, target_aws, local=local)
@@ -131,6 +134,8 @@ class Promote:
             tags=self._copy_tags(source, value),
             description=f"{self.project.app.name} {source.version}: {source.id} from {self.src.name}",
         )
+        if self.build_host is not None and self.build_host.image_root(source.id) is not None:
+            self.build_host.copy_image(source.id, copy.id)
         return copy, True
 
     def _mark_source(self, source: Image, copies: dict[str, str]) -> None:

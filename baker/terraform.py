@@ -181,6 +181,12 @@ class Change:
     actions: tuple[str, ...]
     #: attributes whose value changes (top level), for the summary
     attributes: tuple[str, ...] = ()
+    #: Terraform's reason for a replacement (``replace_because_tainted``, ...), when it gives one
+    reason: str | None = None
+
+    @property
+    def tainted(self) -> bool:
+        return self.reason == "replace_because_tainted"
 
     @property
     def kind(self) -> str:
@@ -241,7 +247,13 @@ def parse_plan(document: dict[str, Any], path: Path | str = "") -> Plan:
             continue
         attrs = _changed_attributes(change.get("before"), change.get("after"), change.get("after_unknown"))
         changes.append(
-            Change(address=rc.get("address", ""), type=rc.get("type", ""), actions=actions, attributes=attrs)
+            Change(
+                address=rc.get("address", ""),
+                type=rc.get("type", ""),
+                actions=actions,
+                attributes=attrs,
+                reason=rc.get("action_reason"),
+            )
         )
     return Plan(path=Path(path), changes=tuple(changes), document=document)
 

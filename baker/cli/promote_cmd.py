@@ -65,6 +65,11 @@ def promote(
     from baker.promote import Promote
 
     src, dst = app.environment(source), app.environment(target)
-    stage = Promote(app.project, src, dst, app.aws(src), app.aws(dst), local=app.local)
+    build_host = None
+    if app.local:
+        from baker.local import cloud
+
+        build_host = cloud.build_host()
+    stage = Promote(app.project, src, dst, app.aws(src), app.aws(dst), local=app.local, build_host=build_host)
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(ami_id=ami_id, deploy=not no_deploy, dry_run=dry_run, options=options), render)

@@ -460,3 +460,28 @@ def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
     assert fleet.lock_holder() is None
     newest = fleet.ledger.releases()[0]
     assert (newest.ami_id, newest.outcome) == (ami, "interrupted")
+    # nothing keeps moving after baker exits: the refresh it started is cancelled, and it says so
+    assert info.value.details["refresh_cancelled"] is True
+    assert "instance refresh of hello-web-dev cancelled" in info.value.message
+    assert "launch template" in info.value.message and "live:" in info.value.message
+    refreshes = fleet.aws.client("autoscaling").describe_instance_refreshes(
+        AutoScalingGroupName="hello-web-dev"
+    )
+    assert refreshes["InstanceRefreshes"][0]["Status"] in ("Cancelling", "Cancelled")
+    assert "refresh cancelled" in newest.reason
+
+
+def test_after_an_interrupt_the_next_deploy_names_what_the_fleet_ran_and_a_killed_run_is_abandoned(
+    fleet: Fleet,
+):
+    """The release before was interrupted (above) and a run that died left one in_progress: the
+    next deploy closes it as abandoned and names the AMI the fleet really ran as the previous."""
+    running = {v["ami"] for v in fleet.live().values()}
+    dead = fleet.ledger.new("deploy", fleet.ami("5.0.1"))
+    fleet.ledger.write(dead)  # in_progress forever: its process was SIGKILLed
+    ami = fleet.ami("5.1.0")
+    result = fleet.deploy().run(ami, options=Options(timeout=120))
+    assert result["outcome"] == "healthy"
+    assert result["previous_ami_id"] in running
+    closed = next(r for r in fleet.ledger.releases() if r.id == dead.id)
+    assert closed.outcome == "abandoned" and "live then:" in closed.reason
