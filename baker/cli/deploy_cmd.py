@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +52,9 @@ def rollout_options(command: F) -> F:
 
 
 @click.command("deploy")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--ami", "ami_id", required=True, help="the AMI to roll out")
 @rollout_options
 @click.option("--dry-run", is_flag=True, help="print the Terraform plan summary and change nothing")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.deploy_cmd import render as render_deploy
 from baker.cli.deploy_cmd import rollout_options
 
@@ -22,7 +22,9 @@ def render_pin(result: dict[str, Any]) -> str:
 
 
 @click.command("pin")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--ami", "ami_id", required=True, help="the AMI to deploy and freeze the environment on")
 @click.option("--reason", required=True, help="why (shown to everyone the pin refuses)")
 @rollout_options
@@ -49,7 +51,9 @@ def pin(
 
 
 @click.command("unpin")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.pass_obj
 def unpin(app: App, env_name: str) -> None:
     """Lift ENV's pin (what runs stays as it is)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.deploy_cmd import render as render_deploy
 from baker.cli.deploy_cmd import rollout_options
 
@@ -31,8 +31,16 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("promote")
-@click.option("--from", "source", required=True, help="the environment whose healthy release is promoted")
-@click.option("--to", "target", required=True, help="the environment it goes to")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    help="the environment whose healthy release is promoted",
+    shell_complete=complete_environment,
+)
+@click.option(
+    "--to", "target", required=True, help="the environment it goes to", shell_complete=complete_environment
+)
 @click.option(
     "--ami", "ami_id", default=None, help="an AMI that was healthy in --from [default: its live one]"
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.deploy_cmd import render as render_deploy
 from baker.cli.deploy_cmd import rollout_options
 
@@ -18,7 +18,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("release")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @rollout_options
 @click.option("--force", is_flag=True, help="bake even when an AMI of the same recipe exists")
 @click.option("--dry-run", is_flag=True, help="say what would be baked and deployed; change nothing")

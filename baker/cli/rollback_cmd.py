@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.deploy_cmd import render, rollout_options
 
 
 @click.command("rollback")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option(
     "--to", "to", default=None, help="an AMI that was healthy in ENV before [default: the previous]"
 )

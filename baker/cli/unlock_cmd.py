@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.errors import UsageError
 
 
@@ -25,7 +25,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("unlock")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--force", is_flag=True, help="required: break the lock whoever holds it")
 @click.pass_obj
 def unlock(app: App, env_name: str, force: bool) -> None:
