@@ -322,6 +322,18 @@ def progress_message(line: str) -> str | None:
     return None
 
 
+def state_lock_id(lines: Sequence[str]) -> str | None:
+    """The lock id of an "Error acquiring the state lock" in Terraform's output, if that is what failed."""
+    text = "\n".join(lines)
+    if "state lock" not in text:
+        return None
+    for raw in lines:
+        line = raw.strip().lstrip("│").strip()
+        if line.startswith("ID:"):
+            return line.removeprefix("ID:").strip() or None
+    return None
+
+
 def _json_text(lines: Sequence[str]) -> str:
     """The JSON document in captured output; a CLI-config warning on stderr may come before it."""
     for i, line in enumerate(lines):
@@ -426,12 +438,22 @@ class Terraform:
             tail = result.lines[-60:]
             found = errors or text_diagnostics(tail)
             message = f"terraform {what} failed" + (": " + "; ".join(found) if found else "")
+            lock_id = state_lock_id(tail)
+            details: dict[str, Any] = {"diagnostics": found}
+            if lock_id:
+                # a Terraform killed mid-apply leaves its state lock behind; say what to do
+                message += (
+                    f". The Terraform state is locked (lock {lock_id}): if no Terraform of this environment "
+                    f"runs any more (one was killed), release it with: {self.binary} -chdir={self.work_dir} "
+                    f"force-unlock -force {lock_id}"
+                )
+                details["state_lock_id"] = lock_id
             raise ToolError(
                 message,
                 tool="terraform",
                 output_tail=[] if found else tail[-20:],
                 returncode=result.returncode,
-                details={"diagnostics": found},
+                details=details,
             )
         return result
 
