@@ -32,6 +32,7 @@ from baker import __version__, package, recipe, render, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project
 from baker.errors import ToolError
+from baker.preflight import check_project_files
 
 log = logging.getLogger("baker")
 
@@ -267,6 +268,7 @@ class Bake:
         return self.build_host is not None
 
     def run(self, *, force: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        check_project_files(self.project, self.env)
         started = time.monotonic()
         out = render.build_dir(self.project, self.env)
         # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits

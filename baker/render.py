@@ -462,7 +462,9 @@ class Render:
     def run(self) -> dict[str, Any]:
         from baker import package
         from baker.bake import build_values
+        from baker.preflight import check_project_files
 
+        check_project_files(self.project, self.env)
         out = build_dir(self.project, self.env)
         pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
         version = packer_version(self.packer)
