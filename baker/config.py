@@ -882,6 +882,12 @@ def load_environment(project: Project, name: str) -> Environment:
     )
 
 
+def withheld_variables(env: Environment) -> list[str]:
+    """The environment variables that hold this environment's secrets: no child of baker gets them."""
+    vp = env.settings.bake.vault_password
+    return [vp.env] if vp is not None and vp.env else []
+
+
 def redacted(env: Environment) -> dict[str, Any]:
     """The merged settings as JSON-able data; secrets appear only as where they come from."""
     data = redact(env.settings.model_dump(mode="json"))

@@ -35,8 +35,6 @@ log = logging.getLogger("baker")
 TEMPLATE = "ami.pkr.hcl.j2"
 TEMPLATE_OUT = "ami.pkr.hcl"
 VARIABLES_OUT = "ami.pkrvars.hcl"
-#: the variable through which the vault password reaches ansible's vault password client
-VAULT_PASSWORD_ENV = "BAKER_VAULT_PASSWORD"  # noqa: S105 - a variable name, not a password
 #: the vault password client script, relative to the Ansible tree
 VAULT_CLIENT = "vault-pass-client.py"
 #: Packer 1.7 introduced `packer { required_plugins }`; 1.6 rejects the block
