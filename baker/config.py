@@ -546,6 +546,9 @@ MAX_VALUES = 20_000
 MAX_ALIASES = 100
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 class _Refused(Exception):
     """The loader refuses the document at ``mark`` (a yaml Mark)."""
 
@@ -610,6 +613,8 @@ class _Loader(yaml.SafeLoader):
                 self._path.pop()
         self._grow(1, event.start_mark)
         self._sizes[id(node)] = self._values - before
+        if isinstance(node, yaml.ScalarNode) and _SURROGATE.search(node.value):
+            raise _Refused(event.start_mark, "an escape like \\ud800 makes text that is not valid unicode")
         return node
 
     def compose_mapping_node(self, anchor: Any) -> Any:
