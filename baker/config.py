@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -234,6 +235,30 @@ class ProjectSettings(Model):
 # ---------------------------------------------------------------- environments/*.yml
 
 
+def plain_data(value: Any, where: str = "") -> Any:
+    """``value`` when JSON can carry it to Ansible or Terraform as written: strings, finite numbers,
+    booleans, null, lists and mappings with string keys. A YAML date, set or binary is refused here,
+    at load, not halfway through a bake or a deploy."""
+    at = f" at {where}" if where else ""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a number JSON can carry{at}")
+        return value
+    if isinstance(value, list):
+        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"the key {k!r}{at} must be a string (quote it)")
+            plain_data(v, f"{where}.{k}" if where else k)
+        return value
+    kind = {"date": "a date", "datetime": "a timestamp", "set": "a set", "bytes": "binary data"}
+    what = kind.get(type(value).__name__, f"a {type(value).__name__}")
+    raise ValueError(f"{what}{at} cannot be passed on as written; quote it to make it a string")
+
+
 @functools.cache
 def aws_regions() -> frozenset[str]:
     """Every region of every AWS partition in the endpoint data of the botocore baker runs with: the
@@ -353,6 +378,11 @@ class BakeSettings(Model):
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the AMI")
     timeout: int = Field(3600, ge=60, description="seconds a packer build may take")
 
+    @field_validator("ansible_vars")
+    @classmethod
+    def _ansible_vars(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return plain_data(v)
+
     @field_validator("instance_type")
     @classmethod
     def _instance_type(cls, v: str) -> str:
@@ -407,6 +437,11 @@ class DeploySettings(Model):
     )
     min_healthy_percent: int = Field(90, ge=0, le=100)
     instance_warmup: int = Field(60, ge=0)
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return plain_data(v)
 
 
 class RuntimeSettings(Model):

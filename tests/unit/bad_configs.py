@@ -161,6 +161,16 @@ CASES: list[Case] = [
         {DEV: _append("bake:\n  instance_type: t3micro\n")},
         (DEV, "bake.instance_type", "family.size"),
     ),
+    Case(
+        "a date in ansible_vars",
+        {DEV: _append("bake:\n  ansible_vars:\n    release_day: 2024-05-01\n")},
+        (DEV, "bake.ansible_vars", "a date at release_day", "quote it"),
+    ),
+    Case(
+        "infinity in a Terraform variable",
+        {DEV: _replace("    name: hello-web-dev\n", "    name: hello-web-dev\n    scale: [1, .inf]\n")},
+        (DEV, "deploy.variables", "scale[1]"),
+    ),
     # ---------------------------------------------------------------- the user's words
     Case("bake is a string", {DEV: _append("bake: big\n")}, (DEV, "bake: must be a mapping")),
     Case(
