@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from baker.errors import ConfigError, UsageError
 
@@ -291,6 +299,10 @@ AWS_MAX_TAGS = 50
 BAKER_RESERVED_TAGS = 13
 AWS_TAG_KEY_MAX = 128
 AWS_TAG_VALUE_MAX = 256
+KMS_KEY = re.compile(
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|alias/[A-Za-z0-9/_-]+"
+    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/\S+)$"
+)
 #: EC2 instance types are family.size: t3.micro, m7i-flex.large, u-6tb1.metal
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 
@@ -377,6 +389,28 @@ class BakeSettings(Model):
     vault_password: SecretRef | None = Field(None, description="where the vault password comes from")
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the AMI")
     timeout: int = Field(3600, ge=60, description="seconds a packer build may take")
+
+    @field_validator("vpc_id", "subnet_id")
+    @classmethod
+    def _network_ids(cls, v: str | None, info: ValidationInfo) -> str | None:
+        prefix = "vpc" if info.field_name == "vpc_id" else "subnet"
+        if v is not None and not re.match(rf"^{prefix}-[0-9a-f]+$", v):
+            raise ValueError(f"{v!r} is not a {prefix} id ({prefix}-0123456789abcdef0)")
+        return v
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms_key(cls, v: str | None) -> str | None:
+        if v is not None and not KMS_KEY.match(v):
+            raise ValueError(f"{v!r} is not a KMS key id, alias (alias/NAME) or ARN")
+        return v
+
+    @field_validator("ssh_username")
+    @classmethod
+    def _ssh_user(cls, v: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_.-]*$", v):
+            raise ValueError(f"{v!r} is not a user name")
+        return v
 
     @field_validator("ansible_vars")
     @classmethod

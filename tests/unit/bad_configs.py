@@ -171,6 +171,13 @@ CASES: list[Case] = [
         {DEV: _replace("    name: hello-web-dev\n", "    name: hello-web-dev\n    scale: [1, .inf]\n")},
         (DEV, "deploy.variables", "scale[1]"),
     ),
+    Case(
+        "a mistyped subnet id", {DEV: _append("bake:\n  subnet_id: subnet_0abc\n")}, (DEV, "bake.subnet_id")
+    ),
+    Case(
+        "a KMS key that is no key", {DEV: _append("bake:\n  kms_key_id: my key\n")}, (DEV, "bake.kms_key_id")
+    ),
+    Case("an empty SSH user", {DEV: _append("bake:\n  ssh_username: ''\n")}, (DEV, "bake.ssh_username")),
     # ---------------------------------------------------------------- the user's words
     Case("bake is a string", {DEV: _append("bake: big\n")}, (DEV, "bake: must be a mapping")),
     Case(
