@@ -52,6 +52,7 @@ class Withheld:
     values: frozenset[str] = frozenset()
 
 
+MIN_WITHHELD_VALUE = 6
 _withheld: list[Withheld] = []
 _withheld_lock = threading.Lock()
 
@@ -59,8 +60,10 @@ _withheld_lock = threading.Lock()
 @contextlib.contextmanager
 def withhold(names: Iterable[str] = (), values: Iterable[str] = ()) -> Iterator[Withheld]:
     """For the length of the block, children of this process (in any thread) do not inherit the
-    variables ``names``, nor any variable whose value is one of ``values``."""
-    entry = Withheld(frozenset(n for n in names if n), frozenset(v for v in values if v))
+    variables ``names``, nor any variable whose value is one of ``values`` (values of at least
+    MIN_WITHHELD_VALUE characters: a one-character secret must not take CHECKPOINT_DISABLE=1 along)."""
+    kept = frozenset(v for v in values if len(v) >= MIN_WITHHELD_VALUE)
+    entry = Withheld(frozenset(n for n in names if n), kept)
     with _withheld_lock:
         _withheld.append(entry)
     try:
