@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from baker.config import PROJECT_FILE, Environment, Project
-from baker.errors import ConfigError
-from baker.package import check_settings
+from baker.errors import ConfigError, UsageError
+from baker.package import check_settings, source_dir
 from baker.render import TEMPLATE, VAULT_CLIENT
 
 
@@ -22,14 +22,21 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
 
     def need(key: str, relative: str, *, directory: bool, what: str, origin: Path = baker_yml) -> Path:
         path = project.path(relative)
-        ok = path.is_dir() if directory else path.is_file()
+        try:
+            ok = path.is_dir() if directory else path.is_file()
+        except OSError:  # a name no file can have (too long)
+            ok = False
         if not ok:
             kind = "directory" if directory else "file"
             problems.append(f"{origin}: {key}: {what} {path} not found (no such {kind})")
         return path
 
-    source = need("app.source", project.app.source, directory=True, what="app source")
-    if source.is_dir() and "env_defaults" in project.app.deb.model_fields_set:
+    try:
+        source: Path | None = source_dir(project)
+    except UsageError as exc:
+        source = None
+        problems.append(exc.message)
+    if source is not None and "env_defaults" in project.app.deb.model_fields_set:
         need(
             "app.deb.env_defaults",
             str(source / project.app.deb.env_defaults),

@@ -267,6 +267,38 @@ CASES: list[Case] = [
         parts=("examples", "ansible", "packer"),
     ),
     Case(
+        "an app source outside the project",
+        {"baker.yml": _replace("  source: examples/hello-web\n", "  source: ../..\n")},
+        ("baker.yml: app.source", "inside the project"),
+        args=("render", "-e", "dev"),
+        parts=("examples", "ansible", "packer"),
+    ),
+    Case(
+        "a dependency that is no relation",
+        {"baker.yml": _replace("depends: [python3]", "depends: [python3, 'a b; $(x)']")},
+        ("baker.yml: app.deb.depends[1]", "package relation"),
+        args=("bake", "-e", "dev"),
+        parts=("examples", "ansible", "packer"),
+    ),
+    Case(
+        "a 300-character package name",
+        {"baker.yml": _replace("    package: hello-web\n", f"    package: {'a' * 300}\n")},
+        ("baker.yml: app.deb.package", "at most 200"),
+        args=("render", "-e", "dev"),
+        parts=("examples", "ansible", "packer"),
+    ),
+    Case(
+        "a homepage on two lines",
+        {
+            "baker.yml": _replace(
+                "    architecture: all\n", '    architecture: all\n    homepage: "https://x\\nEvil: 1"\n'
+            )
+        },
+        ("baker.yml: app.deb.homepage",),
+        args=("render", "-e", "dev"),
+        parts=("examples", "ansible", "packer"),
+    ),
+    Case(
         "a vault file that is not there",
         {DEV: _append("bake:\n  vault_file: ansible/vars/nope.yml\n  vault_password: {env: X_PASS}\n")},
         (f"{DEV}: bake.vault_file", "nope.yml"),
