@@ -684,6 +684,8 @@ class _Loader(yaml.SafeLoader):
         self._sizes[id(node)] = self._values - before
         if isinstance(node, yaml.ScalarNode) and _SURROGATE.search(node.value):
             raise _Refused(event.start_mark, "an escape like \\ud800 makes text that is not valid unicode")
+        if isinstance(node, yaml.ScalarNode) and "\0" in node.value:
+            raise _Refused(event.start_mark, "a NUL character (\\0) cannot be passed on to any program")
         return node
 
     def compose_mapping_node(self, anchor: Any) -> Any:

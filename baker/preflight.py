@@ -20,16 +20,17 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
     baker_yml = project.root / PROJECT_FILE
     problems: list[str] = []
 
-    def need(key: str, relative: str, *, directory: bool, what: str, origin: Path = baker_yml) -> Path:
+    def need(key: str, relative: str, *, directory: bool, what: str, origin: Path = baker_yml) -> Path | None:
+        """The path when it is there; else None and a problem."""
         path = project.path(relative)
         try:
             ok = path.is_dir() if directory else path.is_file()
-        except OSError:  # a name no file can have (too long)
+        except (OSError, ValueError):  # a name no file can have (too long)
             ok = False
         if not ok:
             kind = "directory" if directory else "file"
             problems.append(f"{origin}: {key}: {what} {path} not found (no such {kind})")
-        return path
+        return path if ok else None
 
     try:
         source: Path | None = source_dir(project)
@@ -44,7 +45,7 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
             what="environment defaults",
         )
     packer = need("paths.packer", paths.packer, directory=True, what="packer template directory")
-    if packer.is_dir():
+    if packer is not None:
         need("paths.packer", str(packer / TEMPLATE), directory=False, what="packer template")
     ansible = need("paths.ansible", paths.ansible, directory=True, what="ansible directory")
     need("paths.playbook", paths.playbook, directory=False, what="playbook")
@@ -57,7 +58,7 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
         need("bake.vault_file", bake.vault_file, directory=False, what="vault file", origin=origin)
         if bake.vault_password is None:
             problems.append(f"{origin}: bake.vault_password: required when bake.vault_file is set")
-        if ansible.is_dir():
+        if ansible is not None:
             need("paths.ansible", str(ansible / VAULT_CLIENT), directory=False, what="vault password client")
     if problems:
         raise ConfigError(

@@ -104,6 +104,11 @@ CASES: list[Case] = [
     Case("a number of 10000 digits", {DEV: "x: " + "9" * 10000 + "\n"}, (DEV, "invalid YAML value")),
     Case("an impossible date", {DEV: "x: 2024-02-30\n"}, (DEV, "invalid YAML value")),
     Case("a lone surrogate escape", {DEV: 'x: "\\ud800"\n'}, (DEV, ":1:", "not valid unicode")),
+    Case(
+        "a NUL escape",
+        {DEV: 'aws:\n  region: us-east-1\nbake:\n  ssh_username: "ad\\0min"\n'},
+        (DEV, ":4:", "NUL"),
+    ),
     Case("a python tag", {DEV: "x: !!python/object:os.system {}\n"}, (DEV, "invalid YAML")),
     Case("a list at the top", {DEV: "- aws\n- bake\n"}, (DEV, "top level must be a mapping", "not a list")),
     Case("two documents", {DEV: "aws: {}\n---\nbake: {}\n"}, (DEV, "invalid YAML")),
