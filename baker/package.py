@@ -38,7 +38,7 @@ from typing import Any
 
 import jinja2
 
-from baker import runner
+from baker import envfile, runner
 from baker.config import DEB_VERSION, DebSettings, Project
 from baker.errors import UsageError
 from baker.version import GitState, derive
@@ -239,7 +239,11 @@ def assemble(
 
     values = _values(deb, version, epoch, git, source)
     _write(tree / "lib/systemd/system" / f"{deb.service}.service", render("service.j2", values))
-    env_text = env_defaults.read_text() if env_defaults else f"# settings of {deb.service}.service\n"
+    env_text = (
+        env_defaults.read_text()
+        if env_defaults
+        else envfile.render({}, header=f"settings of {deb.service}.service")
+    )
     _write(tree / deb.env_file.lstrip("/"), env_text)
     doc = tree / "usr/share/doc" / deb.package
     _write(doc / "copyright", render("copyright.j2", values))
