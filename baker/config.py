@@ -951,7 +951,8 @@ def load_environment(project: Project, name: str) -> Environment:
         raise ConfigError(_describe(exc, sources, merged)) from None
     if settings.promote_from is not None and settings.promote_from not in known:
         raise ConfigError(
-            f"{own}: promote_from: unknown environment {settings.promote_from!r}; known: {', '.join(known)}"
+            f"{_origin(('promote_from',), sources, False)[0]}: promote_from: unknown environment "
+            f"{settings.promote_from!r}; known: {', '.join(known)}"
         )
     return Environment(
         name=name, settings=settings, files=[p for p, _ in sources], layers=[d for _, d in sources]
