@@ -1,5 +1,6 @@
 """Figures for bad input: every bad configuration of tests/unit/bad_configs.py, run as a user runs
-baker (a new process), with its exit code, wall time and peak memory. Run: python bench/bench_faults.py
+baker (a new process), with its exit code, wall time and peak memory; then a mutation sweep (every
+key of the shipped files set to a dozen wrong values, in process). Run: python bench/bench_faults.py
 
 A case counts as refused when baker exits 2 within 2 s and 200 MB, prints one JSON error object
 naming what the case expects (file, key path), and no secret, class name or traceback appears.
@@ -68,6 +69,73 @@ def run_case(case: Case, root: Path) -> dict[str, object]:
     }
 
 
+#: what each key of the shipped files is replaced with in the mutation sweep
+MUTATIONS: list[object] = [
+    ["a"],
+    {"k": "v"},
+    "x",
+    7,
+    None,
+    True,
+    "y" * 5000,
+    -1,
+    1.5,
+    "",
+    {"env": 1},
+    '"}${x}%{y}\n',
+]
+
+
+def _key_paths(data: object, prefix: tuple = ()) -> list[tuple]:
+    out: list[tuple] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += [(*prefix, k), *_key_paths(v, (*prefix, k))]
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += [(*prefix, i), *_key_paths(v, (*prefix, i))]
+    return out
+
+
+def mutation_sweep() -> dict[str, object]:
+    """Every key of baker.yml, defaults.yml and dev.yml replaced by each of MUTATIONS, in process:
+    `config show` must exit 0 (still valid) or 2 with a message naming a file, never 1."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from baker.cli import main as baker
+
+    codes: dict[int, int] = {}
+    bugs: list[str] = []
+    slowest = 0.0
+    for name in ("baker.yml", "environments/defaults.yml", "environments/dev.yml"):
+        original = yaml.safe_load((REPO / name).read_text())
+        for path in _key_paths(original):
+            for value in MUTATIONS:
+                with tempfile.TemporaryDirectory(prefix="baker-bench-mutation-") as tmp:
+                    root = Path(tmp)
+                    shutil.copy(REPO / "baker.yml", root / "baker.yml")
+                    shutil.copytree(REPO / "environments", root / "environments")
+                    data = yaml.safe_load((REPO / name).read_text())
+                    target = data
+                    for part in path[:-1]:
+                        target = target[part]
+                    target[path[-1]] = value
+                    (root / name).write_text(yaml.safe_dump(data))
+                    out, err = io.StringIO(), io.StringIO()
+                    started = time.monotonic()
+                    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                        code = baker(["--project", str(root), "config", "show", "-e", "dev"])
+                    slowest = max(slowest, time.monotonic() - started)
+                    codes[code] = codes.get(code, 0) + 1
+                    text = err.getvalue()
+                    if code not in (0, 2) or (code == 2 and ".yml" not in text) or "instance of" in text:
+                        bugs.append(f"{name} {path} = {value!r:.30}: exit {code}: {text.strip()[:120]}")
+    return {"tried": sum(codes.values()), "exit_codes": codes, "bugs": bugs, "slowest": round(slowest, 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
@@ -85,9 +153,10 @@ def main() -> int:
         "max_peak_mb": round(max(float(r["peak_mb"]) for r in rows), 1),
         "within_memory": within_memory,
     }
+    sweep = mutation_sweep()
     if args.json:
-        print(json.dumps({"summary": summary, "cases": rows}, indent=1, default=str))
-        return 0 if len(refused) == len(rows) else 1
+        print(json.dumps({"summary": summary, "cases": rows, "mutations": sweep}, indent=1, default=str))
+        return 0 if len(refused) == len(rows) and not sweep["bugs"] else 1
     print(f"{'bad input':<48} {'exit':>4} {'seconds':>8} {'peak MB':>8}  refused")
     for r in rows:
         print(
@@ -99,7 +168,15 @@ def main() -> int:
         f"file and key, no secret); slowest {summary['max_seconds']} s (limit {TIME_LIMIT} s), "
         f"largest {summary['max_peak_mb']} MB (limit {MEMORY_LIMIT_MB} MB)"
     )
-    return 0 if len(refused) == len(rows) and within_memory else 1
+    print(
+        f"mutation sweep: every key of baker.yml, defaults.yml, dev.yml set to {len(MUTATIONS)} wrong "
+        "values: "
+        f"{sweep['tried']} tried, exit codes {sweep['exit_codes']}, {len(sweep['bugs'])} bugs (exit 1 or a "
+        f"message naming no file); slowest {sweep['slowest']} s in process"
+    )
+    for bug in sweep["bugs"]:
+        print("  " + str(bug))
+    return 0 if len(refused) == len(rows) and within_memory and not sweep["bugs"] else 1
 
 
 if __name__ == "__main__":
