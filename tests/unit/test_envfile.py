@@ -5,6 +5,8 @@ Readers: `parse` (baker's mirror of systemd's parser), `sh` (dash: sources the f
 variable NUL-terminated), and systemd's own parser in the environment.d generator of the systemd
 installed here (the same parse_env_file_internal as EnvironmentFile=; that generator also expands
 `$VAR` and drops empty values, which EnvironmentFile= does not, so those values skip it).
+tests/integration/test_envfile_systemd.py boots the image's systemd and checks a real unit gets
+every value, those included.
 """
 
 from __future__ import annotations
