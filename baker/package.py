@@ -13,6 +13,8 @@ Layout of the package (names from baker.yml's app.deb):
     <prefix>/VERSION                  the package version, for the app's /version
     /lib/systemd/system/<service>.service
     <env_file>                        conffile, from <source>/<env_defaults> (default /etc/default/<package>)
+                                      (the unit also reads <runtime_env_file>, written at first boot
+                                      from the environment's runtime:, default /etc/<package>/runtime.env)
     /usr/share/doc/<package>/         README (what is where), copyright, changelog.gz
     DEBIAN/                           control, conffiles, md5sums, postinst, prerm, postrm
 """
@@ -195,7 +197,11 @@ def check_settings(deb: DebSettings) -> None:
         problems.append(f"app.deb.user: {deb.user!r} is not a valid system user name")
     if not _UNIT.match(deb.service):
         problems.append(f"app.deb.service: {deb.service!r} is not a valid systemd unit name")
-    for key, value in (("prefix", deb.prefix), ("env_file", deb.env_file)):
+    for key, value in (
+        ("prefix", deb.prefix),
+        ("env_file", deb.env_file),
+        ("runtime_env_file", deb.runtime_env_file),
+    ):
         if not _ABS_PATH.match(value) or "/../" in f"{value}/" or "/./" in f"{value}/":
             problems.append(f"app.deb.{key}: {value!r} must be an absolute path without spaces or '..'")
     for key, value in (
@@ -330,6 +336,7 @@ def _values(deb: DebSettings, version: str, epoch: int, git: GitState | None, so
         "user": deb.user,
         "prefix": deb.prefix,
         "env_file": deb.env_file,
+        "runtime_env_file": deb.runtime_env_file,
         "description": deb.description.strip(),
         "maintainer": deb.maintainer,
         "exec_start": exec_start(deb, source),

@@ -181,6 +181,12 @@ class Change:
     actions: tuple[str, ...]
     #: attributes whose value changes (top level), for the summary
     attributes: tuple[str, ...] = ()
+    #: Terraform's reason for a replacement (``replace_because_tainted``, ...), when it gives one
+    reason: str | None = None
+
+    @property
+    def tainted(self) -> bool:
+        return self.reason == "replace_because_tainted"
 
     @property
     def kind(self) -> str:
@@ -241,7 +247,13 @@ def parse_plan(document: dict[str, Any], path: Path | str = "") -> Plan:
             continue
         attrs = _changed_attributes(change.get("before"), change.get("after"), change.get("after_unknown"))
         changes.append(
-            Change(address=rc.get("address", ""), type=rc.get("type", ""), actions=actions, attributes=attrs)
+            Change(
+                address=rc.get("address", ""),
+                type=rc.get("type", ""),
+                actions=actions,
+                attributes=attrs,
+                reason=rc.get("action_reason"),
+            )
         )
     return Plan(path=Path(path), changes=tuple(changes), document=document)
 
@@ -330,6 +342,10 @@ class Terraform:
     binary: str = "terraform"
     #: added to os.environ for every command (AWS region/endpoint); never logged
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: a context manager giving per-command variables (the AWS identity, see AWS.child_env)
+    child_env: Callable[[], contextlib.AbstractContextManager[dict[str, str]]] | None = field(
+        default=None, repr=False
+    )
     backend: dict[str, str] | None = None
     mirror: Path | None = None
     timeout: float = 1800
@@ -394,17 +410,18 @@ class Terraform:
             if on_line is not None:
                 on_line(line)
 
-        result = runner.run(
-            argv,
-            stage=f"terraform {what}",
-            env=self.environ(),
-            timeout=self.timeout,
-            check=False,
-            capture=capture,
-            on_line=each,
-            echo=False,
-            tail=60,
-        )
+        with self.child_env() if self.child_env is not None else contextlib.nullcontext({}) as identity:
+            result = runner.run(
+                argv,
+                stage=f"terraform {what}",
+                env={**self.environ(), **identity},
+                timeout=self.timeout,
+                check=False,
+                capture=capture,
+                on_line=each,
+                echo=False,
+                tail=60,
+            )
         if result.returncode != 0:
             tail = result.lines[-60:]
             found = errors or text_diagnostics(tail)

@@ -167,3 +167,13 @@ def test_the_example_apps_defaults_parse_the_same_in_systemd_and_sh(tmp_path: Pa
     script = ". ./d.env\n" + "".join(f"printf '%s\\0' \"${key}\"\n" for key in parsed)
     got = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, check=True)
     assert got.stdout.decode().split("\0")[:-1] == list(parsed.values())
+
+
+def test_the_init_templates_env_file_writes_every_value_verbatim():
+    """`baker init`'s generic env.j2 (a loop over bake.ansible_vars.app_env), rendered as Ansible's
+    template module does (trim_blocks)."""
+    source = (REPO / "baker/templates/init/ansible/roles/app_config/templates/env.j2").read_text()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+    env.filters["quote"] = shlex.quote
+    text = env.from_string(source).render(baker_env_file="/etc/default/app", baker_app="app", app_env=HOSTILE)
+    assert envfile.parse(text) == HOSTILE

@@ -399,19 +399,9 @@ class DebianRoot:
 
 
 @pytest.fixture
-def debian_root(tmp_path) -> DebianRoot:
-    if os.geteuid() != 0:
-        pytest.skip("installing into a chroot needs root")
+def debian_root(tmp_path, debian_rootfs) -> DebianRoot:
     need_tools("unshare", "chroot", "mount")
-    from baker.errors import UsageError
-    from baker.local.buildhost import BuildHost
-
-    cache = Path(os.environ.get("BAKER_CACHE_DIR") or Path.home() / ".cache" / "baker")
-    try:
-        lower = BuildHost(tmp_path / "state", cache).ensure_rootfs()
-    except UsageError as exc:
-        pytest.skip(f"the build host's Debian root filesystem is not cached: {exc.message}")
-    return DebianRoot(lower, tmp_path / "root")
+    return DebianRoot(debian_rootfs, tmp_path / "root")
 
 
 WANTS = "/etc/systemd/system/multi-user.target.wants/hello-web.service"

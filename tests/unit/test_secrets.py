@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,21 +129,25 @@ def test_the_client_without_baker_says_so():
 
 class _EC2:
     def describe_images(self, **_: Any) -> dict[str, Any]:
-        return {"Images": [{"ImageId": "ami-0123456789abcdef0", "Tags": [], "BlockDeviceMappings": []}]}
+        image = {"ImageId": "ami-0123456789abcdef0", "State": "available", "Name": "x", "Tags": []}
+        return {"Images": [{**image, "BlockDeviceMappings": [], "CreationDate": "2026-01-01T00:00:00Z"}]}
 
     def create_tags(self, **_: Any) -> None:
         pass
 
 
 class _AWS:
+    """Stands in for baker.aws.AWS: no credentials, EC2 answers as if Packer made the AMI."""
+
     credentials = None
     role_arn = None
     endpoint_url = None
 
-    def env_vars(self) -> dict[str, str]:
-        return {}
+    @contextlib.contextmanager
+    def child_env(self) -> Iterator[dict[str, str]]:
+        yield {}
 
-    def client(self, service: str) -> _EC2:
+    def client(self, service: str, region: str | None = None) -> _EC2:
         return _EC2()
 
 
@@ -169,14 +174,12 @@ def test_packer_and_what_it_starts_never_see_the_password(tmp_path: Path, dumps:
     deb = out / "app.deb"
     deb.write_bytes(b"")
     pkg = package.Package(deb, "hello-web", "0.1.0", "0" * 64, None, "2026-01-01T00:00:00Z")
-    stage = bake.Bake(project, env, _AWS(), packer=str(FAKES / "packer-that-asks-the-vault"))  # type: ignore[arg-type]
-    amis, *_ = stage._build(
-        rendered,
-        pkg,
-        "f" * 64,
-        (1, 6, 6),
-        lambda **_: {"ami_name": "x", "build_tags": {"baker:app": "hello-web"}},
+    source = render.SourceImage("ami-0fedcba9876543210", "debian", "/dev/xvda", "136693071363")
+    prepared = render.Prepared(
+        pkg=pkg, rendered=rendered, source=source, packer_version=(1, 6, 6), recipe="f" * 64, ec2=_EC2()
     )
+    stage = bake.Bake(project, env, _AWS(), packer=str(FAKES / "packer-that-asks-the-vault"))  # type: ignore[arg-type]
+    amis, *_ = stage._build(prepared)
     assert amis == {"us-east-1": "ami-0123456789abcdef0"}
     assert (dumps / "vault-client.out").read_bytes() == PASSWORD.encode() + b"\n"
     packer_env = environments(dumps)["packer"][0]
