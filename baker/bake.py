@@ -9,8 +9,9 @@ Packer runs with -machine-readable; its lines are parsed as they come: readable 
 stderr (and build.log in the build folder), the artifact's AMI id per region, and its own error
 lines for the ToolError when it fails. Packer removes its instance, key pair and security group
 when a build fails; instances tagged with this build's id are swept once more as a safety net.
-The build folder stays for debugging and holds nothing secret: the vault password only ever
-lives in the environment of packer -> ansible-playbook -> the vault password client.
+The build folder stays for debugging and holds nothing secret: the vault password reaches only
+the vault password client, through baker's handoff (baker/vault.py); the variable it came from is
+withheld from every child (runner.withhold).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from baker import images, provenance, render, runner
+from baker import images, provenance, render, runner, vault
 from baker.aws import AWS
-from baker.config import Environment, Project
+from baker.config import Environment, Project, secret_values, withheld_variables
 from baker.errors import ToolError
 
 log = logging.getLogger("baker")
@@ -35,7 +36,7 @@ log = logging.getLogger("baker")
 PROVENANCE = provenance.BAKED
 _COMMA = "%!(PACKER_COMMA)"
 #: variables of packer's environment whose values must never reach a log line
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", render.VAULT_PASSWORD_ENV)
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 #: what site.yml's first task prints: the version of the Ansible that really provisions the image
 _ANSIBLE_VERSION = re.compile(r"baker-ansible-version=([0-9][^\s\"']*)")
 
@@ -269,9 +270,11 @@ class Bake:
         with ExitStack() as stack:
             env = render.packer_base_env()
             env.update(stack.enter_context(self.aws.child_env()))
-            env.pop(render.VAULT_PASSWORD_ENV, None)
+            # the secret's own variable reaches no child; the password only the vault client
+            stack.enter_context(runner.withhold(withheld_variables(self.env), [secret] if secret else []))
             if secret is not None:
-                env[render.VAULT_PASSWORD_ENV] = secret
+                client = self.project.path(self.project.settings.paths.ansible) / render.VAULT_CLIENT
+                env.update(stack.enter_context(vault.handoff(secret, client)))
             session = None
             if self.build_host is not None:
                 session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
@@ -346,6 +349,7 @@ class Bake:
     def _secrets(self, env: dict[str, str], vault_password: str | None) -> list[str]:
         """What must never reach a log line (the local cloud's fake keys are not secret)."""
         found = [vault_password] if vault_password else []
+        found += secret_values(self.env.settings.bake.ansible_vars, ("bake", "ansible_vars"))
         if not self.aws.credentials:
             found += [v for k, v in env.items() if k in _SECRET_ENV and v]
         return found

@@ -36,8 +36,6 @@ log = logging.getLogger("baker")
 TEMPLATE = "ami.pkr.hcl.j2"
 TEMPLATE_OUT = "ami.pkr.hcl"
 VARIABLES_OUT = "ami.pkrvars.hcl"
-#: the variable through which the vault password reaches ansible's vault password client
-VAULT_PASSWORD_ENV = "BAKER_VAULT_PASSWORD"  # noqa: S105 - a variable name, not a password
 #: the vault password client script, relative to the Ansible tree
 VAULT_CLIENT = "vault-pass-client.py"
 #: Packer 1.7 introduced `packer { required_plugins }`; 1.6 rejects the block
@@ -515,8 +513,10 @@ def prepare(
     packer_cache: bool = True,
 ) -> Prepared:
     """Package, render and hash: the one sequence ``render`` and ``bake`` share."""
+    from baker.preflight import check_project_files  # preflight reads this module's file names
+
+    check_project_files(project, env)  # every project file, before anything is built or AWS is asked
     out = build_dir(project, env)
-    template_path(project)  # a missing template is an error before anything is built
     # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
     with ThreadPoolExecutor(max_workers=1) as pool:
         ec2_client = pool.submit(aws.client, "ec2")

@@ -15,8 +15,9 @@ from typing import Any
 import click
 import click.shell_completion
 
+from baker import runner
 from baker.aws import AWS
-from baker.config import DEFAULTS_FILE, ENV_DIR, Environment, Project, load_project
+from baker.config import DEFAULTS_FILE, ENV_DIR, Environment, Project, load_project, withheld_variables
 
 log = logging.getLogger("baker")
 
@@ -53,7 +54,13 @@ class App:
         return self._project
 
     def environment(self, name: str) -> Environment:
-        return self.project.environment(name)
+        """The environment; until the command ends, no child baker starts inherits its secrets'
+        variables (``bake.vault_password: {env: NAME}``)."""
+        env = self.project.environment(name)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.with_resource(runner.withhold(withheld_variables(env)))
+        return env
 
     def enter_local(self) -> None:
         from baker.local import cloud

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from baker import runner
+from baker import envfile, runner
 from baker.errors import BakerError, ToolError, UsageError
 
 log = logging.getLogger("baker")
@@ -254,18 +254,8 @@ def parse_unit(text: str) -> dict[str, list[str]]:
 
 
 def parse_env_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments, optional quotes)."""
-    env: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        env[key.strip()] = value
-    return env
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (baker/envfile.py mirrors its parser)."""
+    return envfile.parse(text)
 
 
 def expand_exec(command: str, env: dict[str, str]) -> list[str]:

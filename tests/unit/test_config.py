@@ -101,7 +101,10 @@ def test_missing_required_value(project: Path):
     (project / "environments/dev.yml").write_text(
         (project / "environments/dev.yml").read_text().replace("aws:\n  region: us-east-1\n", "")
     )
-    with pytest.raises(ConfigError, match=r"aws\.region: Field required"):
+    with pytest.raises(
+        ConfigError,
+        match=r"defaults\.yml: aws\.region: required key is missing \(add it here, or in .*dev\.yml\)",
+    ):
         load_project(project).environment("dev")
 
 
