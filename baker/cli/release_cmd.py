@@ -37,27 +37,17 @@ def release(
     allow_dirty: bool,
 ) -> None:
     """Bake ENV's AMI (a cache hit when the recipe is unchanged), then deploy it."""
-    from baker.bake import Bake
-    from baker.deploy import Deploy, Options
+    from baker.deploy import Options
+    from baker.release import Release
 
     env = app.environment(env_name)
-    aws = app.aws(env)
-    stage = Deploy(app.project, env, aws, local=app.local)
-    # refused before a ten-minute bake: protected or pinned environments take no release
-    stage.gate.check_before_bake("release")
     build_host = None
     if app.local:
         from baker.local import cloud
 
         build_host = cloud.build_host()
-    baked = Bake(app.project, env, aws, build_host=build_host, allow_dirty=allow_dirty).run(
-        force=force, dry_run=dry_run
+    stage = Release(
+        app.project, env, app.aws(env), local=app.local, build_host=build_host, allow_dirty=allow_dirty
     )
-    if dry_run and not baked.get("ami_id"):
-        app.emit(
-            {"env": env.name, "outcome": "planned", "ami_id": None, "previous_ami_id": None, "bake": baked}
-        )
-        return
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
-    result = stage.run(baked["ami_id"], kind="release", options=options, dry_run=dry_run)
-    app.emit({**result, "bake": baked}, render)
+    app.emit(stage.run(force=force, dry_run=dry_run, options=options), render)

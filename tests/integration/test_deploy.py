@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from baker import envfile
 from baker.cli import main
 from baker.config import load_project
 from baker.deploy import Deploy, Options
@@ -228,7 +229,9 @@ def user_data(fleet: Fleet, template_id: str, version: str) -> dict[str, str]:
         text=True,
         check=True,
     ).stdout
-    return dict(zip(keys, shown.split("\0")[:-1], strict=True))
+    values = dict(zip(keys, shown.split("\0")[:-1], strict=True))
+    assert envfile.parse(text) == values, "systemd's EnvironmentFile= reads what a shell reads"
+    return values
 
 
 def test_a_runtime_change_alone_rolls_the_same_ami_with_the_values_verbatim(fleet: Fleet, tmp_path: Path):
