@@ -208,35 +208,40 @@ class SourceImage:
 
 
 def resolve_source_ami(ec2: Client, source: SourceAMI) -> SourceImage:
-    """One DescribeImages call: the explicit id, or the newest image the filter matches."""
+    """One DescribeImages call (baker.images): the explicit id, or the newest image the filter matches."""
+    from baker import images
+
+    region = str(getattr(getattr(ec2.raw, "meta", None), "region_name", "") or "")
     if source.id:
-        images = ec2.describe_images(ImageIds=[source.id]).get("Images", [])
+        found = images.get(ec2, source.id, region)
+        matches = [found] if found is not None else []
         what = source.id
     else:
         f = source.filter
         assert f is not None
-        images = ec2.describe_images(
-            Owners=list(f.owners),
-            Filters=[
-                {"Name": "name", "Values": [f.name]},
-                {"Name": "architecture", "Values": [f.architecture]},
-                {"Name": "state", "Values": ["available"]},
-            ],
-        ).get("Images", [])
+        matches = list(
+            images.many(
+                ec2,
+                region,
+                Owners=list(f.owners),
+                Filters=[
+                    {"Name": "name", "Values": [f.name]},
+                    {"Name": "architecture", "Values": [f.architecture]},
+                    {"Name": "state", "Values": ["available"]},
+                ],
+            )
+        )
         what = f"name {f.name!r} owned by {', '.join(f.owners)}"
-        if len(images) > 1 and not f.most_recent:
+        if len(matches) > 1 and not f.most_recent:
             raise UsageError(
-                f"source AMI filter ({what}) matches {len(images)} images and most_recent "
+                f"source AMI filter ({what}) matches {len(matches)} images and most_recent "
                 "is false; narrow the filter or set most_recent: true"
             )
-    if not images:
+    if not matches:
         raise UsageError(f"no source AMI found for {what}")
-    image = max(images, key=lambda i: i.get("CreationDate", ""))
+    image = max(matches, key=lambda i: i.created)
     return SourceImage(
-        id=image["ImageId"],
-        name=image.get("Name", ""),
-        root_device=image.get("RootDeviceName") or "/dev/xvda",
-        owner=image.get("OwnerId", ""),
+        id=image.id, name=image.name, root_device=image.root_device or "/dev/xvda", owner=image.owner
     )
 
 

@@ -125,6 +125,7 @@ def run(
     stdin_data: str | None = None,
     pass_fds: Sequence[int] = (),
     redact: Sequence[str] = (),
+    output_file: str | Path | None = None,
 ) -> Result:
     """Run ``argv`` (never through a shell) and stream its output.
 
@@ -132,6 +133,10 @@ def run(
     ``redact`` lists strings that must never reach a log line or an error (secrets).
     SIGINT reaches the child through the shared process group; we wait for it, then raise
     Interrupted so that callers release what they hold.
+
+    ``output_file``: the child writes into that file (which is followed as it grows) instead of
+    a pipe, so it outlives a baker that is killed outright: a Terraform apply then finishes and
+    releases its state lock instead of dying on a broken pipe halfway.
     """
     argv = [str(a) for a in argv]
     if not argv:
@@ -150,13 +155,14 @@ def run(
         return line
 
     started = time.monotonic()
+    sink = open(output_file, "wb") if output_file is not None else None  # noqa: SIM115 - closed below
     try:
         proc = subprocess.Popen(
             argv,
             cwd=str(cwd) if cwd else None,
             env=child_env(env, withheld()),
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=sink if sink is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
@@ -165,6 +171,9 @@ def run(
         )
     except FileNotFoundError as exc:
         raise UsageError(f"cannot run {program}: {exc.strerror}: {INSTALL_HINTS.get(program, '')}") from exc
+    finally:
+        if sink is not None:
+            sink.close()  # the child has its own copy
 
     if stdin_data is not None and proc.stdin is not None:
 
@@ -191,8 +200,9 @@ def run(
         timer.start()
 
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
+        lines = _follow(proc, Path(output_file)) if output_file is not None else proc.stdout
+        assert lines is not None
+        for raw in lines:
             line = clean(raw.rstrip("\n"))
             keep.append(line)
             if capture:
@@ -234,6 +244,26 @@ def run(
             returncode=proc.returncode,
         )
     return result
+
+
+def _follow(proc: subprocess.Popen, path: Path) -> Iterator[str]:
+    """The lines of a file a running child writes, as they come, until it has exited."""
+    with path.open(errors="replace") as fh:
+        partial = ""
+        while True:
+            chunk = fh.readline()
+            if chunk:
+                partial += chunk
+                if partial.endswith("\n"):
+                    yield partial
+                    partial = ""
+                continue
+            if proc.poll() is not None:
+                rest = fh.read()
+                if rest or partial:
+                    yield from (partial + rest).splitlines(keepends=True)
+                return
+            time.sleep(0.05)
 
 
 def _terminate(proc: subprocess.Popen) -> None:

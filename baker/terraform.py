@@ -413,6 +413,9 @@ class Terraform:
         if not self._prepared:
             self.prepare()
         errors: list[str] = []
+        # the commands that hold the state lock write to a file, not a pipe: killed outright, baker
+        # leaves them to finish (and unlock) instead of breaking them halfway with a closed pipe
+        output_file = self.work_dir / f"terraform-{what}.log" if what in ("plan", "apply") else None
 
         def each(line: str) -> None:
             if json_lines:
@@ -433,6 +436,7 @@ class Terraform:
                 on_line=each,
                 echo=False,
                 tail=60,
+                output_file=output_file,
             )
         if result.returncode != 0:
             tail = result.lines[-60:]
