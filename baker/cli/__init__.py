@@ -30,6 +30,7 @@ COMMANDS = [
     ("baker.cli.pin_cmd", "pin"),
     ("baker.cli.pin_cmd", "unpin"),
     ("baker.cli.rollback_cmd", "rollback"),
+    ("baker.cli.history_cmd", "history"),
 ]
 
 
