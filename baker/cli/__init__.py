@@ -31,6 +31,7 @@ COMMANDS = [
     ("baker.cli.pin_cmd", "unpin"),
     ("baker.cli.rollback_cmd", "rollback"),
     ("baker.cli.history_cmd", "history"),
+    ("baker.cli.status_cmd", "status"),
 ]
 
 
