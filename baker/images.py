@@ -296,3 +296,42 @@ def deregister(ec2: Client, image: Image) -> list[str]:
                 raise
         deleted.append(snap)
     return deleted
+
+
+#: instance states in which an instance still needs its AMI (everything but terminated)
+NOT_TERMINATED = ("pending", "running", "shutting-down", "stopping", "stopped")
+
+
+def instances_using(ec2: Client, ami_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """AMI id -> [(instance id, state)] of the instances not terminated that run it (a filter per
+    200 AMIs, paginated: an AMI no instance runs costs nothing)."""
+    wanted = sorted(set(ami_ids))
+    found: dict[str, list[tuple[str, str]]] = {}
+    for start in range(0, len(wanted), BATCH):
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[
+                {"Name": "image-id", "Values": wanted[start : start + BATCH]},
+                {"Name": "instance-state-name", "Values": list(NOT_TERMINATED)},
+            ]
+        )
+        for page in pages:
+            for res in page.get("Reservations", []):
+                for inst in res.get("Instances", []):
+                    state = (inst.get("State") or {}).get("Name", "")
+                    found.setdefault(inst.get("ImageId", ""), []).append((inst["InstanceId"], state))
+    return found
+
+
+def snapshot_sizes(ec2: Client, snapshot_ids: Iterable[str]) -> dict[str, int]:
+    """Snapshot id -> bytes (its VolumeSize), a filter per 200 snapshots; a snapshot already gone
+    is absent from the answer."""
+    wanted = sorted(set(snapshot_ids))
+    sizes: dict[str, int] = {}
+    for start in range(0, len(wanted), BATCH):
+        pages = ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": "snapshot-id", "Values": wanted[start : start + BATCH]}]
+        )
+        for page in pages:
+            for snap in page.get("Snapshots", []):
+                sizes[snap["SnapshotId"]] = int(snap.get("VolumeSize") or 0) * GIB
+    return sizes

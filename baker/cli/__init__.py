@@ -32,6 +32,7 @@ COMMANDS = [
     ("baker.cli.rollback_cmd", "rollback"),
     ("baker.cli.history_cmd", "history"),
     ("baker.cli.status_cmd", "status"),
+    ("baker.cli.gc_cmd", "gc"),
 ]
 
 
