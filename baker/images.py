@@ -322,16 +322,30 @@ def instances_using(ec2: Client, ami_ids: Iterable[str]) -> dict[str, list[tuple
     return found
 
 
+#: past this many snapshots one listing of the account's own snapshots beats filters of 200
+LIST_ALL_SNAPSHOTS = 2000
+
+
 def snapshot_sizes(ec2: Client, snapshot_ids: Iterable[str]) -> dict[str, int]:
-    """Snapshot id -> bytes (its VolumeSize), a filter per 200 snapshots; a snapshot already gone
-    is absent from the answer."""
+    """Snapshot id -> bytes (its VolumeSize); a snapshot already gone is absent from the answer.
+
+    A filter per 200 snapshots, or (for more than LIST_ALL_SNAPSHOTS) one paginated listing of the
+    account's own snapshots: a filter's cost grows with every snapshot of the region.
+    """
     wanted = sorted(set(snapshot_ids))
+    queries: list[dict[str, Any]]
+    if len(wanted) > LIST_ALL_SNAPSHOTS:
+        queries = [{"OwnerIds": ["self"], "PaginationConfig": {"PageSize": 1000}}]
+    else:
+        queries = [
+            {"OwnerIds": ["self"], "Filters": [{"Name": "snapshot-id", "Values": wanted[i : i + BATCH]}]}
+            for i in range(0, len(wanted), BATCH)
+        ]
+    keep = set(wanted)
     sizes: dict[str, int] = {}
-    for start in range(0, len(wanted), BATCH):
-        pages = ec2.get_paginator("describe_snapshots").paginate(
-            OwnerIds=["self"], Filters=[{"Name": "snapshot-id", "Values": wanted[start : start + BATCH]}]
-        )
-        for page in pages:
+    for query in queries:
+        for page in ec2.get_paginator("describe_snapshots").paginate(**query):
             for snap in page.get("Snapshots", []):
-                sizes[snap["SnapshotId"]] = int(snap.get("VolumeSize") or 0) * GIB
+                if snap["SnapshotId"] in keep:
+                    sizes[snap["SnapshotId"]] = int(snap.get("VolumeSize") or 0) * GIB
     return sizes
