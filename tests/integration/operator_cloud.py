@@ -29,20 +29,27 @@ ENVIRONMENTS = {
 }
 
 
-def project(dest: Path, app: str = APP, environments: dict[str, Any] | None = None) -> Path:
-    """A project of its own: baker.yml with ``app`` as the app's name, one file per environment."""
+def project(dest: Path, app: str = APP) -> Path:
+    """A project of its own: baker.yml with ``app`` as the app's name, ENVIRONMENTS' files."""
     settings = yaml.safe_load((REPO / "baker.yml").read_text())
     settings["app"]["name"] = app
     (dest / "baker.yml").write_text(yaml.safe_dump(settings))
+    files: dict[str, dict[str, Any]] = {}
+    for name, (region, account, copies) in ENVIRONMENTS.items():
+        files[name] = {"aws": {"region": region, "account_id": account}}
+        if copies:
+            files[name]["bake"] = {"copy_to_regions": copies}
+    project_environments(dest, files)
+    return dest
+
+
+def project_environments(dest: Path, files: dict[str, dict[str, Any]]) -> None:
+    """environments/: the repository's defaults.yml and one file per entry of ``files``."""
     envs = dest / "environments"
     envs.mkdir()
     (envs / "defaults.yml").write_text((REPO / "environments" / "defaults.yml").read_text())
-    for name, (region, account, copies) in (environments or ENVIRONMENTS).items():
-        data: dict[str, Any] = {"aws": {"region": region, "account_id": account}}
-        if copies:
-            data["bake"] = {"copy_to_regions": copies}
+    for name, data in files.items():
         (envs / f"{name}.yml").write_text(yaml.safe_dump(data))
-    return dest
 
 
 def register(aws: AWS, version: str, app: str = APP, **tags: str) -> str:
