@@ -252,7 +252,7 @@ def decide(
         if created is None:
             why.append(f"its creation date is unknown ({image.created!r})")
         elif now - created < older_than:
-            why.append(f"younger than {older_than.days} days (created {image.created})")
+            why.append(f"younger than {older_than.total_seconds() / 86400:g} days (created {image.created})")
         if not deletable(image):
             why.append("outside the environments gc was asked to clean (-e)")
         if why:

@@ -109,3 +109,8 @@ def test_text_says_dry_run_what_goes_and_why_the_rest_stays():
         "dry run: would deregister 1 AMI of hello-web and their snapshots (8.0 GiB to free), kept 1; in 1/r"
     )
     assert "ami-2" in text and "a; b" in text and "run with --apply" in text
+
+
+def test_a_fraction_of_a_day_is_said_as_such():
+    out = kept([image("ami-1", created="2026-11-30T20:00:00.000Z")], days=0.5)
+    assert out["ami-1"] == ["younger than 0.5 days (created 2026-11-30T20:00:00.000Z)"]
