@@ -296,3 +296,56 @@ def deregister(ec2: Client, image: Image) -> list[str]:
                 raise
         deleted.append(snap)
     return deleted
+
+
+#: instance states in which an instance still needs its AMI (everything but terminated)
+NOT_TERMINATED = ("pending", "running", "shutting-down", "stopping", "stopped")
+
+
+def instances_using(ec2: Client, ami_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """AMI id -> [(instance id, state)] of the instances not terminated that run it (a filter per
+    200 AMIs, paginated: an AMI no instance runs costs nothing)."""
+    wanted = sorted(set(ami_ids))
+    found: dict[str, list[tuple[str, str]]] = {}
+    for start in range(0, len(wanted), BATCH):
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[
+                {"Name": "image-id", "Values": wanted[start : start + BATCH]},
+                {"Name": "instance-state-name", "Values": list(NOT_TERMINATED)},
+            ]
+        )
+        for page in pages:
+            for res in page.get("Reservations", []):
+                for inst in res.get("Instances", []):
+                    state = (inst.get("State") or {}).get("Name", "")
+                    found.setdefault(inst.get("ImageId", ""), []).append((inst["InstanceId"], state))
+    return found
+
+
+#: past this many snapshots one listing of the account's own snapshots beats filters of 200
+LIST_ALL_SNAPSHOTS = 2000
+
+
+def snapshot_sizes(ec2: Client, snapshot_ids: Iterable[str]) -> dict[str, int]:
+    """Snapshot id -> bytes (its VolumeSize); a snapshot already gone is absent from the answer.
+
+    A filter per 200 snapshots, or (for more than LIST_ALL_SNAPSHOTS) one paginated listing of the
+    account's own snapshots: a filter's cost grows with every snapshot of the region.
+    """
+    wanted = sorted(set(snapshot_ids))
+    queries: list[dict[str, Any]]
+    if len(wanted) > LIST_ALL_SNAPSHOTS:
+        queries = [{"OwnerIds": ["self"], "PaginationConfig": {"PageSize": 1000}}]
+    else:
+        queries = [
+            {"OwnerIds": ["self"], "Filters": [{"Name": "snapshot-id", "Values": wanted[i : i + BATCH]}]}
+            for i in range(0, len(wanted), BATCH)
+        ]
+    keep = set(wanted)
+    sizes: dict[str, int] = {}
+    for query in queries:
+        for page in ec2.get_paginator("describe_snapshots").paginate(**query):
+            for snap in page.get("Snapshots", []):
+                if snap["SnapshotId"] in keep:
+                    sizes[snap["SnapshotId"]] = int(snap.get("VolumeSize") or 0) * GIB
+    return sizes

@@ -175,6 +175,19 @@ class StateTable:
             )
         self._ready = True
 
+    def exists(self) -> bool:
+        """Whether the table is there, creating nothing (for readers such as ``status``)."""
+        if self._ready:
+            return True
+        try:
+            self.ddb.describe_table(TableName=self.name)
+        except AWSError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            return False
+        self._ready = True
+        return True
+
 
 def partition(app: str, env: str) -> str:
     return f"{app}#{env}"

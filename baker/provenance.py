@@ -32,6 +32,9 @@ PROMOTED_FROM = "baker:promoted-from"
 PROMOTED_TO = "baker:promoted-to"
 #: tags the build instance so a failed bake's leftovers can be swept
 BUILD_ID = "baker:build-id"
+#: set by gc --apply on the snapshots of an AMI it is about to deregister: an interrupted run's
+#: next run finds and deletes them although their AMI is gone
+GC_PENDING = "baker:gc-pending"
 
 #: the provenance tags of DESIGN.md that every baked AMI has (baker:ci-url only when CI says it)
 BAKED = (APP, VERSION, GIT_SHA, DEB_SHA256, RECIPE, SOURCE_AMI, BAKED_FOR, BUILT_AT, BUILDER)

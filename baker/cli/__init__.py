@@ -34,6 +34,9 @@ COMMANDS = [
     ("baker.cli.init_cmd", "init"),
     ("baker.cli.doctor_cmd", "doctor"),
     ("baker.cli.completion_cmd", "completion"),
+    ("baker.cli.history_cmd", "history"),
+    ("baker.cli.status_cmd", "status"),
+    ("baker.cli.gc_cmd", "gc"),
 ]
 
 
