@@ -121,6 +121,9 @@ def ledger_reasons(ledger: Ledger, keep: int) -> Reasons:
             f"pinned in {env} by {pin.get('by')} at {pin.get('at')}: {pin.get('reason')!r}",
         )
     good: list[str] = []
+    # the live AMI and the previous one (what `baker rollback` goes back to) always stay, whatever
+    # --keep says: deleting the rollback target is how a 3 a.m. rollback fails
+    wanted = max(keep, 2)
     for release in ledger.iter_releases():
         if release.outcome == "in_progress":
             add(reasons, release.ami_id, f"{release.kind} {release.id} in {env} is in progress")
@@ -129,9 +132,16 @@ def ledger_reasons(ledger: Ledger, keep: int) -> Reasons:
         if release.ami_id in good:
             continue
         good.append(release.ami_id)
-        what = "live" if len(good) == 1 else f"the {ordinal(len(good))} healthy AMI"
-        add(reasons, release.ami_id, f"{what} in {env} ({release.kind} {release.id}, --keep {keep})")
-        if len(good) >= keep:
+        if len(good) == 1:
+            what = f"live in {env} ({release.kind} {release.id})"
+        elif len(good) == 2 and keep < 2:
+            what = f"the previous good release in {env}, the rollback target ({release.kind} {release.id})"
+        else:
+            what = (
+                f"the {ordinal(len(good))} healthy AMI in {env} ({release.kind} {release.id}, --keep {keep})"
+            )
+        add(reasons, release.ami_id, what)
+        if len(good) >= wanted:
             break
     return reasons
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.table import table
 from baker.gc import DEFAULT_KEEP, DEFAULT_OLDER_THAN_DAYS
 from baker.images import GIB
@@ -55,7 +55,12 @@ def render(result: dict[str, Any]) -> str:
 
 @click.command("gc")
 @click.option(
-    "-e", "--env", "env_names", multiple=True, help="clean only these environments' accounts and regions"
+    "-e",
+    "--env",
+    "env_names",
+    multiple=True,
+    help="clean only these environments' accounts and regions",
+    shell_complete=complete_environment,
 )
 @click.option(
     "--keep",

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.table import table
 
 
@@ -44,7 +44,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("history")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="at most this many [default: all]")
 @click.pass_obj
 def history(app: App, env_name: str, limit: int | None) -> None:

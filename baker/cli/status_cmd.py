@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.history_cmd import short_time
 from baker.cli.table import table
 
@@ -85,7 +85,14 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("status")
-@click.option("-e", "--env", "env_names", multiple=True, help="environment name [default: every one]")
+@click.option(
+    "-e",
+    "--env",
+    "env_names",
+    multiple=True,
+    help="environment name [default: every one]",
+    shell_complete=complete_environment,
+)
 @click.pass_obj
 def status(app: App, env_names: tuple[str, ...]) -> None:
     """What runs in each environment (ledger and AWS, no Terraform): AMI, version, git sha, when,
