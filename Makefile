@@ -1,11 +1,12 @@
 # The two commands of a fresh machine: `make demo` and `make test`. Both install what is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
-APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot systemd-container
+# lintian: tests/unit/test_package.py lints the .deb as Debian would; systemd-container: live instances
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container
 # what `make test` runs; .ci/run runs exactly this
 PYTEST := $(PYTHON) -m pytest -q
 
-.PHONY: deps test unit lint demo clean
+.PHONY: deps test unit lint demo clean init-templates
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
@@ -15,6 +16,7 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(PYTHON) -c "import baker, moto, ansible, pytest" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
+	  && command -v actionlint >/dev/null && command -v zizmor >/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 
 test: deps
@@ -31,6 +33,10 @@ lint: deps
 # --allow-dirty: a demo of a work tree with local edits packages them (the version says .dirty)
 demo: deps
 	$(PYTHON) -m baker demo -e dev --allow-dirty
+
+# copy this repository's packer/, ansible/ and terraform/ over the copies 'baker init' ships
+init-templates:
+	$(PYTHON) -c "from pathlib import Path; from baker.init import sync; print(*sync(Path('.')), sep='\n')"
 
 clean:
 	rm -rf .baker .pytest_cache .mypy_cache .ruff_cache

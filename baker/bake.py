@@ -1,149 +1,44 @@
-"""bake: package -> render -> recipe -> (cached AMI | packer build) -> provenance tags.
+"""bake: prepare (package, render, recipe) -> (cached AMI | packer build) -> provenance tags.
 
-The recipe hash names everything that determines the image (baker/recipe.py). An available AMI
-of this account and region tagged with the same recipe *is* the image, so a repeated bake costs
-two DescribeImages calls (resolve the source AMI, look the recipe up) and no Packer run.
+The recipe hash names everything that determines the image's content (baker/recipe.py). An
+available AMI of this account and region tagged with the same recipe *is* the image, whichever
+environment baked it, so a repeated bake costs two DescribeImages calls (resolve the source AMI,
+look the recipe up) and no Packer run.
 
 Packer runs with -machine-readable; its lines are parsed as they come: readable progress to
 stderr (and build.log in the build folder), the artifact's AMI id per region, and its own error
 lines for the ToolError when it fails. Packer removes its instance, key pair and security group
 when a build fails; instances tagged with this build's id are swept once more as a safety net.
-The build folder stays for debugging and holds nothing secret: the vault password only ever
-lives in the environment of packer -> ansible-playbook -> the vault password client.
+The build folder stays for debugging and holds nothing secret: the vault password reaches only
+the vault password client, through baker's handoff (baker/vault.py); the variable it came from is
+withheld from every child (runner.withhold).
 """
 
 from __future__ import annotations
 
 import collections
-import datetime as dt
-import functools
 import logging
-import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from baker import __version__, package, recipe, render, runner
-from baker.aws import AWS, Client
-from baker.config import Environment, Project
+from baker import images, provenance, render, runner, vault
+from baker.aws import AWS
+from baker.config import Environment, Project, secret_values, withheld_variables
 from baker.errors import ToolError
 
 log = logging.getLogger("baker")
 
 #: the provenance tags of DESIGN.md (baker:ci-url only when CI says where it runs)
-PROVENANCE = (
-    "baker:app",
-    "baker:version",
-    "baker:git-sha",
-    "baker:deb-sha256",
-    "baker:recipe",
-    "baker:source-ami",
-    "baker:baked-for",
-    "baker:built-at",
-    "baker:builder",
-)
+PROVENANCE = provenance.BAKED
 _COMMA = "%!(PACKER_COMMA)"
 #: variables of packer's environment whose values must never reach a log line
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", render.VAULT_PASSWORD_ENV)
-
-
-# ---------------------------------------------------------------- what changes per build
-
-
-def ci_url(environ: Mapping[str, str] | None = None) -> str | None:
-    """Where the CI job that runs this bake can be seen, when a CI system says so."""
-    e = os.environ if environ is None else environ
-    if e.get("BAKER_CI_URL"):
-        return e["BAKER_CI_URL"]
-    if e.get("GITHUB_ACTIONS") == "true" and e.get("GITHUB_RUN_ID") and e.get("GITHUB_REPOSITORY"):
-        server = e.get("GITHUB_SERVER_URL", "https://github.com")
-        return f"{server}/{e['GITHUB_REPOSITORY']}/actions/runs/{e['GITHUB_RUN_ID']}"
-    for key in ("CI_JOB_URL", "BUILD_URL", "CIRCLE_BUILD_URL"):  # GitLab, Jenkins, CircleCI
-        if e.get(key):
-            return e[key]
-    return None
-
-
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 #: what site.yml's first task prints: the version of the Ansible that really provisions the image
 _ANSIBLE_VERSION = re.compile(r"baker-ansible-version=([0-9][^\s\"']*)")
-
-
-def builder_tag(packer_version: tuple[int, int, int], ansible: str | None = None) -> str:
-    """`baker X; packer Y; ansible-core Z`. Packer tags the AMI before Ansible's version is known
-    (the playbook reports it), so baker completes the tag after the build."""
-    tag = f"baker {__version__}; packer {'.'.join(map(str, packer_version))}"
-    return f"{tag}; ansible-core {ansible}" if ansible else tag
-
-
-def provenance_tags(
-    project: Project,
-    env: Environment,
-    pkg: package.Package,
-    *,
-    recipe: str,
-    source: str,
-    built_at: str,
-    builder: str,
-    ci: str | None = None,
-) -> dict[str, str]:
-    tags = {
-        "baker:app": project.app.name,
-        "baker:version": pkg.version,
-        "baker:git-sha": pkg.git_sha or "none",
-        "baker:deb-sha256": pkg.sha256,
-        "baker:recipe": recipe,
-        "baker:source-ami": source,
-        "baker:baked-for": env.name,
-        "baker:built-at": built_at,
-        "baker:builder": builder,
-    }
-    if ci:
-        tags["baker:ci-url"] = ci[:256]
-    return tags
-
-
-def build_values(
-    project: Project,
-    env: Environment,
-    pkg: package.Package,
-    *,
-    recipe: str,
-    source: render.SourceImage,
-    packer_version: tuple[int, int, int],
-    session: Any,
-    local: bool = False,
-    built_at: str | None = None,
-    build_id: str | None = None,
-) -> dict[str, Any]:
-    """The variables file's values. ``session`` is the local build host's (None against AWS)."""
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    built_at = built_at or now.isoformat().replace("+00:00", "Z")
-    stamp = built_at.replace("-", "").replace(":", "").replace("T", "").rstrip("Z")[:14]
-    values: dict[str, Any] = {
-        "ami_name": render.ami_name(project.app.name, pkg.version, env.name, stamp),
-        "deb_path": str(pkg.path),
-        "deb_file": pkg.path.name,
-        "build_id": build_id or "render",
-        "build_tags": provenance_tags(
-            project,
-            env,
-            pkg,
-            recipe=recipe,
-            source=source.id,
-            built_at=built_at,
-            builder=builder_tag(packer_version),
-            ci=ci_url(),
-        ),
-    }
-    if local or session is not None:
-        values["ssh_port"] = session.port if session is not None else 22
-        values["ssh_private_key_file"] = str(session.private_key_file) if session is not None else ""
-    return values
 
 
 # ---------------------------------------------------------------- packer -machine-readable
@@ -268,28 +163,18 @@ class Bake:
 
     def run(self, *, force: bool = False, dry_run: bool = False) -> dict[str, Any]:
         started = time.monotonic()
-        out = render.build_dir(self.project, self.env)
-        # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ec2_client = pool.submit(self.aws.client, "ec2")
-            pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
-            ec2 = ec2_client.result()
-        version = render.packer_version(self.packer, cache_dir=out.parent)
-        source = render.resolve_source_ami(ec2, self.env.settings.bake.source_ami)
-        rendered = render.render(
+        prepared = render.prepare(
             self.project,
             self.env,
-            source=source,
-            version=version,
-            out_dir=out,
+            self.aws,
             local_endpoint=self.aws.endpoint_url if self.local else None,
+            allow_dirty=self.allow_dirty,
+            packer=self.packer,
         )
-        digest = recipe.digest_for(
-            self.project, self.env, deb=pkg.path, template=rendered.text, source_ami=source.id
-        )
-        existing = find_by_recipe(ec2, digest)
+        pkg, digest = prepared.pkg, prepared.recipe
+        existing = images.find_by_recipe(prepared.ec2, digest, self.env.settings.aws.region)
         result: dict[str, Any] = {
-            "ami_id": existing["ImageId"] if existing else None,
+            "ami_id": existing.id if existing else None,
             "region": self.env.settings.aws.region,
             "version": pkg.version,
             "recipe": digest,
@@ -298,38 +183,34 @@ class Bake:
             "app": self.project.app.name,
             "git_sha": pkg.git_sha,
             "deb_sha256": pkg.sha256,
-            "source_ami": source.id,
-            "template": str(rendered.template),
-            "build_dir": str(out),
+            "source_ami": prepared.source.id,
+            "template": str(prepared.rendered.template),
+            "build_dir": str(prepared.rendered.directory),
         }
-        values = functools.partial(
-            build_values,
-            self.project,
-            self.env,
-            pkg,
-            recipe=digest,
-            source=source,
-            packer_version=version,
-            local=self.local,
-        )
+        if existing is not None:
+            result["baked_for"] = existing.tags.get(provenance.BAKED_FOR)
         if dry_run:
-            rendered.write_variables(values(session=None))
+            prepared.rendered.write_variables(prepared.values(self.project, self.env, local=self.local))
             result.update(
                 dry_run=True, cache_hit=bool(existing), would_bake=force or not existing, cached=False
             )
             return result
-        if existing and not force:
+        if existing is not None and not force:
             log.info(
-                "recipe %s already baked: %s (%s)", digest[:12], existing["ImageId"], existing.get("Name")
+                "recipe %s already baked: %s (%s, baked for %s)",
+                digest[:12],
+                existing.id,
+                existing.name,
+                result["baked_for"],
             )
             result.update(
-                name=existing.get("Name"),
-                amis={result["region"]: existing["ImageId"]},
+                name=existing.name,
+                amis=self._distribute(existing),
                 duration=round(time.monotonic() - started, 3),
             )
             return result
 
-        amis, name, tags, packer_seconds = self._build(rendered, pkg, digest, version, values)
+        amis, name, tags, packer_seconds = self._build(prepared)
         result.update(
             ami_id=amis[result["region"]],
             amis=amis,
@@ -341,32 +222,65 @@ class Bake:
         )
         return result
 
+    def _distribute(self, image: images.Image) -> dict[str, str]:
+        """A cache hit is copied to the regions and shared with the accounts this environment
+        asks for that it does not reach yet (where an image is copied is not part of its recipe)."""
+        bake = self.env.settings.bake
+        home = self.env.settings.aws.region
+        amis = {home: image.id}
+        for region in bake.copy_to_regions:
+            if region == home:
+                continue
+            ec2 = self.aws.client("ec2", region)
+            copy = images.find_by_recipe(ec2, image.recipe or "", region)
+            if copy is None:
+                log.info(
+                    "recipe %s has no AMI in %s yet: copying %s", (image.recipe or "")[:12], region, image.id
+                )
+                copy = images.copy(
+                    ec2,
+                    image,
+                    region=region,
+                    name=image.name,
+                    encrypted=image.encrypted,
+                    kms_key_id=None,
+                    tags={k: v for k, v in image.tags.items() if k.startswith("baker:")},
+                )
+                if self.build_host is not None:
+                    self.build_host.copy_image(image.id, copy.id)
+            amis[region] = copy.id
+        if bake.share_with_accounts:
+            for region, ami in amis.items():
+                ec2 = self.aws.client("ec2", region)
+                found = images.get(ec2, ami, region)
+                if found is not None:
+                    images.share(ec2, found, bake.share_with_accounts)
+        return amis
+
     # -------------------------------------------------------------- the packer run
 
-    def _build(
-        self,
-        rendered: render.Rendered,
-        pkg: package.Package,
-        digest: str,
-        version: tuple[int, int, int],
-        values: Callable[..., dict[str, Any]],
-    ) -> tuple[dict[str, str], str, dict, float]:
+    def _build(self, prepared: render.Prepared) -> tuple[dict[str, str], str, dict, float]:
         bake = self.env.settings.bake
+        rendered, pkg, digest = prepared.rendered, prepared.pkg, prepared.recipe
         secret = None
         if bake.vault_file and bake.vault_password is not None:
             secret = bake.vault_password.resolve(self.project.root)
         build_id = uuid.uuid4().hex[:16]
-        env = render.packer_base_env()
-        env.update(packer_aws_env(self.aws))
-        env.pop(render.VAULT_PASSWORD_ENV, None)
-        if secret is not None:
-            env[render.VAULT_PASSWORD_ENV] = secret
 
         with ExitStack() as stack:
+            env = render.packer_base_env()
+            env.update(stack.enter_context(self.aws.child_env()))
+            # the secret's own variable reaches no child; the password only the vault client
+            stack.enter_context(runner.withhold(withheld_variables(self.env), [secret] if secret else []))
+            if secret is not None:
+                client = self.project.path(self.project.settings.paths.ansible) / render.VAULT_CLIENT
+                env.update(stack.enter_context(vault.handoff(secret, client)))
             session = None
             if self.build_host is not None:
                 session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
-            built = values(session=session, build_id=build_id)
+            built = prepared.values(
+                self.project, self.env, session=session, local=self.local, build_id=build_id
+            )
             rendered.write_variables(built)
             log.info(
                 "baking %s %s for %s (recipe %s)",
@@ -389,14 +303,16 @@ class Bake:
             tags = {
                 **{k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
                 **built["build_tags"],
-                "baker:builder": builder_tag(version, watch.ansible_version or "unknown"),
+                provenance.BUILDER: provenance.builder(
+                    prepared.packer_version, watch.ansible_version or "unknown"
+                ),
             }
             for where, ami in amis.items():
-                ensure_tags(
-                    self.aws.in_region(where).client("ec2") if where != region else self.aws.client("ec2"),
-                    ami,
-                    tags,
-                )
+                ec2 = self.aws.client("ec2", where)
+                image = images.get(ec2, ami, where)
+                if image is None:
+                    raise ToolError(f"packer reported {ami} in {where} but it does not exist", tool="packer")
+                images.tag(ec2, image, tags)
             if self.build_host is not None and session is not None:
                 # every region's copy is the same image: each gets the content, the home region first
                 for where in sorted(amis, key=lambda r: r != region):
@@ -433,6 +349,7 @@ class Bake:
     def _secrets(self, env: dict[str, str], vault_password: str | None) -> list[str]:
         """What must never reach a log line (the local cloud's fake keys are not secret)."""
         found = [vault_password] if vault_password else []
+        found += secret_values(self.env.settings.bake.ansible_vars, ("bake", "ansible_vars"))
         if not self.aws.credentials:
             found += [v for k, v in env.items() if k in _SECRET_ENV and v]
         return found
@@ -453,58 +370,3 @@ class Bake:
         if left:
             log.warning("terminating instances packer left behind: %s", ", ".join(left))
             ec2.terminate_instances(InstanceIds=left)
-
-
-def packer_aws_env(aws: AWS) -> dict[str, str]:
-    """Where Packer finds the environment's AWS: its profile, or, when baker assumes a role, that
-    role's temporary credentials (Packer 1.6 cannot assume roles itself). Never logged."""
-    out = aws.env_vars()
-    if aws.role_arn and not aws.credentials:
-        creds = aws.session().get_credentials()
-        if creds is not None:
-            frozen = creds.get_frozen_credentials()
-            out.pop("AWS_PROFILE", None)
-            out.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
-            if frozen.token:
-                out["AWS_SESSION_TOKEN"] = frozen.token
-    return out
-
-
-def find_by_recipe(ec2: Client, digest: str) -> dict[str, Any] | None:
-    """The newest available AMI of this account tagged with the recipe: one DescribeImages call."""
-    images = ec2.describe_images(
-        Owners=["self"],
-        Filters=[
-            {"Name": "tag:baker:recipe", "Values": [digest]},
-            {"Name": "state", "Values": ["available"]},
-        ],
-    ).get("Images", [])
-    return max(images, key=lambda i: i.get("CreationDate", "")) if images else None
-
-
-def _snapshot_ids(image: Mapping[str, Any]) -> Iterator[str]:
-    for mapping in image.get("BlockDeviceMappings", []):
-        snap = mapping.get("Ebs", {}).get("SnapshotId")
-        if snap:
-            yield snap
-
-
-def ensure_tags(ec2: Client, ami_id: str, tags: Mapping[str, str]) -> None:
-    """The provenance tags on the AMI and each of its snapshots, whatever Packer managed to set."""
-    images = ec2.describe_images(ImageIds=[ami_id]).get("Images", [])
-    if not images:
-        raise ToolError(f"packer reported {ami_id} but it does not exist", tool="packer")
-    image = images[0]
-    resources = []
-    have = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
-    if any(have.get(k) != v for k, v in tags.items()):
-        resources.append(ami_id)
-    snapshots = list(_snapshot_ids(image))
-    if snapshots:
-        for snap in ec2.describe_snapshots(SnapshotIds=snapshots).get("Snapshots", []):
-            have = {t["Key"]: t["Value"] for t in snap.get("Tags", [])}
-            if any(have.get(k) != v for k, v in tags.items()):
-                resources.append(snap["SnapshotId"])
-    if resources:
-        log.info("tagging %s", ", ".join(resources))
-        ec2.create_tags(Resources=resources, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])

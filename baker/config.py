@@ -12,14 +12,25 @@ the key path and the offending value. Nothing runs on an invalid configuration.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
+import math
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from baker.errors import ConfigError, UsageError
 
@@ -30,6 +41,7 @@ ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # Debian policy: package names are lowercase alphanumerics and + - . , at least two characters
 DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]*$")
+ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Model(BaseModel):
@@ -45,32 +57,65 @@ class SecretRef(Model):
     env: str | None = Field(None, description="name of an environment variable holding the secret")
     file: str | None = Field(None, description="path of a file holding the secret (first line)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reference(cls, v: Any) -> Any:
+        # a plain string here is most likely the secret itself: say what belongs here, never echo it
+        if not isinstance(v, dict):
+            raise ValueError("must be {env: NAME} or {file: PATH}, never the secret itself")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_VAR_NAME.match(v):
+            raise ValueError("must name an environment variable (A-Z a-z 0-9 _), not hold the secret")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> SecretRef:
         if bool(self.env) == bool(self.file):
             raise ValueError("give exactly one of 'env' or 'file'")
         return self
 
-    def resolve(self, root: Path | None = None) -> str:
+    def resolve(self, root: Path | None = None, *, key: str = "bake.vault_password") -> str:
+        """The secret. Errors name the key, never what it says: a mistyped reference could be the
+        secret itself (`baker config show` shows the reference)."""
         if self.env:
             value = os.environ.get(self.env)
             if value is None:
-                raise UsageError(f"secret expected in environment variable {self.env}, which is not set")
+                raise UsageError(f"{key}: the environment variable its env: names is not set")
             return value
         assert self.file is not None
         path = Path(self.file)
         if root is not None and not path.is_absolute():
             path = root / path
         try:
-            return path.read_text().splitlines()[0] if path.read_text() else ""
-        except OSError as exc:
-            raise UsageError(f"secret file {path}: {exc.strerror}") from exc
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise UsageError(f"{key}: the file its file: names cannot be read: {why}") from None
+        return text.splitlines()[0] if text else ""
 
     def describe(self) -> str:
         return f"env:{self.env}" if self.env else f"file:{self.file}"
 
 
 # ---------------------------------------------------------------- baker.yml
+
+
+def system_user(package: str) -> str:
+    """The system user derived from a package name: Debian allows ``+`` and ``.`` in package names,
+    adduser not in user names (``acme.tools`` -> ``acme-tools``); at most 32 characters."""
+    name = re.sub(r"[^a-z0-9_-]", "-", package.lower())
+    if not re.match(r"^[a-z_]", name):
+        name = "_" + name
+    return name[:32]
+
+
+def unit_name(package: str) -> str:
+    """The systemd unit name derived from a package name: ``+`` is not allowed in unit names."""
+    return package.replace("+", "-")
 
 
 class DebSettings(Model):
@@ -88,6 +133,11 @@ class DebSettings(Model):
     service: str = Field("", description="systemd unit name; default the package name")
     exec_start: str = Field(description="command the unit runs, relative paths under prefix")
     env_file: str = Field("", description="environment file the unit reads; default /etc/default/<package>")
+    runtime_env_file: str = Field(
+        "",
+        description="environment file the launch template's user data writes at first boot (runtime: of "
+        "the environment), read by the unit after env_file; default /etc/<package>/runtime.env",
+    )
     env_defaults: str = Field("default.env", description="file in the app source installed as env_file")
 
     @field_validator("package")
@@ -107,9 +157,12 @@ class DebSettings(Model):
     @model_validator(mode="after")
     def _defaults(self) -> DebSettings:
         object.__setattr__(self, "prefix", self.prefix or f"/opt/{self.package}")
-        object.__setattr__(self, "user", self.user or self.package)
-        object.__setattr__(self, "service", self.service or self.package)
+        object.__setattr__(self, "user", self.user or system_user(self.package))
+        object.__setattr__(self, "service", self.service or unit_name(self.package))
         object.__setattr__(self, "env_file", self.env_file or f"/etc/default/{self.package}")
+        object.__setattr__(
+            self, "runtime_env_file", self.runtime_env_file or f"/etc/{self.package}/runtime.env"
+        )
         return self
 
 
@@ -143,17 +196,20 @@ class PathSettings(Model):
 
 
 class StateSettings(Model):
-    ledger_prefix: str = Field(
-        "/baker", description="SSM parameter path prefix of the release ledger and pins"
+    table: str = Field(
+        "baker-state",
+        description="DynamoDB table of the release ledger, pins and deploy locks (created on first use, "
+        "on-demand billing)",
     )
-    lock_table: str = Field("baker-locks", description="DynamoDB table of deploy locks (created if missing)")
-    lock_lease_seconds: int = Field(900, ge=30, description="a lock not renewed for this long is stale")
+    lock_lease_seconds: int = Field(
+        120, ge=30, description="a deploy lock not renewed for this long is stale (renewed every quarter)"
+    )
 
-    @field_validator("ledger_prefix")
+    @field_validator("table")
     @classmethod
-    def _prefix(cls, v: str) -> str:
-        if not re.match(r"^(/[A-Za-z0-9_.-]+)+$", v):
-            raise ValueError(f"{v!r} must be an SSM path like /baker")
+    def _table(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]{3,255}$", v):
+            raise ValueError(f"{v!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
         return v
 
 
@@ -187,6 +243,95 @@ class ProjectSettings(Model):
 # ---------------------------------------------------------------- environments/*.yml
 
 
+def plain_data(value: Any, where: str = "") -> Any:
+    """``value`` when JSON can carry it to Ansible or Terraform as written: strings, finite numbers,
+    booleans, null, lists and mappings with string keys. A YAML date, set or binary is refused here,
+    at load, not halfway through a bake or a deploy."""
+    at = f" at {where}" if where else ""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a number JSON can carry{at}")
+        return value
+    if isinstance(value, list):
+        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"the key {k!r}{at} must be a string (quote it)")
+            plain_data(v, f"{where}.{k}" if where else k)
+        return value
+    kind = {"date": "a date", "datetime": "a timestamp", "set": "a set", "bytes": "binary data"}
+    what = kind.get(type(value).__name__, f"a {type(value).__name__}")
+    raise ValueError(f"{what}{at} cannot be passed on as written; quote it to make it a string")
+
+
+@functools.cache
+def aws_regions() -> frozenset[str]:
+    """Every region of every AWS partition in the endpoint data of the botocore baker runs with: the
+    regions baker can talk to (a region newer than that botocore needs a newer botocore anyway)."""
+    import botocore.session
+
+    session = botocore.session.Session()
+    return frozenset(
+        r for p in session.get_available_partitions() for r in session.get_available_regions("ec2", p)
+    )
+
+
+def check_region(name: Any) -> str:
+    if not isinstance(name, str) or name not in aws_regions():
+        import botocore
+
+        close = difflib.get_close_matches(str(name), sorted(aws_regions()), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(
+            f"{name!r} is not an AWS region (botocore {botocore.__version__} knows "
+            f"{len(aws_regions())}){hint}"
+        )
+    return name
+
+
+#: AWS allows 50 tags per AMI or snapshot. baker sets up to 10 provenance tags when it bakes
+#: (baker:app … baker:builder, baker:ci-url), baker:verified after verify, and baker:promoted-from /
+#: baker:promoted-to on promotion: 13 stay reserved for baker.
+AWS_MAX_TAGS = 50
+BAKER_RESERVED_TAGS = 13
+AWS_TAG_KEY_MAX = 128
+AWS_TAG_VALUE_MAX = 256
+KMS_KEY = re.compile(
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|alias/[A-Za-z0-9/_-]+"
+    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/\S+)$"
+)
+#: EC2 instance types are family.size: t3.micro, m7i-flex.large, u-6tb1.metal
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """AWS's limits on tags, checked at load rather than by AWS after a ten-minute bake."""
+    room = AWS_MAX_TAGS - BAKER_RESERVED_TAGS
+    if len(tags) > room:
+        raise ValueError(
+            f"{len(tags)} tags; at most {room} (AWS allows {AWS_MAX_TAGS} per AMI and baker reserves "
+            f"{BAKER_RESERVED_TAGS} for its own baker:* tags)"
+        )
+    for key, value in tags.items():
+        shown = repr(key) if len(key) <= 40 else repr(key[:40]) + "..."
+        if not key.strip():
+            raise ValueError("a tag key cannot be empty")
+        if len(key) > AWS_TAG_KEY_MAX:
+            raise ValueError(f"tag key {shown} has {len(key)} characters; AWS allows {AWS_TAG_KEY_MAX}")
+        if len(value) > AWS_TAG_VALUE_MAX:
+            raise ValueError(
+                f"the value of tag {shown} has {len(value)} characters; AWS allows {AWS_TAG_VALUE_MAX}"
+            )
+        if key.lower().startswith("aws:"):
+            raise ValueError(f"tag key {shown}: the aws: prefix is reserved by AWS")
+        if key.startswith("baker:"):
+            raise ValueError(f"tag key {shown}: the baker: prefix is reserved for baker's provenance tags")
+    return tags
+
+
 class AWSSettings(Model):
     region: str = Field(description="AWS region, e.g. eu-west-1")
     account_id: str = Field(description="12-digit AWS account id of this environment")
@@ -196,9 +341,7 @@ class AWSSettings(Model):
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:
-        if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", v):
-            raise ValueError(f"{v!r} is not an AWS region name")
-        return v
+        return check_region(v)
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -247,6 +390,52 @@ class BakeSettings(Model):
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the AMI")
     timeout: int = Field(3600, ge=60, description="seconds a packer build may take")
 
+    @field_validator("vpc_id", "subnet_id")
+    @classmethod
+    def _network_ids(cls, v: str | None, info: ValidationInfo) -> str | None:
+        prefix = "vpc" if info.field_name == "vpc_id" else "subnet"
+        if v is not None and not re.match(rf"^{prefix}-[0-9a-f]+$", v):
+            raise ValueError(f"{v!r} is not a {prefix} id ({prefix}-0123456789abcdef0)")
+        return v
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms_key(cls, v: str | None) -> str | None:
+        if v is not None and not KMS_KEY.match(v):
+            raise ValueError(f"{v!r} is not a KMS key id, alias (alias/NAME) or ARN")
+        return v
+
+    @field_validator("ssh_username")
+    @classmethod
+    def _ssh_user(cls, v: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_.-]*$", v):
+            raise ValueError(f"{v!r} is not a user name")
+        return v
+
+    @field_validator("ansible_vars")
+    @classmethod
+    def _ansible_vars(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return plain_data(v)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, v: str) -> str:
+        if not INSTANCE_TYPE.match(v):
+            raise ValueError(f"{v!r} is not an EC2 instance type (family.size, e.g. t3.micro)")
+        return v
+
+    @field_validator("copy_to_regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        for region in v:
+            check_region(region)
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_tags(v)
+
     @field_validator("share_with_accounts")
     @classmethod
     def _accounts(cls, v: list[str]) -> list[str]:
@@ -263,6 +452,11 @@ class BackendSettings(Model):
     use_lockfile: bool = True
     dynamodb_table: str | None = None
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return v if v is None else check_region(v)
+
 
 class DeploySettings(Model):
     backend: BackendSettings | None = Field(None, description="Terraform S3 backend; none = local state")
@@ -278,14 +472,86 @@ class DeploySettings(Model):
     min_healthy_percent: int = Field(90, ge=0, le=100)
     instance_warmup: int = Field(60, ge=0)
 
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return plain_data(v)
+
+
+class RuntimeSettings(Model):
+    """What the app needs at run time in this environment. Never baked: the launch template's user
+    data writes it at first boot, so one AMI runs in every environment."""
+
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables of the app's runtime environment file (app.deb.runtime_env_file)",
+    )
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for key, value in v.items():
+            if not isinstance(key, str) or not ENV_VAR_NAME.match(key):
+                raise ValueError(
+                    f"{key!r} is not an environment variable name (A-Z a-z 0-9 _, not a digit first)"
+                )
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, int | float):
+                value = str(value)
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: a value must be a string, number or boolean")
+            if "\0" in value:
+                raise ValueError(f"{key}: a value cannot hold a NUL byte")
+            out[key] = value
+        return out
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(value: Any) -> Any:
+    """A duration as seconds: an integer, or a string like ``90s``, ``30m``, ``2h``, ``1d``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be seconds or a string like 30m, 2h, 1d")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (m := _DURATION.match(value.strip())):
+        return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise ValueError(f"{value!r} is not a duration (seconds, or like 30m, 2h, 1d)")
+
+
+class PromotionSettings(Model):
+    min_soak: int = Field(
+        0,
+        ge=0,
+        description="how long the AMI must have been live and healthy in promote_from before promote "
+        "takes it (seconds, or 30m, 2h, 1d)",
+    )
+
+    @field_validator("min_soak", mode="before")
+    @classmethod
+    def _soak(cls, v: Any) -> Any:
+        return seconds(v)
+
 
 class EnvironmentSettings(Model):
     aws: AWSSettings
     bake: BakeSettings
     deploy: DeploySettings = DeploySettings()
-    promote_from: str | None = Field(None, description="environment whose good AMI this one takes")
-    require_verified: bool = Field(False, description="refuse AMIs not tagged baker:verified")
-    protected: bool = Field(False, description="deploys need an AMI promoted from promote_from")
+    runtime: RuntimeSettings = RuntimeSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    promote_from: str | None = Field(
+        None, description="the only environment promote may take from into this one"
+    )
+    require_verified: bool = Field(False, description="refuse AMIs without a valid baker:verified tag")
+    protected: bool = Field(
+        False, description="no direct deploy or release: changes arrive by promote, rollback or pin"
+    )
 
 
 # ---------------------------------------------------------------- loading
@@ -298,6 +564,15 @@ class Environment(BaseModel):
     name: str
     settings: EnvironmentSettings
     files: list[Path]
+    #: what each of ``files`` says, in the same order (for ``origin``)
+    layers: list[dict[str, Any]] = []
+
+    def origin(self, *key: str) -> Path:
+        """The file that sets ``key`` (a key path), or the environment's own file when none does."""
+        for file, data in reversed(list(zip(self.files, self.layers, strict=False))):
+            if _lookup(data, key)[0]:
+                return file
+        return self.files[-1]
 
 
 class Project(BaseModel):
@@ -331,25 +606,164 @@ def merge(base: Any, override: Any) -> Any:
     return override
 
 
+#: limits of the YAML loader, so a bad file is refused in bounded time and memory: real configuration
+#: files are a few KiB, a few levels deep, with a handful of anchors
+MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 32
+#: values in the document with every alias expanded (an "alias bomb" stays small on disk only)
+MAX_VALUES = 20_000
+MAX_ALIASES = 100
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class _Refused(Exception):
+    """The loader refuses the document at ``mark`` (a yaml Mark)."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader with limits, counted while composing (before anything is built):
+
+    - nesting deeper than MAX_DEPTH levels is refused;
+    - anchors and aliases (and ``<<: *base`` merges) are allowed, but at most MAX_ALIASES aliases, and
+      the document with every alias expanded may hold at most MAX_VALUES values; an alias inside the
+      value it names (a cycle) is refused;
+    - a key twice in one mapping is refused, naming both lines.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0
+        self._aliases = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+        self._open: set[str] = set()
+        self._path: list[str] = []
+
+    def _grow(self, n: int, mark: Any) -> None:
+        self._values += n
+        if self._values > MAX_VALUES:
+            bomb = " with its aliases expanded (an alias bomb?)" if self._aliases else ""
+            raise _Refused(mark, f"more than {MAX_VALUES} values{bomb}")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _Refused(event.start_mark, f"alias *{event.anchor} is inside the value it names")
+            node = super().compose_node(parent, index)
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _Refused(event.start_mark, f"more than {MAX_ALIASES} aliases")
+            self._grow(self._sizes.get(id(node), 1), event.start_mark)
+            return node
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+        keyed = isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode)
+        if keyed:
+            self._path.append(index.value)
+        if anchor:
+            self._open.add(anchor)
+        before = self._values
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor or "")
+            if keyed:
+                self._path.pop()
+        self._grow(1, event.start_mark)
+        self._sizes[id(node)] = self._values - before
+        if isinstance(node, yaml.ScalarNode) and _SURROGATE.search(node.value):
+            raise _Refused(event.start_mark, "an escape like \\ud800 makes text that is not valid unicode")
+        if isinstance(node, yaml.ScalarNode) and "\0" in node.value:
+            raise _Refused(event.start_mark, "a NUL character (\\0) cannot be passed on to any program")
+        return node
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, str], Any] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                where = ".".join(self._path)
+                raise _Refused(
+                    key_node.start_mark,
+                    f"{where + ': ' if where else ''}duplicate key {key_node.value!r} "
+                    f"at lines {seen[key].line + 1} and {key_node.start_mark.line + 1}",
+                )
+            seen[key] = key_node.start_mark
+        return node
+
+
+def _line_of(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    return f"{line}:{position - (text.rfind(chr(10), 0, position) + 1) + 1}"
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
+    """One configuration file, refused in bounded time and memory when it is not what baker reads:
+    a regular file of at most MAX_FILE_BYTES of UTF-8 YAML (see _Loader for the limits), a mapping."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        if not path.is_file():
+            raise ConfigError(f"{path}: " + ("not a regular file" if path.exists() else "file not found"))
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from exc
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; not a baker configuration file")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)
+        data = loader.get_single_data()
+    except _Refused as exc:
+        raise ConfigError(f"{path}:{exc.mark.line + 1}: {exc.message}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"{path}:{_line_of(text, exc.position)}: invalid YAML: character #x{exc.character:04x} "
+            "is not allowed (control characters must be escaped in a double-quoted string)"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # e.g. an integer of thousands of digits, or a date like 2024-02-30
+        raise ConfigError(f"{path}: invalid YAML value: {str(exc).split(';')[0][:200]}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path}: the top level must be a mapping (key: value), not a {_kind(data)}")
     return data
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> tuple[bool, Any]:
@@ -364,32 +778,140 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> tuple[bool, Any]:
     return True, cur
 
 
+#: keys whose values are secrets, or may be a secret mistyped: never shown in an error or `config show`.
+#: ``bake.vault_password`` and everything under it, and any key whose name says password, secret or
+#: token (``db_password``, ``api_token``, …) wherever it is, e.g. under ``bake.ansible_vars``.
+SECRET_KEYS = (("bake", "vault_password"),)
+SECRET_NAME = re.compile(r"pass(word|wd|phrase)|secret|token|credential|private_?key|api_?key", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def secret_bearing(loc: tuple[Any, ...]) -> bool:
+    """Whether the value at key path ``loc`` is (or is under) a secret-bearing key."""
+    if any(tuple(loc[: len(k)]) == k for k in SECRET_KEYS):
+        return True
+    return any(isinstance(part, str) and SECRET_NAME.search(part) for part in loc)
+
+
+def redact(value: Any, loc: tuple[Any, ...] = ()) -> Any:
+    """``value`` (found at ``loc``) with every value under a secret-bearing key replaced."""
+    if secret_bearing(loc):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact(v, (*loc, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, (*loc, i)) for i, v in enumerate(value)]
+    return value
+
+
+def secret_values(data: Any, loc: tuple[Any, ...] = ()) -> list[str]:
+    """Every string under a secret-bearing key of ``data`` (what a log line must never show)."""
+    if isinstance(data, dict):
+        return [s for k, v in data.items() for s in secret_values(v, (*loc, k))]
+    if isinstance(data, list):
+        return [s for i, v in enumerate(data) for s in secret_values(v, (*loc, i))]
+    if secret_bearing(loc) and isinstance(data, str | int | float) and not isinstance(data, bool):
+        text = str(data)
+        return [text] if len(text) >= 4 else []
+    return []
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """A key path as the user writes it: ``bake.tags``, ``smoke_checks[0].name``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+_MAPPING = "must be a mapping (key: value)"
+_MESSAGES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+    "model_type": _MAPPING,
+    "model_attributes_type": _MAPPING,
+    "dict_type": _MAPPING,
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "set_type": "must be a list",
+    "string_type": "must be a string (quote it)",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "none_required": "must be null",
+}
+
+
+def _message(err: Any) -> str:
+    """pydantic's message in the user's words: never a model's class name."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), "?")
+        word = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most"}
+        return f"must be {word.get(kind, 'less than')} {bound}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '?')}"
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = re.sub(r"\s*or instance of \w+", "", msg)
+    return msg.replace("Input should be", "must be")
+
+
+def _origin(
+    loc: tuple[Any, ...], sources: list[tuple[Path, dict[str, Any]]], missing: bool
+) -> tuple[Path, str]:
+    """The file to blame for ``loc``, and a hint: the most specific file that sets the key; for a
+    missing key, the least specific file that has its parent (where shared settings live)."""
+    if not missing:
+        for file, data in reversed(sources):
+            if _lookup(data, loc)[0]:
+                return file, ""
+    for file, data in sources:
+        if _lookup(data, loc[:-1])[0]:
+            others = [str(f) for f, _ in sources if f != file]
+            return file, f" (add it here{', or in ' + others[-1] if others else ''})" if missing else ""
+    return sources[0][0], ""
+
+
 def _describe(exc: ValidationError, sources: list[tuple[Path, dict[str, Any]]], merged: Any) -> str:
-    """One line per problem: ``file: key.path: message (got value)``; the file is the one that set it."""
+    """One line per problem: ``file: key.path: message (got value)``; the file is the one that set it
+    (or should). Values under secret-bearing keys are never shown."""
     lines = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # model validators report on the object itself; the message says which key
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        origin = sources[0][0]
-        for file, data in reversed(sources):
-            found, _ = _lookup(data, loc)
-            if found:
-                origin = file
-                break
-        else:
-            # a missing key: blame the most specific file that has the parent
-            for file, data in reversed(sources):
-                if _lookup(data, loc[:-1])[0]:
-                    origin = file
-                    break
+        # drop pydantic's internal location parts (validator names, union members, "[key]")
+        loc = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        )
         kind = err["type"]
-        msg = err["msg"].removeprefix("Value error, ")
-        if kind == "extra_forbidden":
-            msg = "unknown key"
+        origin, hint = _origin(loc, sources, kind == "missing")
+        msg = _message(err)
         found, value = _lookup(merged, loc)
-        shown = f" (got {json.dumps(value, default=str)[:120]})" if found and kind != "missing" else ""
-        lines.append(f"{origin}: {path}: {msg}{shown}")
+        if not found:
+            found, value = "input" in err and kind != "missing", err.get("input")
+        secret = secret_bearing(loc)
+        if secret:
+            for text in {str(value), *secret_values(value, loc)} if found else ():
+                if len(text) >= 4:
+                    msg = msg.replace(text, REDACTED)
+        if kind == "missing" or not found:
+            shown = hint
+        elif isinstance(value, dict | list) and kind not in _MESSAGES:
+            shown = ""  # the message names what is wrong inside; the whole mapping would only be noise
+        elif secret:
+            shown = f" (value not shown: {key_path(loc)} is secret-bearing)"
+        else:
+            text = json.dumps(redact(value, loc), default=str, ensure_ascii=False)
+            shown = f" (got {text if len(text) <= 120 else text[:117] + '...'})"
+        lines.append(f"{origin}: {key_path(loc)}: {msg}{shown}")
     return "invalid configuration:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
 
 
@@ -429,14 +951,23 @@ def load_environment(project: Project, name: str) -> Environment:
         raise ConfigError(_describe(exc, sources, merged)) from None
     if settings.promote_from is not None and settings.promote_from not in known:
         raise ConfigError(
-            f"{own}: promote_from: unknown environment {settings.promote_from!r}; known: {', '.join(known)}"
+            f"{_origin(('promote_from',), sources, False)[0]}: promote_from: unknown environment "
+            f"{settings.promote_from!r}; known: {', '.join(known)}"
         )
-    return Environment(name=name, settings=settings, files=[p for p, _ in sources])
+    return Environment(
+        name=name, settings=settings, files=[p for p, _ in sources], layers=[d for _, d in sources]
+    )
+
+
+def withheld_variables(env: Environment) -> list[str]:
+    """The environment variables that hold this environment's secrets: no child of baker gets them."""
+    vp = env.settings.bake.vault_password
+    return [vp.env] if vp is not None and vp.env else []
 
 
 def redacted(env: Environment) -> dict[str, Any]:
     """The merged settings as JSON-able data; secrets appear only as where they come from."""
-    data = env.settings.model_dump(mode="json")
+    data = redact(env.settings.model_dump(mode="json"))
     vp = env.settings.bake.vault_password
     if vp is not None:
         data["bake"]["vault_password"] = f"<secret from {vp.describe()}>"

@@ -1,20 +1,24 @@
 """Release ledger, pins and the deploy lock: the state that must not live on a laptop.
 
-Ledger: one SSM parameter per app and environment (``{prefix}/{app}/{env}/releases``); every
-write is a new parameter version, so the parameter's version history *is* the release history
-and many CI runners share it. A release is written before the apply (outcome ``in_progress``)
-and again when its outcome is known, both under the same release ``id``; readers keep the last
-state of each id. (SSM keeps the newest 100 versions of a parameter.)
+All three live in one DynamoDB table (``state.table``, created on first use, on-demand billing),
+shared by every CI runner and operator:
 
-Pin: ``{prefix}/{app}/{env}/pin``, JSON with ami_id, reason, by, at; absent when not pinned.
+    pk = "<app>#<env>"   sk = "release#<at, ms>#<id>"   one item per release, ordered by time
+                         sk = "pin"                     the pin, absent when not pinned
+                         sk = "lock"                    the deploy lock
 
-Lock: one DynamoDB item per app and environment, taken with a conditional write that only
-succeeds when nobody holds it or the holder's lease ran out; renewed while held, released only
-by its owner (conditional delete), breakable with ``baker unlock --force``.
+A release is written before the apply (outcome ``in_progress``) and again, the same item, when
+its outcome is known. Reads page newest first with no cap: nothing is ever dropped (an SSM
+parameter's history keeps only 100 versions, which is why the ledger is not one).
+
+The lock is taken with a conditional write that only succeeds when nobody holds it or the
+holder's lease ran out; renewed every quarter of the lease while held, released only by its
+owner (conditional delete), breakable with ``baker unlock --force``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -24,23 +28,34 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from baker.aws import AWS, error_code
 from baker.errors import AWSError, Refused
+from baker.provenance import iso, utc_now
 
 log = logging.getLogger("baker")
 
-#: outcomes a release can end with (DESIGN.md) plus the two intermediate ones
-OUTCOMES = ("in_progress", "healthy", "failed", "rolled_back", "rollback_failed", "interrupted", "planned")
+KINDS = ("deploy", "release", "promote", "pin", "unpin", "rollback")
+#: outcomes a release can end with (DESIGN.md), the intermediate one, and the recovery ones
+OUTCOMES = (
+    "in_progress",
+    "healthy",
+    "failed",
+    "rolled_back",
+    "rollback_failed",
+    "interrupted",
+    "abandoned",
+    "done",
+)
+#: kinds whose healthy outcome means the fleet runs their AMI
+FLEET_KINDS = ("deploy", "release", "promote", "pin", "rollback")
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def iso(when: dt.datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")
+    return utc_now()
 
 
 def identity() -> str:
@@ -69,125 +84,261 @@ def identity() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _path_part(value: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in value)
+@dataclass
+class Release:
+    """One change of what an environment runs: an AMI *and* its runtime configuration."""
+
+    id: str
+    kind: str
+    app: str
+    env: str
+    ami_id: str | None
+    at: str
+    by: str
+    outcome: str = "in_progress"
+    version: str | None = None
+    git_sha: str | None = None
+    previous_ami_id: str | None = None
+    #: the runtime: values of the environment this release ran with (restored by a rollback)
+    runtime: dict[str, str] = field(default_factory=dict)
+    #: the fleet it changed
+    asg_name: str | None = None
+    launch_template_id: str | None = None
+    launch_template_version: str | None = None
+    #: promote: {"env": source environment, "ami_id": source AMI, "region": source region}
+    promoted_from: dict[str, str] | None = None
+    reason: str | None = None
+    healthy_at: str | None = None
+    rollback_of: str | None = None
+    #: pin: the pin's reason
+    pin_reason: str | None = None
+    recorded_at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Release:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def sort_key(self) -> str:
+        return f"release#{self.at}#{self.id}"
+
+
+def new_release_id() -> str:
+    return f"{now().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def precise_now() -> str:
+    """UTC time with milliseconds: the order of releases within one second."""
+    t = dt.datetime.now(dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+class StateTable:
+    """The DynamoDB table of one account and region, created on first use."""
+
+    def __init__(self, aws: AWS, name: str) -> None:
+        self.ddb = aws.client("dynamodb")
+        self.name = name
+        self._ready = False
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        try:
+            self.ddb.describe_table(TableName=self.name)
+        except AWSError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            log.info("creating the state table %s (ledger, pins, locks)", self.name)
+            try:
+                self.ddb.create_table(
+                    TableName=self.name,
+                    AttributeDefinitions=[
+                        {"AttributeName": "pk", "AttributeType": "S"},
+                        {"AttributeName": "sk", "AttributeType": "S"},
+                    ],
+                    KeySchema=[
+                        {"AttributeName": "pk", "KeyType": "HASH"},
+                        {"AttributeName": "sk", "KeyType": "RANGE"},
+                    ],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            except AWSError as exc2:
+                if error_code(exc2) != "ResourceInUseException":  # someone else just made it
+                    raise
+            self.ddb.get_waiter("table_exists").wait(
+                TableName=self.name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+        self._ready = True
+
+    def exists(self) -> bool:
+        """Whether the table is there, creating nothing (for readers such as ``status``)."""
+        if self._ready:
+            return True
+        try:
+            self.ddb.describe_table(TableName=self.name)
+        except AWSError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            return False
+        self._ready = True
+        return True
+
+
+def partition(app: str, env: str) -> str:
+    return f"{app}#{env}"
 
 
 class Ledger:
     """Releases and the pin of one app in one environment."""
 
-    def __init__(self, aws: AWS, *, prefix: str, app: str, env: str) -> None:
-        self.ssm = aws.client("ssm")
+    def __init__(self, aws: AWS, *, table: str, app: str, env: str) -> None:
+        self.table = StateTable(aws, table)
+        self.ddb = self.table.ddb
         self.app = app
         self.env = env
-        base = f"{prefix.rstrip('/')}/{_path_part(app)}/{_path_part(env)}"
-        self.releases_name = f"{base}/releases"
-        self.pin_name = f"{base}/pin"
+        self.pk = partition(app, env)
 
     # -- releases
 
-    def new_id(self) -> str:
-        return f"{now().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-    def write(self, record: dict[str, Any]) -> int:
-        """Append one state of a release; returns the parameter version it became."""
-        if record.get("outcome") not in OUTCOMES:
-            raise ValueError(f"unknown outcome {record.get('outcome')!r}")
-        record = {"app": self.app, "env": self.env, **record, "recorded_at": iso(now())}
-        resp = self.ssm.put_parameter(
-            Name=self.releases_name,
-            Value=json.dumps(record, sort_keys=True),
-            Type="String",
-            Overwrite=True,
-            Description=f"baker release ledger of {self.app} in {self.env}",
+    def new(self, kind: str, ami_id: str | None, **fields: Any) -> Release:
+        """A release not yet written: its id and time are fixed now (its place in the history)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        return Release(
+            id=new_release_id(),
+            kind=kind,
+            app=self.app,
+            env=self.env,
+            ami_id=ami_id,
+            at=precise_now(),
+            by=fields.pop("by", None) or identity(),
+            **fields,
         )
-        return int(resp.get("Version", 0))
 
-    def _versions(self) -> list[dict[str, Any]]:
-        """Every recorded state, oldest first."""
-        out: list[dict[str, Any]] = []
-        try:
-            pages = self.ssm.get_paginator("get_parameter_history").paginate(Name=self.releases_name)
-            for page in pages:
-                for p in page.get("Parameters", []):
-                    try:
-                        rec = json.loads(p["Value"])
-                    except ValueError:
-                        continue
-                    if isinstance(rec, dict):
-                        rec["ledger_version"] = p.get("Version")
-                        out.append(rec)
-        except AWSError as exc:
-            if error_code(exc) == "ParameterNotFound":
-                return []
-            raise
-        out.sort(key=lambda r: r.get("ledger_version") or 0)
+    def write(self, release: Release) -> Release:
+        """Write the release's current state (the same item each time)."""
+        if release.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {release.outcome!r}")
+        self.table.ensure()
+        release.recorded_at = iso(now())
+        self.ddb.put_item(
+            TableName=self.table.name,
+            Item={
+                "pk": {"S": self.pk},
+                "sk": {"S": release.sort_key},
+                "outcome": {"S": release.outcome},
+                "doc": {"S": json.dumps(release.as_dict(), sort_keys=True)},
+            },
+        )
+        return release
+
+    def iter_releases(self) -> Iterator[Release]:
+        """Every release, newest first, page by page (stop early to read less)."""
+        self.table.ensure()
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table.name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": {"S": self.pk}, ":r": {"S": "release#"}},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                try:
+                    yield Release.from_dict(json.loads(item["doc"]["S"]))
+                except (KeyError, ValueError, TypeError):
+                    log.warning("ledger %s: skipping an unreadable item %s", self.pk, item.get("sk"))
+
+    def releases(self, limit: int | None = None) -> list[Release]:
+        out = []
+        for release in self.iter_releases():
+            out.append(release)
+            if limit is not None and len(out) >= limit:
+                break
         return out
 
-    def releases(self) -> list[dict[str, Any]]:
-        """Every release in its last recorded state, newest first."""
-        latest: dict[str, dict[str, Any]] = {}
-        order: list[str] = []
-        for rec in self._versions():
-            rid = str(rec.get("id") or rec.get("ledger_version"))
-            if rid not in latest:
-                order.append(rid)
-            latest[rid] = rec
-        return [latest[rid] for rid in reversed(order)]
-
-    def live(self) -> dict[str, Any] | None:
+    def live(self) -> Release | None:
         """The newest release that ended healthy: what the environment should be running."""
-        return next((r for r in self.releases() if r.get("outcome") == "healthy"), None)
+        return next(
+            (r for r in self.iter_releases() if r.outcome == "healthy" and r.kind in FLEET_KINDS), None
+        )
 
-    def last_good(self, *, exclude_ami: str | None = None) -> dict[str, Any] | None:
+    def last_good(self, *, exclude_ami: str | None = None) -> Release | None:
         """The newest healthy release on another AMI than ``exclude_ami`` (the rollback target)."""
         return next(
-            (r for r in self.releases() if r.get("outcome") == "healthy" and r.get("ami_id") != exclude_ami),
+            (
+                r
+                for r in self.iter_releases()
+                if r.outcome == "healthy" and r.kind in FLEET_KINDS and r.ami_id != exclude_ami
+            ),
             None,
         )
+
+    def healthy_on(self, ami_id: str) -> Release | None:
+        """The newest healthy release of ``ami_id`` in this environment."""
+        return next(
+            (
+                r
+                for r in self.iter_releases()
+                if r.outcome == "healthy" and r.kind in FLEET_KINDS and r.ami_id == ami_id
+            ),
+            None,
+        )
+
+    def open(self) -> list[Release]:
+        """Releases still ``in_progress``: under the deploy lock, those of a run that died."""
+        return [r for r in self.iter_releases() if r.outcome == "in_progress"]
 
     # -- pin
 
     def pin(self) -> dict[str, Any] | None:
+        self.table.ensure()
+        item = self.ddb.get_item(
+            TableName=self.table.name, Key={"pk": {"S": self.pk}, "sk": {"S": "pin"}}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
         try:
-            value = self.ssm.get_parameter(Name=self.pin_name)["Parameter"]["Value"]
-        except AWSError as exc:
-            if error_code(exc) == "ParameterNotFound":
-                return None
-            raise
-        try:
-            data = json.loads(value)
-        except ValueError:
-            data = {"ami_id": None, "reason": value}
+            data = json.loads(item["doc"]["S"])
+        except (KeyError, ValueError):
+            return {"ami_id": None, "reason": "unreadable pin item", "by": None, "at": None}
         return data if isinstance(data, dict) else None
 
     def set_pin(self, ami_id: str, *, reason: str, by: str | None = None) -> dict[str, Any]:
+        self.table.ensure()
         record = {"ami_id": ami_id, "reason": reason, "by": by or identity(), "at": iso(now())}
-        self.ssm.put_parameter(
-            Name=self.pin_name,
-            Value=json.dumps(record, sort_keys=True),
-            Type="String",
-            Overwrite=True,
-            Description=f"baker pin of {self.app} in {self.env}",
+        self.ddb.put_item(
+            TableName=self.table.name,
+            Item={"pk": {"S": self.pk}, "sk": {"S": "pin"}, "doc": {"S": json.dumps(record, sort_keys=True)}},
         )
         return record
 
     def clear_pin(self) -> dict[str, Any] | None:
         """Remove the pin; returns what it was (None when there was none)."""
-        was = self.pin()
-        if was is not None:
-            try:
-                self.ssm.delete_parameter(Name=self.pin_name)
-            except AWSError as exc:
-                if error_code(exc) != "ParameterNotFound":
-                    raise
-        return was
+        self.table.ensure()
+        old = self.ddb.delete_item(
+            TableName=self.table.name,
+            Key={"pk": {"S": self.pk}, "sk": {"S": "pin"}},
+            ReturnValues="ALL_OLD",
+        ).get("Attributes")
+        if not old:
+            return None
+        try:
+            data = json.loads(old["doc"]["S"])
+        except (KeyError, ValueError):
+            return {"ami_id": None}
+        return data if isinstance(data, dict) else {"ami_id": None}
 
 
 class Lock:
-    """The deploy lock of one app in one environment: a leased DynamoDB item.
+    """The deploy lock of one app in one environment: a leased item of the state table.
 
-    Use as a context manager; while held, a daemon thread renews the lease every third of it.
+    Use as a context manager; while held, a daemon thread renews the lease every quarter of it.
     """
 
     def __init__(
@@ -195,68 +346,49 @@ class Lock:
         aws: AWS,
         *,
         table: str,
-        lock_id: str,
-        lease_seconds: int = 900,
+        app: str,
+        env: str,
+        lease_seconds: int = 120,
         owner: str | None = None,
         purpose: str = "",
     ) -> None:
-        self.ddb = aws.client("dynamodb")
-        self.table = table
-        self.lock_id = lock_id
+        self.table = StateTable(aws, table)
+        self.ddb = self.table.ddb
+        self.lock_id = f"{app}/{env}"
+        self.key = {"pk": {"S": partition(app, env)}, "sk": {"S": "lock"}}
         self.lease = lease_seconds
         self.owner = owner or f"{identity()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.purpose = purpose
         self.held = False
+        #: the holder whose expired lease this lock took over (a run that died), if any
+        self.took_over: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.renewals = 0
 
-    def ensure_table(self) -> None:
-        """Create the lock table (on-demand) the first time anyone locks in this account."""
-        try:
-            self.ddb.describe_table(TableName=self.table)
-            return
-        except AWSError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-        log.info("creating the deploy lock table %s", self.table)
-        try:
-            self.ddb.create_table(
-                TableName=self.table,
-                AttributeDefinitions=[{"AttributeName": "lock_id", "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": "lock_id", "KeyType": "HASH"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except AWSError as exc:
-            if error_code(exc) != "ResourceInUseException":  # someone else just made it
-                raise
-        self.ddb.get_waiter("table_exists").wait(
-            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-
     def holder(self) -> dict[str, Any] | None:
-        item = self.ddb.get_item(
-            TableName=self.table, Key={"lock_id": {"S": self.lock_id}}, ConsistentRead=True
-        ).get("Item")
+        self.table.ensure()
+        item = self.ddb.get_item(TableName=self.table.name, Key=self.key, ConsistentRead=True).get("Item")
         return _plain(item) if item else None
 
     def acquire(self) -> None:
         """Take the lock or raise Refused naming who holds it and since when."""
-        self.ensure_table()
+        self.table.ensure()
         t = time.time()
         item = {
-            "lock_id": {"S": self.lock_id},
+            **self.key,
             "owner": {"S": self.owner},
             "since": {"S": iso(now())},
             "expires_at": {"N": str(int(t + self.lease))},
             "purpose": {"S": self.purpose or "deploy"},
         }
         try:
-            self.ddb.put_item(
-                TableName=self.table,
+            resp = self.ddb.put_item(
+                TableName=self.table.name,
                 Item=item,
-                ConditionExpression="attribute_not_exists(lock_id) OR expires_at < :now",
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
                 ExpressionAttributeValues={":now": {"N": str(int(t))}},
+                ReturnValues="ALL_OLD",
             )
         except AWSError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -268,9 +400,11 @@ class Lock:
                 f"deploy lock {self.lock_id} is held by {held.get('owner', '?')} "
                 f"since {held.get('since', '?')}"
                 f" ({held.get('purpose', 'deploy')}{left}); wait, or break a stale lock with "
-                f"'baker unlock -e ENV --force'",
-                details={"lock": held},
+                f"'baker unlock -e {self.lock_id.split('/', 1)[1]} --force'",
+                details={"lock": held, "rule": "lock"},
             ) from exc
+        old = resp.get("Attributes")
+        self.took_over = _plain(old) if old else None
         self.held = True
         log.debug("deploy lock %s taken by %s", self.lock_id, self.owner)
 
@@ -278,8 +412,8 @@ class Lock:
         """Extend the lease if we still own the lock; False when it was taken from us."""
         try:
             self.ddb.update_item(
-                TableName=self.table,
-                Key={"lock_id": {"S": self.lock_id}},
+                TableName=self.table.name,
+                Key=self.key,
                 UpdateExpression="SET expires_at = :exp",
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
@@ -298,12 +432,12 @@ class Lock:
         return True
 
     def _renew_loop(self) -> None:
-        interval = max(self.lease / 3, 5)
+        interval = max(self.lease / 4, 5)
         while not self._stop.wait(interval):
             try:
                 if not self.renew():
                     return
-            except AWSError as exc:  # keep trying: the lease still has two thirds left
+            except AWSError as exc:  # keep trying: the lease still has three quarters left
                 log.warning("renewing deploy lock %s failed: %s", self.lock_id, exc.message)
 
     def release(self) -> None:
@@ -315,8 +449,8 @@ class Lock:
             return
         try:
             self.ddb.delete_item(
-                TableName=self.table,
-                Key={"lock_id": {"S": self.lock_id}},
+                TableName=self.table.name,
+                Key=self.key,
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": {"S": self.owner}},
@@ -329,10 +463,8 @@ class Lock:
 
     def force_release(self) -> dict[str, Any] | None:
         """Break the lock whoever holds it; returns what it was (None when it was free)."""
-        self.ensure_table()
-        resp = self.ddb.delete_item(
-            TableName=self.table, Key={"lock_id": {"S": self.lock_id}}, ReturnValues="ALL_OLD"
-        )
+        self.table.ensure()
+        resp = self.ddb.delete_item(TableName=self.table.name, Key=self.key, ReturnValues="ALL_OLD")
         old = resp.get("Attributes")
         return _plain(old) if old else None
 
@@ -350,6 +482,8 @@ class Lock:
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in item.items():
+        if key in ("pk", "sk"):
+            continue
         if "S" in value:
             out[key] = value["S"]
         elif "N" in value:
@@ -362,4 +496,4 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 def lock_for(aws: AWS, *, table: str, app: str, env: str, lease_seconds: int, purpose: str = "") -> Lock:
     """The deploy lock of ``app`` in ``env``."""
-    return Lock(aws, table=table, lock_id=f"{app}/{env}", lease_seconds=lease_seconds, purpose=purpose)
+    return Lock(aws, table=table, app=app, env=env, lease_seconds=lease_seconds, purpose=purpose)

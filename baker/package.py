@@ -13,6 +13,8 @@ Layout of the package (names from baker.yml's app.deb):
     <prefix>/VERSION                  the package version, for the app's /version
     /lib/systemd/system/<service>.service
     <env_file>                        conffile, from <source>/<env_defaults> (default /etc/default/<package>)
+                                      (the unit also reads <runtime_env_file>, written at first boot
+                                      from the environment's runtime:, default /etc/<package>/runtime.env)
     /usr/share/doc/<package>/         README (what is where), copyright, changelog.gz
     DEBIAN/                           control, conffiles, md5sums, postinst, prerm, postrm
 """
@@ -38,7 +40,7 @@ from typing import Any
 
 import jinja2
 
-from baker import runner
+from baker import envfile, runner
 from baker.config import DEB_VERSION, DebSettings, Project
 from baker.errors import UsageError
 from baker.version import GitState, derive
@@ -85,12 +87,7 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
     """Build the app's .deb from what is checked out and move it into ``out_dir``."""
     app = project.app
     deb = app.deb
-    source = project.path(app.source)
-    if not source.is_dir():
-        raise UsageError(
-            f"baker.yml: app.source: {app.source}: no such directory ({source})",
-            details={"key": "app.source"},
-        )
+    source = source_dir(project)
     check_settings(deb)
     env_defaults = _env_defaults(source, deb)
 
@@ -103,7 +100,13 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
 
     with tempfile.TemporaryDirectory(prefix="baker-package-") as tmp:
         tree = Path(tmp) / "tree"
-        assemble(tree, source, deb, version, epoch, env_defaults=env_defaults, git=found.git)
+        try:
+            assemble(tree, source, deb, version, epoch, env_defaults=env_defaults, git=found.git)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise UsageError(
+                f"cannot package the app source (app.source){where}: {exc.strerror or exc}"
+            ) from exc
         name = f"{deb.package}_{version}_{deb.architecture}.deb"
         built = Path(tmp) / name
         runner.run(
@@ -153,14 +156,52 @@ def dpkg_deb_argv(tree: Path, target: Path) -> list[str]:
     ]
 
 
+def source_dir(project: Project) -> Path:
+    """The app source: a directory inside the project (a path outside it, say ``../..``, would
+    package whatever happens to be there)."""
+    app = project.app
+    source = project.path(app.source)
+    try:
+        inside = source.resolve().is_relative_to(project.root.resolve())
+        found = source.is_dir()
+    except OSError as exc:
+        raise UsageError(f"baker.yml: app.source: {exc.strerror}", details={"key": "app.source"}) from None
+    if not inside:
+        raise UsageError(
+            f"baker.yml: app.source: {app.source}: must be a directory inside the project ({project.root})",
+            details={"key": "app.source"},
+        )
+    if not found:
+        raise UsageError(
+            f"baker.yml: app.source: {app.source}: no such directory ({source})",
+            details={"key": "app.source"},
+        )
+    return source
+
+
+#: a dependency as dpkg reads it: name[:arch] [(op version)] [[arches]] [<profiles>], alternatives with |
+_RELATION = re.compile(
+    r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(\s*\((<<|<=|=|>=|>>)\s*[A-Za-z0-9.+~:-]+\))?"
+    r"(\s*\[[a-z0-9!\s-]+\])?(\s*<[a-z0-9!.\s-]+>)*$"
+)
+_NAME_MAX = 200  # keeps <package>_<version>_<arch>.deb and <service>.service under 255 bytes
+
+
 def check_settings(deb: DebSettings) -> None:
     """What baker.yml's model cannot see alone: names and paths that land in shell scripts and units."""
     problems = []
+    for key, value in (("package", deb.package), ("service", deb.service)):
+        if len(value) > _NAME_MAX:
+            problems.append(f"app.deb.{key}: {len(value)} characters; at most {_NAME_MAX}")
     if not _USER.match(deb.user):
         problems.append(f"app.deb.user: {deb.user!r} is not a valid system user name")
     if not _UNIT.match(deb.service):
         problems.append(f"app.deb.service: {deb.service!r} is not a valid systemd unit name")
-    for key, value in (("prefix", deb.prefix), ("env_file", deb.env_file)):
+    for key, value in (
+        ("prefix", deb.prefix),
+        ("env_file", deb.env_file),
+        ("runtime_env_file", deb.runtime_env_file),
+    ):
         if not _ABS_PATH.match(value) or "/../" in f"{value}/" or "/./" in f"{value}/":
             problems.append(f"app.deb.{key}: {value!r} must be an absolute path without spaces or '..'")
     for key, value in (
@@ -168,13 +209,19 @@ def check_settings(deb: DebSettings) -> None:
         ("section", deb.section),
         ("priority", deb.priority),
     ):
-        if not _TOKEN.match(value):
-            problems.append(f"app.deb.{key}: {value!r} is not a valid control field value")
+        if not _TOKEN.match(value) or len(value) > 64:
+            problems.append(f"app.deb.{key}: {value[:64]!r} is not a valid control field value")
+    if deb.homepage is not None and not re.match(r"^https?://[^\s<>]+$", deb.homepage):
+        problems.append(f"app.deb.homepage: {deb.homepage[:80]!r} must be one http(s) URL")
     if not deb.description.strip() or "\n" in deb.description.strip():
         problems.append(f"app.deb.description: {deb.description!r} must be one non-empty line")
     for i, dep in enumerate(deb.depends):
-        if not dep.strip() or any(c in dep for c in ",\n\r"):
-            problems.append(f"app.deb.depends.{i}: {dep!r} must be one package relation (no commas)")
+        alternatives = [a.strip() for a in dep.split("|")]
+        if not dep.strip() or any(c in dep for c in ",\n\r") or not all(map(_RELATION.match, alternatives)):
+            problems.append(
+                f"app.deb.depends[{i}]: {dep[:80]!r} must be one package relation, like "
+                "'python3 (>= 3.11)' or 'a | b' (no commas)"
+            )
     if not deb.exec_start.strip() or "\n" in deb.exec_start.strip():
         problems.append(f"app.deb.exec_start: {deb.exec_start!r} must be one command line")
     if problems:
@@ -198,7 +245,11 @@ def assemble(
 
     values = _values(deb, version, epoch, git, source)
     _write(tree / "lib/systemd/system" / f"{deb.service}.service", render("service.j2", values))
-    env_text = env_defaults.read_text() if env_defaults else f"# settings of {deb.service}.service\n"
+    env_text = (
+        env_defaults.read_text()
+        if env_defaults
+        else envfile.render({}, header=f"settings of {deb.service}.service")
+    )
     _write(tree / deb.env_file.lstrip("/"), env_text)
     doc = tree / "usr/share/doc" / deb.package
     _write(doc / "copyright", render("copyright.j2", values))
@@ -266,9 +317,14 @@ def render(template: str, values: dict[str, Any]) -> str:
 def exec_start(deb: DebSettings, source: Path) -> str:
     """app.deb.exec_start with words naming a file of the app source made absolute under the prefix."""
     words = deb.exec_start.split()
-    return " ".join(
-        f"{deb.prefix}/{w}" if not w.startswith("/") and (source / w).is_file() else w for w in words
-    )
+
+    def in_source(word: str) -> bool:
+        try:
+            return not word.startswith("/") and (source / word).is_file()
+        except OSError:  # e.g. a word longer than a file name can be
+            return False
+
+    return " ".join(f"{deb.prefix}/{w}" if in_source(w) else w for w in words)
 
 
 def _values(deb: DebSettings, version: str, epoch: int, git: GitState | None, source: Path) -> dict[str, Any]:
@@ -280,6 +336,7 @@ def _values(deb: DebSettings, version: str, epoch: int, git: GitState | None, so
         "user": deb.user,
         "prefix": deb.prefix,
         "env_file": deb.env_file,
+        "runtime_env_file": deb.runtime_env_file,
         "description": deb.description.strip(),
         "maintainer": deb.maintainer,
         "exec_start": exec_start(deb, source),
@@ -292,8 +349,11 @@ def _values(deb: DebSettings, version: str, epoch: int, git: GitState | None, so
 def _env_defaults(source: Path, deb: DebSettings) -> Path | None:
     """The app's default environment file; when app.deb.env_defaults is set explicitly it must exist."""
     path = source / deb.env_defaults
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError:
+        pass  # a name no file can have: missing, as below
     if "env_defaults" in deb.model_fields_set:
         raise UsageError(
             f"baker.yml: app.deb.env_defaults: {deb.env_defaults}: no such file in {source}",

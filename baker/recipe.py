@@ -1,10 +1,12 @@
-"""The recipe hash: one digest of everything that determines an image.
+"""The recipe hash: one digest of everything that determines an image's content.
 
-Same recipe -> same image -> no second bake. Its inputs (DESIGN.md): the .deb bytes, the rendered
-template, the Ansible tree (paths, contents and the executable bit, sorted), the bake-relevant
-settings of the environment (canonical JSON) and the resolved source AMI id. What changes every
-build without changing the image (timestamps, the build host's port) is deliberately outside:
-it lives in the variables file, not the template.
+Same recipe -> same image -> no second bake, whichever environment asks. Its inputs (DESIGN.md):
+the .deb bytes, the Packer template (its source, not the rendering for one environment), the
+Ansible tree (paths, contents and the executable bit, sorted), the image settings (canonical
+JSON) and the resolved source AMI id. Nothing about where or by whom the image is built: not the
+environment's name, account or region, not the build's VPC, subnet or instance type, not
+timeouts, tags or where it is copied and shared. So dev, staging and prod, sharing their
+``bake.*`` in defaults.yml, share one AMI; ``baker:baked-for`` keeps who asked first.
 
 Each input is framed by its name and length, so no two different sets of inputs can produce the
 same byte stream.
@@ -22,7 +24,7 @@ from typing import Any
 from baker.config import Environment, Project
 
 #: bump when the hashing itself changes, so old AMIs stop matching
-SCHEME = "baker-recipe-v1"
+SCHEME = "baker-recipe-v2"
 #: files in the Ansible tree that never change the image
 _SKIP_DIRS = {"__pycache__", ".git", ".pytest_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".retry", ".swp", "~")
@@ -45,15 +47,48 @@ def canonical_json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+#: bake.* keys that decide where or how an image is built, not what is in it
+PLACEMENT_KEYS = (
+    "instance_type",
+    "vpc_id",
+    "subnet_id",
+    "timeout",
+    "vault_password",
+    "copy_to_regions",
+    "share_with_accounts",
+    "tags",
+)
+#: bake.* keys that decide how the image's snapshot is encrypted: part of the recipe (a cache hit
+#: must be encrypted as asked), not of the image settings promote compares (promote re-encrypts
+#: the copy with the target's key)
+ENCRYPTION_KEYS = ("encrypt_boot", "kms_key_id")
+
+
+def image_settings(env: Environment) -> dict[str, Any]:
+    """The settings that shape the image's content: what promote requires to be equal."""
+    return env.settings.bake.model_dump(mode="json", exclude={*PLACEMENT_KEYS, *ENCRYPTION_KEYS})
+
+
+def differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "bake") -> list[str]:
+    """Key paths whose values differ between two image settings (nested mappings walked)."""
+    out: list[str] = []
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        path = f"{prefix}.{key}"
+        if isinstance(left, Mapping) and isinstance(right, Mapping):
+            out += differences(left, right, path)
+        elif left != right:
+            out.append(path)
+    return out
+
+
 def bake_settings(project: Project, env: Environment) -> dict[str, Any]:
-    """The settings that shape the image. Not the timeout, not where the vault password comes from."""
-    bake = env.settings.bake.model_dump(mode="json", exclude={"timeout", "vault_password"})
+    """What the recipe hashes of the settings: the app, its image settings and their encryption."""
+    bake = env.settings.bake
     return {
         "app": project.app.name,
-        "env": env.name,
-        "region": env.settings.aws.region,
-        "account_id": env.settings.aws.account_id,
-        "bake": bake,
+        "image": image_settings(env),
+        "encryption": {"encrypt_boot": bake.encrypt_boot, "kms_key_id": bake.kms_key_id},
     }
 
 
@@ -100,7 +135,7 @@ def digest(
 
 
 def digest_for(project: Project, env: Environment, *, deb: Path, template: str, source_ami: str) -> str:
-    """The recipe of ``env``'s image from this project."""
+    """The recipe of ``env``'s image from this project; ``template`` is the template's source."""
     ansible_dir = project.path(project.settings.paths.ansible)
     extra: list[tuple[str, Path]] = []
     playbook = project.path(project.settings.paths.playbook).resolve()

@@ -19,14 +19,15 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from baker import runner
-from baker.aws import Client
+from baker import package, provenance, recipe, runner
+from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
 
@@ -35,8 +36,6 @@ log = logging.getLogger("baker")
 TEMPLATE = "ami.pkr.hcl.j2"
 TEMPLATE_OUT = "ami.pkr.hcl"
 VARIABLES_OUT = "ami.pkrvars.hcl"
-#: the variable through which the vault password reaches ansible's vault password client
-VAULT_PASSWORD_ENV = "BAKER_VAULT_PASSWORD"  # noqa: S105 - a variable name, not a password
 #: the vault password client script, relative to the Ansible tree
 VAULT_CLIENT = "vault-pass-client.py"
 #: Packer 1.7 introduced `packer { required_plugins }`; 1.6 rejects the block
@@ -209,35 +208,40 @@ class SourceImage:
 
 
 def resolve_source_ami(ec2: Client, source: SourceAMI) -> SourceImage:
-    """One DescribeImages call: the explicit id, or the newest image the filter matches."""
+    """One DescribeImages call (baker.images): the explicit id, or the newest image the filter matches."""
+    from baker import images
+
+    region = str(getattr(getattr(ec2.raw, "meta", None), "region_name", "") or "")
     if source.id:
-        images = ec2.describe_images(ImageIds=[source.id]).get("Images", [])
+        found = images.get(ec2, source.id, region)
+        matches = [found] if found is not None else []
         what = source.id
     else:
         f = source.filter
         assert f is not None
-        images = ec2.describe_images(
-            Owners=list(f.owners),
-            Filters=[
-                {"Name": "name", "Values": [f.name]},
-                {"Name": "architecture", "Values": [f.architecture]},
-                {"Name": "state", "Values": ["available"]},
-            ],
-        ).get("Images", [])
+        matches = list(
+            images.many(
+                ec2,
+                region,
+                Owners=list(f.owners),
+                Filters=[
+                    {"Name": "name", "Values": [f.name]},
+                    {"Name": "architecture", "Values": [f.architecture]},
+                    {"Name": "state", "Values": ["available"]},
+                ],
+            )
+        )
         what = f"name {f.name!r} owned by {', '.join(f.owners)}"
-        if len(images) > 1 and not f.most_recent:
+        if len(matches) > 1 and not f.most_recent:
             raise UsageError(
-                f"source AMI filter ({what}) matches {len(images)} images and most_recent "
+                f"source AMI filter ({what}) matches {len(matches)} images and most_recent "
                 "is false; narrow the filter or set most_recent: true"
             )
-    if not images:
+    if not matches:
         raise UsageError(f"no source AMI found for {what}")
-    image = max(images, key=lambda i: i.get("CreationDate", ""))
+    image = max(matches, key=lambda i: i.created)
     return SourceImage(
-        id=image["ImageId"],
-        name=image.get("Name", ""),
-        root_device=image.get("RootDeviceName") or "/dev/xvda",
-        owner=image.get("OwnerId", ""),
+        id=image.id, name=image.name, root_device=image.root_device or "/dev/xvda", owner=image.owner
     )
 
 
@@ -297,9 +301,9 @@ def ansible_arguments(project: Project, env: Environment, *, local: bool = False
     """
     deb = project.app.deb
     bake = env.settings.bake
+    # no environment name: the image is the same for every environment that shares these settings
     extra = {
         "baker_app": project.app.name,
-        "baker_env": env.name,
         "baker_package": deb.package,
         "baker_service": deb.service,
         "baker_env_file": deb.env_file,
@@ -439,6 +443,101 @@ def render(
     )
 
 
+def build_values(
+    project: Project,
+    env: Environment,
+    pkg: package.Package,
+    *,
+    recipe: str,
+    source: SourceImage,
+    packer_version: tuple[int, int, int],
+    session: Any = None,
+    local: bool = False,
+    built_at: str | None = None,
+    build_id: str | None = None,
+) -> dict[str, Any]:
+    """The variables file's values. ``session`` is the local build host's (None against AWS)."""
+    built_at = built_at or provenance.iso(provenance.utc_now())
+    stamp = built_at.replace("-", "").replace(":", "").replace("T", "").rstrip("Z")[:14]
+    values: dict[str, Any] = {
+        "ami_name": ami_name(project.app.name, pkg.version, env.name, stamp),
+        "deb_path": str(pkg.path),
+        "deb_file": pkg.path.name,
+        "build_id": build_id or "render",
+        "build_tags": provenance.baked(
+            app=project.app.name,
+            version=pkg.version,
+            git_sha=pkg.git_sha,
+            deb_sha256=pkg.sha256,
+            recipe=recipe,
+            source_ami=source.id,
+            baked_for=env.name,
+            built_at=built_at,
+            builder=provenance.builder(packer_version),
+            ci=provenance.ci_url(),
+        ),
+    }
+    if local or session is not None:
+        values["ssh_port"] = session.port if session is not None else 22
+        values["ssh_private_key_file"] = str(session.private_key_file) if session is not None else ""
+    return values
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything before Packer runs, the same for ``render`` and ``bake``: the .deb, the template
+    for the environment, the resolved source image and the recipe they make."""
+
+    pkg: package.Package
+    rendered: Rendered
+    source: SourceImage
+    packer_version: tuple[int, int, int]
+    recipe: str
+    ec2: Client
+
+    def values(self, project: Project, env: Environment, **build: Any) -> dict[str, Any]:
+        return build_values(
+            project,
+            env,
+            self.pkg,
+            recipe=self.recipe,
+            source=self.source,
+            packer_version=self.packer_version,
+            **build,
+        )
+
+
+def prepare(
+    project: Project,
+    env: Environment,
+    aws: AWS,
+    *,
+    local_endpoint: str | None = None,
+    allow_dirty: bool = False,
+    packer: str = "packer",
+    packer_cache: bool = True,
+) -> Prepared:
+    """Package, render and hash: the one sequence ``render`` and ``bake`` share."""
+    from baker.preflight import check_project_files  # preflight reads this module's file names
+
+    check_project_files(project, env)  # every project file, before anything is built or AWS is asked
+    out = build_dir(project, env)
+    # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ec2_client = pool.submit(aws.client, "ec2")
+        pkg = package.build(project, out / "deb", allow_dirty=allow_dirty)
+        ec2 = ec2_client.result()
+    version = packer_version(packer, cache_dir=out.parent if packer_cache else None)
+    source = resolve_source_ami(ec2, env.settings.bake.source_ami)
+    rendered = render(
+        project, env, source=source, version=version, out_dir=out, local_endpoint=local_endpoint
+    )
+    digest = recipe.digest_for(
+        project, env, deb=pkg.path, template=template_path(project).read_text(), source_ami=source.id
+    )
+    return Prepared(pkg=pkg, rendered=rendered, source=source, packer_version=version, recipe=digest, ec2=ec2)
+
+
 class Render:
     """`baker render`: package, render the template and its variables for ENV, `packer validate`."""
 
@@ -446,7 +545,7 @@ class Render:
         self,
         project: Project,
         env: Environment,
-        aws: Any,
+        aws: AWS,
         *,
         local_endpoint: str | None = None,
         allow_dirty: bool = False,
@@ -460,30 +559,19 @@ class Render:
         self.packer = packer
 
     def run(self) -> dict[str, Any]:
-        from baker import package
-        from baker.bake import build_values
-
-        out = build_dir(self.project, self.env)
-        pkg = package.build(self.project, out / "deb", allow_dirty=self.allow_dirty)
-        version = packer_version(self.packer)
-        source = resolve_source_ami(self.aws.client("ec2"), self.env.settings.bake.source_ami)
-        rendered = render(
+        prepared = prepare(
             self.project,
             self.env,
-            source=source,
-            version=version,
-            out_dir=out,
+            self.aws,
             local_endpoint=self.local_endpoint,
+            allow_dirty=self.allow_dirty,
+            packer=self.packer,
+            packer_cache=False,
         )
-        from baker import recipe
-
-        digest = recipe.digest_for(
-            self.project, self.env, deb=pkg.path, template=rendered.text, source_ami=source.id
+        rendered = prepared.rendered
+        rendered.write_variables(
+            prepared.values(self.project, self.env, local=self.local_endpoint is not None)
         )
-        values = build_values(
-            self.project, self.env, pkg, recipe=digest, source=source, packer_version=version, session=None
-        )
-        rendered.write_variables(values)
         # without a build host session the local key file does not exist yet: check the syntax only
         syntax_only = self.local_endpoint is not None
         validate(
@@ -493,13 +581,14 @@ class Render:
             binary=self.packer,
             syntax_only=syntax_only,
         )
+        version = prepared.packer_version
         return {
             "env": self.env.name,
             "template": str(rendered.template),
             "variables": str(rendered.variables),
             "packer_version": ".".join(map(str, version)),
             "required_plugins": version >= REQUIRED_PLUGINS_SINCE,
-            "source_ami": source.id,
-            "recipe": digest,
+            "source_ami": prepared.source.id,
+            "recipe": prepared.recipe,
             "validated": "syntax" if syntax_only else "full",
         }

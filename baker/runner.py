@@ -3,11 +3,18 @@
 Lines are streamed as they come (stderr merged into stdout through one pipe, so nothing can
 deadlock), prefixed with the stage, and the last lines are kept for the error message.
 The environment is never logged.
+
+Every child's environment is built by ``child_env``: what the caller gave (or baker's own
+environment), minus what is withheld. ``withhold(names, values)`` withholds, for the length of a
+``with`` block, the variables that hold secrets baker read (the one ``bake.vault_password: {env:
+NAME}`` names) and any variable whose value is one of those secrets: no dpkg-deb, packer,
+ansible-playbook, ssh, sftp or terraform that baker starts inherits them.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shutil
@@ -15,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +42,50 @@ INSTALL_HINTS: dict[str, str] = {
     "ip": "apt-get install iproute2",
     "git": "apt-get install git",
 }
+
+
+@dataclass
+class Withheld:
+    """What no child may inherit: variable names, and variables holding any of the values."""
+
+    names: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()
+
+
+MIN_WITHHELD_VALUE = 6
+_withheld: list[Withheld] = []
+_withheld_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def withhold(names: Iterable[str] = (), values: Iterable[str] = ()) -> Iterator[Withheld]:
+    """For the length of the block, children of this process (in any thread) do not inherit the
+    variables ``names``, nor any variable whose value is one of ``values`` (values of at least
+    MIN_WITHHELD_VALUE characters: a one-character secret must not take CHECKPOINT_DISABLE=1 along)."""
+    kept = frozenset(v for v in values if len(v) >= MIN_WITHHELD_VALUE)
+    entry = Withheld(frozenset(n for n in names if n), kept)
+    with _withheld_lock:
+        _withheld.append(entry)
+    try:
+        yield entry
+    finally:
+        with _withheld_lock:
+            _withheld.remove(entry)
+
+
+def withheld() -> Withheld:
+    """Everything withheld right now (all active ``withhold`` blocks together)."""
+    with _withheld_lock:
+        return Withheld(
+            frozenset().union(*(w.names for w in _withheld)),
+            frozenset().union(*(w.values for w in _withheld)),
+        )
+
+
+def child_env(env: Mapping[str, str] | None, withheld: Withheld) -> dict[str, str]:
+    """The environment a child gets: ``env`` (or this process's), without what is withheld."""
+    base = os.environ if env is None else env
+    return {k: v for k, v in base.items() if k not in withheld.names and v not in withheld.values}
 
 
 @dataclass
@@ -74,6 +125,7 @@ def run(
     stdin_data: str | None = None,
     pass_fds: Sequence[int] = (),
     redact: Sequence[str] = (),
+    output_file: str | Path | None = None,
 ) -> Result:
     """Run ``argv`` (never through a shell) and stream its output.
 
@@ -81,6 +133,10 @@ def run(
     ``redact`` lists strings that must never reach a log line or an error (secrets).
     SIGINT reaches the child through the shared process group; we wait for it, then raise
     Interrupted so that callers release what they hold.
+
+    ``output_file``: the child writes into that file (which is followed as it grows) instead of
+    a pipe, so it outlives a baker that is killed outright: a Terraform apply then finishes and
+    releases its state lock instead of dying on a broken pipe halfway.
     """
     argv = [str(a) for a in argv]
     if not argv:
@@ -99,13 +155,14 @@ def run(
         return line
 
     started = time.monotonic()
+    sink = open(output_file, "wb") if output_file is not None else None  # noqa: SIM115 - closed below
     try:
         proc = subprocess.Popen(
             argv,
             cwd=str(cwd) if cwd else None,
-            env=dict(env) if env is not None else None,
+            env=child_env(env, withheld()),
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=sink if sink is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
@@ -114,6 +171,9 @@ def run(
         )
     except FileNotFoundError as exc:
         raise UsageError(f"cannot run {program}: {exc.strerror}: {INSTALL_HINTS.get(program, '')}") from exc
+    finally:
+        if sink is not None:
+            sink.close()  # the child has its own copy
 
     if stdin_data is not None and proc.stdin is not None:
 
@@ -140,8 +200,9 @@ def run(
         timer.start()
 
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
+        lines = _follow(proc, Path(output_file)) if output_file is not None else proc.stdout
+        assert lines is not None
+        for raw in lines:
             line = clean(raw.rstrip("\n"))
             keep.append(line)
             if capture:
@@ -183,6 +244,26 @@ def run(
             returncode=proc.returncode,
         )
     return result
+
+
+def _follow(proc: subprocess.Popen, path: Path) -> Iterator[str]:
+    """The lines of a file a running child writes, as they come, until it has exited."""
+    with path.open(errors="replace") as fh:
+        partial = ""
+        while True:
+            chunk = fh.readline()
+            if chunk:
+                partial += chunk
+                if partial.endswith("\n"):
+                    yield partial
+                    partial = ""
+                continue
+            if proc.poll() is not None:
+                rest = fh.read()
+                if rest or partial:
+                    yield from (partial + rest).splitlines(keepends=True)
+                return
+            time.sleep(0.05)
 
 
 def _terminate(proc: subprocess.Popen) -> None:
@@ -231,7 +312,7 @@ def start(
         return subprocess.Popen(
             argv,
             cwd=str(cwd) if cwd else None,
-            env=dict(env) if env is not None else None,
+            env=child_env(env, withheld()),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -181,6 +181,12 @@ class Change:
     actions: tuple[str, ...]
     #: attributes whose value changes (top level), for the summary
     attributes: tuple[str, ...] = ()
+    #: Terraform's reason for a replacement (``replace_because_tainted``, ...), when it gives one
+    reason: str | None = None
+
+    @property
+    def tainted(self) -> bool:
+        return self.reason == "replace_because_tainted"
 
     @property
     def kind(self) -> str:
@@ -241,7 +247,13 @@ def parse_plan(document: dict[str, Any], path: Path | str = "") -> Plan:
             continue
         attrs = _changed_attributes(change.get("before"), change.get("after"), change.get("after_unknown"))
         changes.append(
-            Change(address=rc.get("address", ""), type=rc.get("type", ""), actions=actions, attributes=attrs)
+            Change(
+                address=rc.get("address", ""),
+                type=rc.get("type", ""),
+                actions=actions,
+                attributes=attrs,
+                reason=rc.get("action_reason"),
+            )
         )
     return Plan(path=Path(path), changes=tuple(changes), document=document)
 
@@ -310,6 +322,18 @@ def progress_message(line: str) -> str | None:
     return None
 
 
+def state_lock_id(lines: Sequence[str]) -> str | None:
+    """The lock id of an "Error acquiring the state lock" in Terraform's output, if that is what failed."""
+    text = "\n".join(lines)
+    if "state lock" not in text:
+        return None
+    for raw in lines:
+        line = raw.strip().lstrip("│").strip()
+        if line.startswith("ID:"):
+            return line.removeprefix("ID:").strip() or None
+    return None
+
+
 def _json_text(lines: Sequence[str]) -> str:
     """The JSON document in captured output; a CLI-config warning on stderr may come before it."""
     for i, line in enumerate(lines):
@@ -330,6 +354,10 @@ class Terraform:
     binary: str = "terraform"
     #: added to os.environ for every command (AWS region/endpoint); never logged
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: a context manager giving per-command variables (the AWS identity, see AWS.child_env)
+    child_env: Callable[[], contextlib.AbstractContextManager[dict[str, str]]] | None = field(
+        default=None, repr=False
+    )
     backend: dict[str, str] | None = None
     mirror: Path | None = None
     timeout: float = 1800
@@ -385,6 +413,9 @@ class Terraform:
         if not self._prepared:
             self.prepare()
         errors: list[str] = []
+        # the commands that hold the state lock write to a file, not a pipe: killed outright, baker
+        # leaves them to finish (and unlock) instead of breaking them halfway with a closed pipe
+        output_file = self.work_dir / f"terraform-{what}.log" if what in ("plan", "apply") else None
 
         def each(line: str) -> None:
             if json_lines:
@@ -394,27 +425,39 @@ class Terraform:
             if on_line is not None:
                 on_line(line)
 
-        result = runner.run(
-            argv,
-            stage=f"terraform {what}",
-            env=self.environ(),
-            timeout=self.timeout,
-            check=False,
-            capture=capture,
-            on_line=each,
-            echo=False,
-            tail=60,
-        )
+        with self.child_env() if self.child_env is not None else contextlib.nullcontext({}) as identity:
+            result = runner.run(
+                argv,
+                stage=f"terraform {what}",
+                env={**self.environ(), **identity},
+                timeout=self.timeout,
+                check=False,
+                capture=capture,
+                on_line=each,
+                echo=False,
+                tail=60,
+                output_file=output_file,
+            )
         if result.returncode != 0:
             tail = result.lines[-60:]
             found = errors or text_diagnostics(tail)
             message = f"terraform {what} failed" + (": " + "; ".join(found) if found else "")
+            lock_id = state_lock_id(tail)
+            details: dict[str, Any] = {"diagnostics": found}
+            if lock_id:
+                # a Terraform killed mid-apply leaves its state lock behind; say what to do
+                message += (
+                    f". The Terraform state is locked (lock {lock_id}): if no Terraform of this environment "
+                    f"runs any more (one was killed), release it with: {self.binary} -chdir={self.work_dir} "
+                    f"force-unlock -force {lock_id}"
+                )
+                details["state_lock_id"] = lock_id
             raise ToolError(
                 message,
                 tool="terraform",
                 output_tail=[] if found else tail[-20:],
                 returncode=result.returncode,
-                details={"diagnostics": found},
+                details=details,
             )
         return result
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from baker.aws import AWS  # noqa: E402
 from baker.config import load_project  # noqa: E402
-from baker.deploy import Deploy, Rollout, Watch  # noqa: E402
+from baker.deploy import Deploy, Options, Rollout, Watch  # noqa: E402
 from baker.errors import RolledBack  # noqa: E402
 from baker.local import cloud, netns  # noqa: E402
 
@@ -111,7 +111,7 @@ def timed_deploy(project: Any, aws: AWS, ami: str) -> tuple[float, float | None]
     stage = Deploy(project, env, aws, local=True)
     with Observer(aws, ami) as obs:
         started = time.monotonic()
-        result = stage.run(ami, timeout=300)
+        result = stage.run(ami, options=Options(timeout=300))
         returned = time.monotonic()
     assert result["outcome"] == "healthy", result
     # On a first deploy the instances are healthy long before Terraform has finished the load
@@ -138,7 +138,7 @@ def timed_rollback(root: Path, aws: AWS, state: Path, bad: str, unhealthy_timeou
         stage.on_poll = lambda look: polls.append((time.monotonic(), look))
         started = time.monotonic()
         try:
-            stage.run(bad, timeout=300)
+            stage.run(bad, options=Options(timeout=300))
         except RolledBack:
             pass
         else:

@@ -1,10 +1,29 @@
-# The launch template carries no tags of its own: every version is the image and the instance
-# settings only, so a plan shows a change exactly when the image (or a setting) changes.
+# The runtime configuration reaches the instance as user data: cloud-init writes it at first boot
+# (write_files runs before the app's unit starts). Each value is single-quoted, a quote written as
+# '"'"', which systemd's EnvironmentFile= and a POSIX shell both read back byte for byte.
+locals {
+  runtime_env_text = join("", [
+    for key in sort(keys(var.runtime_env)) : "${key}='${replace(var.runtime_env[key], "'", "'\"'\"'")}'\n"
+  ])
+  user_data = join("\n", ["#cloud-config", yamlencode({
+    write_files = [{
+      path        = var.runtime_env_file
+      encoding    = "b64"
+      content     = base64encode(local.runtime_env_text)
+      owner       = "root:root"
+      permissions = "0600"
+    }]
+  })])
+}
+
+# The launch template carries no tags of its own: every version is the image, the runtime
+# configuration and the instance settings only, so a plan shows a change exactly when one changes.
 resource "aws_launch_template" "this" {
   name_prefix            = "${var.name}-"
   description            = "${var.name}: baker points image_id at the release"
   image_id               = var.image_id
   instance_type          = var.instance_type
+  user_data              = base64encode(local.user_data)
   key_name               = var.key_name
   vpc_security_group_ids = [aws_security_group.instance.id]
   update_default_version = true

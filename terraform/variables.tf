@@ -18,6 +18,23 @@ variable "image_id" {
   }
 }
 
+variable "runtime_env" {
+  description = "The environment's runtime configuration (runtime.env): written at first boot to runtime_env_file, never baked. A change is a new launch template version and a rolling refresh of the same AMI."
+  type        = map(string)
+  default     = {}
+}
+
+variable "runtime_env_file" {
+  description = "Where the instance's user data writes runtime_env (the app's unit reads it after its baked defaults)."
+  type        = string
+  default     = "/etc/app/runtime.env"
+
+  validation {
+    condition     = can(regex("^(/[A-Za-z0-9._+-]+)+$", var.runtime_env_file))
+    error_message = "The runtime_env_file must be an absolute path."
+  }
+}
+
 variable "region" {
   description = "AWS region; null takes it from the environment (AWS_REGION)."
   type        = string

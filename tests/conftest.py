@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.localcloud import LocalCloud, local_cloud  # noqa: F401  (shared by integration and e2e)
+from tests.localcloud import (  # noqa: F401  (shared by every level)
+    LocalCloud,
+    debian_rootfs,
+    local_cloud,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 NETNS = f"baker-test-{os.getpid()}"

@@ -72,6 +72,20 @@ class LocalCloud:
 
 
 @pytest.fixture(scope="session")
+def debian_rootfs(isolated: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build host's Debian root filesystem: found in the shared cache, or built now.
+
+    Any test that needs it asks for it, so it never depends on a fixture that happens to run
+    earlier (on a fresh machine the first test to ask builds it, fetching through the namespace
+    pytest was started from).
+    """
+    from baker.local.buildhost import BuildHost
+
+    host = BuildHost(tmp_path_factory.mktemp("rootfs-state"), cloud.cache_dir(), fetch_netns=launcher_netns())
+    return host.ensure_rootfs()
+
+
+@pytest.fixture(scope="session")
 def local_cloud(isolated: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     state_dir = tmp_path_factory.mktemp("local-cloud")
     previous = os.environ.get("BAKER_LOCAL_DIR")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 
 import click
@@ -26,6 +27,16 @@ COMMANDS = [
     ("baker.cli.render_cmd", "render"),
     ("baker.cli.bake_cmd", "bake"),
     ("baker.cli.demo_cmd", "demo"),
+    ("baker.cli.promote_cmd", "promote"),
+    ("baker.cli.pin_cmd", "pin"),
+    ("baker.cli.pin_cmd", "unpin"),
+    ("baker.cli.rollback_cmd", "rollback"),
+    ("baker.cli.init_cmd", "init"),
+    ("baker.cli.doctor_cmd", "doctor"),
+    ("baker.cli.completion_cmd", "completion"),
+    ("baker.cli.history_cmd", "history"),
+    ("baker.cli.status_cmd", "status"),
+    ("baker.cli.gc_cmd", "gc"),
     ("baker.cli.verify_cmd", "verify"),
 ]
 
@@ -73,33 +84,37 @@ def main(argv: list[str] | None = None) -> int:
     output = "json" if _wants_json(args) else "text"
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
     code = 0
+    started = time.monotonic()
+
+    def error(message: str, code: int, details: dict) -> None:
+        emit_error(
+            output, message, code, details, command=command_path(args), elapsed=time.monotonic() - started
+        )
+
     try:
         cli.main(args=args, prog_name="baker", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort:
-        emit_error(output, "interrupted", Interrupted.exit_code, {})
+        error("interrupted", Interrupted.exit_code, {})
         code = Interrupted.exit_code
     except click.ClickException as exc:
         # bad usage: click's own message, exit 2
         message = exc.format_message()
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             message = f"{exc.ctx.command_path}: {message}"
-        emit_error(output, message, 2, {})
+        error(message, 2, {})
         code = 2
     except BakerError as exc:
-        emit_error(
-            output, exc.message if not isinstance(exc, Interrupted) else str(exc), exc.exit_code, exc.details
-        )
+        error(exc.message if not isinstance(exc, Interrupted) else str(exc), exc.exit_code, exc.details)
         code = exc.exit_code
     except KeyboardInterrupt:
-        emit_error(output, "interrupted", Interrupted.exit_code, {})
+        error("interrupted", Interrupted.exit_code, {})
         code = Interrupted.exit_code
     except Exception as exc:  # a bug: say so, traceback with -v
         if verbose:
             traceback.print_exc()
-        emit_error(
-            output,
+        error(
             f"unexpected error (a bug in baker): {type(exc).__name__}: {exc}"
             + ("" if verbose else "; run with -v for the traceback"),
             1,
@@ -114,6 +129,30 @@ def main(argv: list[str] | None = None) -> int:
         logger.handlers[:] = []
         logger.propagate = True
     return code
+
+
+def command_path(args: list[str]) -> str:
+    """The (sub)command an argument list names, e.g. 'config show'; '' when it names none."""
+    path: list[str] = []
+    group: click.Group = cli
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("--project", "--output") and group is cli:
+            skip = True
+            continue
+        if a.startswith("-"):
+            continue
+        command = group.commands.get(a)
+        if command is None:
+            break
+        path.append(a)
+        if not isinstance(command, click.Group):
+            break
+        group = command
+    return " ".join(path)
 
 
 def _wants_json(args: list[str]) -> bool:

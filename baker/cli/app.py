@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
+import click.shell_completion
 
+from baker import runner
 from baker.aws import AWS
-from baker.config import Environment, Project, load_project
+from baker.config import DEFAULTS_FILE, ENV_DIR, Environment, Project, load_project, withheld_variables
 
 log = logging.getLogger("baker")
 
@@ -32,6 +36,7 @@ class App:
     output: str = "text"
     verbose: int = 0
     local: bool = False
+    started: float = field(default_factory=time.monotonic)
     _project: Project | None = field(default=None, repr=False)
 
     def setup_logging(self) -> None:
@@ -49,7 +54,13 @@ class App:
         return self._project
 
     def environment(self, name: str) -> Environment:
-        return self.project.environment(name)
+        """The environment; until the command ends, no child baker starts inherits its secrets'
+        variables (``bake.vault_password: {env: NAME}``)."""
+        env = self.project.environment(name)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.with_resource(runner.withhold(withheld_variables(env)))
+        return env
 
     def enter_local(self) -> None:
         from baker.local import cloud
@@ -67,6 +78,9 @@ class App:
 
     def emit(self, result: dict[str, Any], text: Callable[[dict[str, Any]], str] | str | None = None) -> None:
         """Print the command's result: one JSON object, or the text rendering."""
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command_path.partition(" ")[2] if ctx else ""
+        job_summary(command, result, elapsed=time.monotonic() - self.started)
         if self.output == "json":
             click.echo(json.dumps(result, indent=None, sort_keys=False, default=str))
             return
@@ -80,6 +94,19 @@ class App:
             click.echo(rendered)
 
 
+def complete_environment(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of -e/--env: the environments/*.yml of the project (--project, or here).
+
+    Only file names are read, so completion works while a file is invalid or half written.
+    """
+    project = ctx.find_root().params.get("project_dir") or "."
+    folder = Path(project) / ENV_DIR
+    names = sorted(p.stem for p in folder.glob("*.yml") if p.name != DEFAULTS_FILE) if folder.is_dir() else []
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 def _plain(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -90,10 +117,47 @@ def _plain(v: Any) -> str:
     return str(v)
 
 
-def emit_error(output: str, message: str, code: int, details: dict[str, Any]) -> None:
+def emit_error(
+    output: str,
+    message: str,
+    code: int,
+    details: dict[str, Any],
+    *,
+    command: str = "",
+    elapsed: float | None = None,
+) -> None:
     """Errors: the message on stderr always; with --output json also one JSON object on stdout."""
+    job_summary(command, details, exit_code=code, error=message, elapsed=elapsed)
     click.echo(f"baker: error: {message}", err=True)
     if output == "json":
         payload = {"ok": False, "exit_code": code, "error": message}
         payload.update({k: v for k, v in details.items() if k not in payload})
         click.echo(json.dumps(payload, default=str))
+
+
+def job_summary(
+    command: str,
+    result: dict[str, Any],
+    *,
+    exit_code: int = 0,
+    error: str | None = None,
+    elapsed: float | None = None,
+) -> None:
+    """Append the result's Markdown summary to $GITHUB_STEP_SUMMARY when CI sets it.
+
+    A summary that cannot be written is a warning: the command's own result matters more.
+    """
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    from baker import summary
+    from baker.provenance import ci_url
+
+    text = summary.markdown(
+        command, result, exit_code=exit_code, error=error, elapsed=elapsed, ci_url=ci_url()
+    )
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        log.warning("could not append the job summary to %s (GITHUB_STEP_SUMMARY): %s", path, exc.strerror)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from baker import bake as stage
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 
 
 def _text(r: dict[str, Any]) -> str:
@@ -23,7 +23,9 @@ def _text(r: dict[str, Any]) -> str:
 
 
 @click.command("bake")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--force", is_flag=True, help="bake even when an AMI with the same recipe exists")
 @click.option(
     "--dry-run", is_flag=True, help="render and hash the recipe, say whether it is cached; bake nothing"

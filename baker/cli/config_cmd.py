@@ -7,7 +7,7 @@ import json
 import click
 import yaml
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.config import redacted, schema
 
 
@@ -17,7 +17,9 @@ def config() -> None:
 
 
 @config.command("show")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.pass_obj
 def show(app: App, env_name: str) -> None:
     """The merged, validated configuration of ENV (secrets shown only as where they come from)."""

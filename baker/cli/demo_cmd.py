@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.errors import BakerError, RolledBack
 
 log = logging.getLogger("baker")
@@ -41,7 +41,15 @@ class DemoFailed(BakerError):
 
 
 @click.command("demo")
-@click.option("-e", "--env", "env_name", default="dev", show_default=True, help="environment name")
+@click.option(
+    "-e",
+    "--env",
+    "env_name",
+    default="dev",
+    show_default=True,
+    help="environment name",
+    shell_complete=complete_environment,
+)
 @click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
 @click.pass_obj
 def demo(app: App, env_name: str, allow_dirty: bool) -> None:

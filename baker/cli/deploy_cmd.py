@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,7 +25,8 @@ def render(result: dict[str, Any]) -> str:
         return "\n".join(line for line in lines if line)
     version = f" (version {result['version']})" if result.get("version") else ""
     prev = result.get("previous_ami_id") or "none"
-    return f"{result['env']}: {result['outcome']} on {result['ami_id']}{version}; previous {prev}"
+    kind = result.get("kind", "deploy")
+    return f"{result['env']}: {kind} {result['outcome']} on {result['ami_id']}{version}; previous {prev}"
 
 
 def rollout_options(command: F) -> F:
@@ -51,7 +52,9 @@ def rollout_options(command: F) -> F:
 
 
 @click.command("deploy")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--ami", "ami_id", required=True, help="the AMI to roll out")
 @rollout_options
 @click.option("--dry-run", is_flag=True, help="print the Terraform plan summary and change nothing")
@@ -66,11 +69,9 @@ def deploy(
     dry_run: bool,
 ) -> None:
     """Point ENV's fleet at an AMI and wait until every instance is healthy on it (or roll back)."""
-    from baker.deploy import Deploy
+    from baker.deploy import Deploy, Options
 
     env = app.environment(env_name)
     stage = Deploy(app.project, env, app.aws(env), local=app.local)
-    result = stage.run(
-        ami_id, timeout=timeout, rollback=not no_rollback, dry_run=dry_run, allow_replace=allow_replace
-    )
-    app.emit(result, render)
+    options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
+    app.emit(stage.run(ami_id, options=options, dry_run=dry_run), render)

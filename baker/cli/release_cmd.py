@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 from baker.cli.deploy_cmd import render as render_deploy
 from baker.cli.deploy_cmd import rollout_options
 
@@ -18,7 +18,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("release")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @rollout_options
 @click.option("--force", is_flag=True, help="bake even when an AMI of the same recipe exists")
 @click.option("--dry-run", is_flag=True, help="say what would be baked and deployed; change nothing")
@@ -35,29 +37,17 @@ def release(
     allow_dirty: bool,
 ) -> None:
     """Bake ENV's AMI (a cache hit when the recipe is unchanged), then deploy it."""
-    from baker.bake import Bake
-    from baker.deploy import Deploy
+    from baker.deploy import Options
+    from baker.release import Release
 
     env = app.environment(env_name)
-    aws = app.aws(env)
     build_host = None
     if app.local:
         from baker.local import cloud
 
         build_host = cloud.build_host()
-    baked = Bake(app.project, env, aws, build_host=build_host, allow_dirty=allow_dirty).run(
-        force=force, dry_run=dry_run
+    stage = Release(
+        app.project, env, app.aws(env), local=app.local, build_host=build_host, allow_dirty=allow_dirty
     )
-    if dry_run and not baked.get("ami_id"):
-        app.emit(
-            {"env": env.name, "outcome": "planned", "ami_id": None, "previous_ami_id": None, "bake": baked}
-        )
-        return
-    result = Deploy(app.project, env, aws, local=app.local).run(
-        baked["ami_id"],
-        timeout=timeout,
-        rollback=not no_rollback,
-        dry_run=dry_run,
-        allow_replace=allow_replace,
-    )
-    app.emit({**result, "bake": baked}, render)
+    options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
+    app.emit(stage.run(force=force, dry_run=dry_run, options=options), render)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from baker import render as stage
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 
 
 @click.command("render")
-@click.option("-e", "--env", "env_name", required=True, help="environment name")
+@click.option(
+    "-e", "--env", "env_name", required=True, help="environment name", shell_complete=complete_environment
+)
 @click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
 @click.pass_obj
 def render(app: App, env_name: str, allow_dirty: bool) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from baker.cli.app import App
+from baker.cli.app import App, complete_environment
 
 
 def render(result: dict[str, Any]) -> str:
@@ -19,7 +19,14 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command("verify")
-@click.option("-e", "--env", "env_name", required=True, help="environment whose bake network settings to use")
+@click.option(
+    "-e",
+    "--env",
+    "env_name",
+    required=True,
+    help="environment whose bake network settings to use",
+    shell_complete=complete_environment,
+)
 @click.option("--ami", "ami_id", required=True, help="the AMI to verify")
 @click.option("--boot-timeout", type=click.IntRange(min=10), default=300, show_default=True,
               help="seconds the instance may take until SSH answers")  # fmt: skip

@@ -11,6 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
+from baker import envfile
 from baker.errors import UsageError
 
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -37,18 +38,8 @@ def parse_unit(text: str) -> dict[str, list[str]]:
 
 
 def parse_env_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments, optional quotes)."""
-    env: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        env[key.strip()] = value
-    return env
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (baker/envfile.py mirrors its parser)."""
+    return envfile.parse(text)
 
 
 def expand_exec(command: str, env: dict[str, str]) -> list[str]:

@@ -121,3 +121,83 @@ def test_release_cache_hit_and_automatic_rollback(baker: Baker, local_cloud: Any
     assert f"rolled back: {good} is live" in failed["error"]
     after = fleet(local_cloud)
     assert len(after) == 2 and set(after.values()) == {good}
+
+
+def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(baker: Baker, local_cloud: Any):
+    """After the release story: v2 deployed, v1 pinned for an incident, a release and a promotion
+    into the pinned environment refused (6), unpinned, rolled back to v2; history shows every step;
+    gc --apply keeps what is pinned, previous or in use and deletes the rest with its snapshots."""
+    code, history, err = baker("history", "-e", ENV)
+    assert code == 0, err
+    v1 = next(r["ami_id"] for r in history["releases"] if r["outcome"] == "healthy")
+    broken = next(r["ami_id"] for r in history["releases"] if r["outcome"] == "rolled_back")
+
+    # v2: a new image of the same commit, deployed
+    code, baked, err = baker("bake", "-e", ENV, "--force")
+    assert code == 0, err
+    v2 = baked["ami_id"]
+    code, deployed, err = baker("deploy", "-e", ENV, "--ami", v2)
+    assert (code, deployed["outcome"], deployed["previous_ami_id"]) == (0, "healthy", v1), err
+
+    # 3 a.m.: pin v1
+    code, pinned, err = baker("pin", "-e", ENV, "--ami", v1, "--reason", "incident 4711")
+    assert (code, pinned["outcome"], pinned["ami_id"]) == (0, "healthy", v1), err
+    assert set(fleet(local_cloud).values()) == {v1}
+
+    # a release into the pinned environment is refused before anything is baked; so is a promotion
+    code, refused, err = baker("release", "-e", ENV)
+    assert code == 6 and refused["rule"] == "pinned" and "incident 4711" in refused["error"], err
+    assert f"baker unpin -e {ENV}" in refused["error"]
+    code, refused, err = baker("promote", "--from", "dev", "--to", ENV)
+    assert code == 6 and refused["rule"] == "pinned", err
+
+    code, status, err = baker("status", "-e", ENV)
+    assert code == 0, err
+    (mine,) = status["environments"]
+    assert mine["pinned"]["ami_id"] == v1 and mine["ami_id"] == v1 and mine["drift"] is False
+
+    # the incident is over: unpin, roll back to the previous good release (v2)
+    code, unpinned, err = baker("unpin", "-e", ENV)
+    assert code == 0 and unpinned["unpinned"]["reason"] == "incident 4711", err
+    code, back, err = baker("rollback", "-e", ENV)
+    assert (code, back["outcome"], back["ami_id"], back["previous_ami_id"]) == (0, "healthy", v2, v1), err
+    assert set(fleet(local_cloud).values()) == {v2}
+
+    code, history, err = baker("history", "-e", ENV, "--limit", "5")
+    assert code == 0, err
+    steps = [(r["kind"], r["ami_id"], r["outcome"]) for r in history["releases"]]
+    assert steps == [
+        ("rollback", v2, "healthy"),
+        ("unpin", v1, "done"),
+        ("pin", v1, "healthy"),
+        ("deploy", v2, "healthy"),
+        ("rollback", v1, "healthy"),
+    ]
+    assert all(r["by"] and r["at"] for r in history["releases"])
+
+    code, status, err = baker("status", "-e", ENV)
+    assert (
+        code == 0
+        and status["environments"][0]["drift"] is False
+        and status["environments"][0]["pinned"] is None
+    )
+
+    # gc keeps the live AMI and the previous one, deletes the rolled-back one with its snapshots
+    ec2 = local_cloud.client("ec2")
+    snapshots = [
+        m["Ebs"]["SnapshotId"]
+        for m in ec2.describe_images(ImageIds=[broken])["Images"][0]["BlockDeviceMappings"]
+    ]
+    code, dry, err = baker("gc", "-e", ENV, "--keep", "1", "--older-than", "0")
+    assert code == 0, err
+    assert broken in {d["ami_id"] for d in dry["deleted"]}
+    assert ec2.describe_images(ImageIds=[broken])["Images"], "a dry run deletes nothing"
+    code, done, err = baker("gc", "-e", ENV, "--keep", "1", "--older-than", "0", "--apply")
+    assert code == 0, err
+    kept = {k["ami_id"]: k["reason"] for k in done["kept"]}
+    assert v2 in kept and v1 in kept, kept
+    assert broken in {d["ami_id"] for d in done["deleted"]} and done["bytes_freed"] > 0
+    left = ec2.describe_images(Filters=[{"Name": "image-id", "Values": [broken]}])["Images"]
+    assert left == []
+    alive = ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": snapshots}])["Snapshots"]
+    assert alive == [], "its snapshots went with it"

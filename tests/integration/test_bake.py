@@ -1,8 +1,9 @@
 """bake against the local cloud: the real Packer 1.6.6, Ansible, OpenSSH and dpkg, moto as EC2.
 
 The project is a copy of this repository's (baker.yml, environments, packer, ansible, the example
-app) in its own git repository, so its version does not move while the suite runs. Its dev
-environment reads the example vault file; the password comes from an environment variable.
+app) in its own git repository, so its version does not move while the suite runs. Its
+environments (defaults.yml) read the example vault file; the password comes from an environment
+variable.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from baker import envfile
 from baker.bake import PROVENANCE, Bake
 from baker.cli import main
 from baker.config import load_project
@@ -36,11 +38,11 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_project(
         tmp_path_factory.mktemp("bake-project"), "environments", "packer", "ansible", "examples/hello-web"
     )
-    dev = root / "environments" / "dev.yml"
-    data = yaml.safe_load(dev.read_text())
+    defaults = root / "environments" / "defaults.yml"
+    data = yaml.safe_load(defaults.read_text())
     data["bake"]["vault_file"] = "ansible/vars/secrets.example.yml"
     data["bake"]["vault_password"] = {"env": VAULT_ENV}
-    dev.write_text(yaml.safe_dump(data))
+    defaults.write_text(yaml.safe_dump(data))
     commit_all(root)
     return root
 
@@ -139,7 +141,14 @@ def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
     assert dpkg_version(root, "hello-web") == result["version"]
     assert (root / "opt/hello-web/VERSION").read_text().strip() == result["version"]
     env_file = (root / "etc/default/hello-web").read_text()
-    assert 'HELLO_GREETING="hello from dev"' in env_file and "HELLO_PORT=8080" in env_file
+    settings = envfile.parse(env_file)
+    assert settings["HELLO_PORT"] == "8080" and settings["HELLO_GREETING"] == "hello"
+    assert "hello from dev" not in env_file, "runtime configuration is never baked"
+    unit_dir = next(d for d in ("usr/lib/systemd/system", "lib/systemd/system") if (root / d).is_dir())
+    unit = (root / unit_dir / "hello-web.service").read_text()
+    assert unit.index("EnvironmentFile=-/etc/default/hello-web\n") < unit.index(
+        "EnvironmentFile=-/etc/hello-web/runtime.env"
+    ), "the runtime file is read after the baked defaults"
     assert (root / "etc/systemd/system/multi-user.target.wants/hello-web.service").is_symlink()
     assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/50-baker.conf").read_text()
     assert not list((root / "tmp").glob("*.deb"))
@@ -165,6 +174,16 @@ def test_an_unchanged_recipe_is_a_cache_hit_without_packer(project_dir, local_cl
         Owners=["self"], Filters=[{"Name": "tag:baker:recipe", "Values": [first["recipe"]]}]
     )
     assert len(same["Images"]) == 1
+
+    # staging shares dev's image settings (defaults.yml): the same recipe, dev's AMI, no bake
+    staging = bake(project_dir, local_cloud, env="staging")
+    assert (staging["cached"], staging["ami_id"], staging["recipe"]) == (
+        True,
+        first["ami_id"],
+        first["recipe"],
+    )
+    assert staging["baked_for"] == "dev"
+    assert log.stat().st_mtime_ns == before
 
     dry = bake(project_dir, local_cloud, dry_run=True)
     assert dry["cache_hit"] is True and dry["would_bake"] is False and dry["ami_id"] == first["ami_id"]
@@ -198,8 +217,8 @@ def test_a_changed_setting_rebakes_and_a_hostile_tag_value_and_a_kms_key_reach_t
     key = local_cloud.client("kms").create_key(Description="baker test: the image's own key")["KeyMetadata"]
 
     def hostile(data: dict[str, Any]) -> None:
-        data["bake"]["tags"] = {"note": HOSTILE, "owner ${x}": "%{y}"}
-        data["bake"]["ansible_vars"]["hello_greeting"] = "hej from dev"
+        data.setdefault("bake", {})["tags"] = {"note": HOSTILE, "owner ${x}": "%{y}"}
+        data.setdefault("bake", {})["ansible_vars"] = {"hello_port": 8080, "hello_greeting": HOSTILE}
         data["bake"]["kms_key_id"] = key["Arn"]
 
     edit_env(project_dir, "dev", hostile)
@@ -219,7 +238,8 @@ def test_a_changed_setting_rebakes_and_a_hostile_tag_value_and_a_kms_key_reach_t
     # the environment's KMS key encrypted the build's root volume, so the image's snapshot
     assert (snap["Snapshots"][0]["Encrypted"], snap["Snapshots"][0].get("KmsKeyId")) == (True, key["Arn"])
     root = local_cloud.build_host.image_root(result["ami_id"])
-    assert 'HELLO_GREETING="hej from dev"' in (root / "etc/default/hello-web").read_text()
+    # the hostile greeting reaches the app's environment file verbatim (as systemd reads it)
+    assert envfile.parse((root / "etc/default/hello-web").read_text())["HELLO_GREETING"] == HOSTILE
 
 
 def running_instances(ec2) -> set[str]:
@@ -277,7 +297,7 @@ def test_render_writes_and_validates_the_template_without_baking(project_dir, lo
 
 def test_copies_to_other_regions_carry_the_tags_and_the_content(project_dir, local_cloud, vault_password):
     saved = (project_dir / "environments/dev.yml").read_text()
-    edit_env(project_dir, "dev", lambda d: d["bake"].update(copy_to_regions=["us-west-2"]))
+    edit_env(project_dir, "dev", lambda d: d.setdefault("bake", {}).update(copy_to_regions=["us-west-2"]))
     try:
         result = bake(project_dir, local_cloud)
     finally:

@@ -8,10 +8,12 @@ AMIs are registered directly in the emulator: they need not be baked to be deplo
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -21,11 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
+from baker import envfile
 from baker.cli import main
 from baker.config import load_project
-from baker.deploy import Deploy
+from baker.deploy import Deploy, Options
 from baker.errors import Interrupted, Refused, RollbackFailed, RolledBack
 from baker.ledger import Ledger, lock_for
+from baker.pin import Pin
+from baker.promote import Promote
 from tests.conftest import copy_project, need_tools
 
 pytestmark = pytest.mark.integration
@@ -42,7 +47,7 @@ class Fleet:
         self.root = root
         self.project = load_project(root)
         self.aws = cloud.aws(REGION)
-        self.ledger = Ledger(self.aws, prefix="/baker", app="hello-web", env=ENV)
+        self.ledger = Ledger(self.aws, table="baker-state", app="hello-web", env=ENV)
         self._n = 0
 
     def ami(self, version: str) -> str:
@@ -100,7 +105,7 @@ class Fleet:
 
     def lock_holder(self) -> dict | None:
         state = self.project.settings.state
-        return lock_for(self.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=60).holder()
+        return lock_for(self.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=60).holder()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,7 @@ def fleet(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
 @pytest.fixture(scope="module")
 def first(fleet: Fleet) -> dict[str, Any]:
     ami = fleet.ami("1.0.0")
-    return fleet.deploy().run(ami, timeout=120)
+    return fleet.deploy().run(ami, options=Options(timeout=120))
 
 
 def test_first_deploy_creates_a_healthy_fleet_and_records_it(fleet: Fleet, first: dict[str, Any]):
@@ -126,17 +131,17 @@ def test_first_deploy_creates_a_healthy_fleet_and_records_it(fleet: Fleet, first
     assert {v["ami"] for v in live.values()} == {first["ami_id"]}
     assert {v["health"] for v in live.values()} == {"healthy"}
     releases = fleet.ledger.releases()
-    assert releases[0]["ami_id"] == first["ami_id"]
-    assert releases[0]["outcome"] == "healthy"
-    assert releases[0]["git_sha"] == "sha-1.0.0"
-    assert releases[0]["by"]
+    assert releases[0].ami_id == first["ami_id"]
+    assert releases[0].outcome == "healthy"
+    assert releases[0].git_sha == "sha-1.0.0"
+    assert releases[0].by
     assert fleet.lock_holder() is None
 
 
 def test_a_new_ami_replaces_every_instance(fleet: Fleet, first: dict[str, Any]):
     before = set(fleet.live())
     ami = fleet.ami("1.1.0")
-    result = fleet.deploy().run(ami, timeout=120)
+    result = fleet.deploy().run(ami, options=Options(timeout=120))
     assert result["outcome"] == "healthy"
     assert result["previous_ami_id"] == first["ami_id"]
     live = fleet.live()
@@ -145,18 +150,18 @@ def test_a_new_ami_replaces_every_instance(fleet: Fleet, first: dict[str, Any]):
     assert {v["ami"] for v in live.values()} == {ami}
     assert {v["health"] for v in live.values()} == {"healthy"}
     newest = fleet.ledger.releases()[0]
-    assert (newest["ami_id"], newest["outcome"], newest["previous_ami_id"]) == (
+    assert (newest.ami_id, newest.outcome, newest.previous_ami_id) == (
         ami,
         "healthy",
         first["ami_id"],
     )
-    # the intent was recorded before the apply: the history holds both states of the release
-    states = [v["outcome"] for v in fleet.ledger._versions() if v.get("id") == newest["id"]]
-    assert states == ["in_progress", "healthy"]
+    # the release names the fleet it changed
+    assert newest.asg_name == "hello-web-dev" and newest.launch_template_id
+    assert int(newest.launch_template_version) >= 2
 
 
 def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet, tmp_path: Path):
-    good = fleet.ledger.live()["ami_id"]
+    good = fleet.ledger.live().ami_id
     bad = fleet.ami("2.0.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
     # baker sees the broken AMI itself: the refresh would go on for 10 minutes and the deadline
@@ -166,7 +171,7 @@ def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet, 
     fleet.cloud.settings(refresh_timeout=600)
     try:
         with pytest.raises(RolledBack) as info:
-            fleet.deploy(project).run(bad, timeout=120)
+            fleet.deploy(project).run(bad, options=Options(timeout=120))
     finally:
         fleet.cloud.settings(refresh_timeout=knobs.get("refresh_timeout", 30))
     assert info.value.exit_code == 4
@@ -178,14 +183,102 @@ def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet, 
     assert {v["ami"] for v in live.values()} == {good}
     assert {v["health"] for v in live.values()} == {"healthy"}
     releases = fleet.ledger.releases()
-    assert (releases[0]["ami_id"], releases[0]["kind"], releases[0]["outcome"]) == (
+    assert (releases[0].ami_id, releases[0].kind, releases[0].outcome) == (
         good,
         "rollback",
         "healthy",
     )
-    assert (releases[1]["ami_id"], releases[1]["outcome"]) == (bad, "rolled_back")
-    assert fleet.ledger.live()["ami_id"] == good
+    assert (releases[1].ami_id, releases[1].outcome) == (bad, "rolled_back")
+    assert fleet.ledger.live().ami_id == good
     assert fleet.lock_holder() is None
+
+
+#: runtime values that must reach the app byte for byte (quotes, $, newlines, template syntax, unicode)
+HOSTILE_RUNTIME = {
+    "HELLO_GREETING": 'it\'s "quoted" $HOME ${var} %{if} `id` $(id)',
+    "MULTI_LINE": "line one\n\tline two\\n",
+    "UNICODE": "grüße 🎉",
+}
+
+
+#: source the file (sh -c's $0), print each named variable NUL-terminated
+SHOW_VARIABLES = '. "$0"; for k in "$@"; do eval "printf \'%s\\0\' \\"\\$$k\\""; done'
+
+
+def user_data(fleet: Fleet, template_id: str, version: str) -> dict[str, str]:
+    """The runtime values the launch template version hands to cloud-init, read back through sh."""
+    data = fleet.aws.client("ec2").describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=[version]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    cloud_config = base64.b64decode(data["UserData"]).decode()
+    assert cloud_config.startswith("#cloud-config\n")
+    files = yaml.safe_load(cloud_config)["write_files"]
+    assert [f["path"] for f in files] == ["/etc/hello-web/runtime.env"]
+    text = base64.b64decode(files[0]["content"]).decode()
+    keys = [line.split("=", 1)[0] for line in text.splitlines() if line[:1].isalpha() and "=" in line]
+    shown = subprocess.run(
+        [
+            "sh",
+            "-c",
+            '. "$0"; for k in "$@"; do eval "printf \'%s\\0\' \\"\\$$k\\""; done',
+            "/dev/stdin",
+            *keys,
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    values = dict(zip(keys, shown.split("\0")[:-1], strict=True))
+    assert envfile.parse(text) == values, "systemd's EnvironmentFile= reads what a shell reads"
+    return values
+
+
+def test_a_runtime_change_alone_rolls_the_same_ami_with_the_values_verbatim(fleet: Fleet, tmp_path: Path):
+    live = fleet.ledger.live()
+    before = set(fleet.live())
+    project = fleet.variant(tmp_path / "runtime", lambda data: data.update(runtime={"env": HOSTILE_RUNTIME}))
+    result = fleet.deploy(project).run(live.ami_id, options=Options(timeout=120))
+    assert result["outcome"] == "healthy"
+    assert int(result["launch_template_version"]) > int(live.launch_template_version)
+    now = fleet.live()
+    assert {v["ami"] for v in now.values()} == {live.ami_id}
+    assert not set(now) & before, "a runtime change is a rolling refresh: every instance is new"
+    assert (
+        user_data(fleet, result["launch_template_id"], result["launch_template_version"]) == HOSTILE_RUNTIME
+    )
+    assert fleet.ledger.live().runtime == HOSTILE_RUNTIME
+
+
+def test_a_rollback_restores_the_ami_and_the_runtime_it_ran_with(fleet: Fleet, tmp_path: Path):
+    good = fleet.ledger.live()
+    assert good.runtime == HOSTILE_RUNTIME
+    bad = fleet.ami("2.1.0-broken")
+    fleet.cloud.set_health(bad, "unhealthy")
+    # the broken release also changes the runtime (back to dev.yml's): the rollback must not keep it
+    project = fleet.variant(tmp_path / "quick", lambda data: data["deploy"].update(unhealthy_timeout=4))
+    with pytest.raises(RolledBack) as info:
+        fleet.deploy(project).run(bad, options=Options(timeout=120))
+    back = fleet.ledger.live()
+    assert (back.kind, back.ami_id, back.runtime) == ("rollback", good.ami_id, HOSTILE_RUNTIME)
+    assert info.value.details["rollback"]["runtime_restored"] is True
+    assert user_data(fleet, back.launch_template_id, back.launch_template_version) == HOSTILE_RUNTIME
+
+
+def test_a_protected_environment_refuses_a_direct_deploy_before_terraform_runs(fleet: Fleet):
+    prod = fleet.project.environment("prod")
+    stage = Deploy(fleet.project, prod, fleet.cloud.aws("us-west-2", "210987654321"), local=True)
+    code = main(["--project", str(fleet.root), "--local", "--output", "json", "deploy", "-e", "prod",
+                 "--ami", fleet.ledger.live().ami_id])  # fmt: skip
+    assert code == 6
+    with pytest.raises(Refused) as info:
+        stage.run(fleet.ledger.live().ami_id)
+    details = info.value.details
+    assert (details["rule"], details["key"], details["outcome"]) == ("protected", "protected", "refused")
+    assert details["file"].endswith("environments/prod.yml")
+    assert "environments/prod.yml: protected" in info.value.message
+    assert "baker promote --from staging --to prod" in info.value.message
+    assert not (fleet.root / ".baker/build/terraform/prod").exists(), "Terraform never ran"
 
 
 def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, tmp_path: Path):
@@ -193,28 +286,28 @@ def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, tmp_path: Path
     renamed = fleet.variant(
         tmp_path / "renamed", lambda data: data["deploy"]["variables"].update(name="hello-web-renamed")
     )
-    versions = len(fleet.ledger._versions())
+    versions = len(fleet.ledger.releases())
     live_before = fleet.live()
     with pytest.raises(Refused) as info:
-        fleet.deploy(renamed).run(fleet.ami("3.0.0"), timeout=60)
+        fleet.deploy(renamed).run(fleet.ami("3.0.0"), options=Options(timeout=60))
     assert info.value.exit_code == 6
     assert "aws_autoscaling_group.this (replace)" in info.value.message
     assert "aws_lb.this (replace)" in info.value.message
     assert "--allow-replace" in info.value.message
     assert fleet.live() == live_before
-    assert len(fleet.ledger._versions()) == versions, "a refused plan writes nothing to the ledger"
+    assert len(fleet.ledger.releases()) == versions, "a refused plan writes nothing to the ledger"
     assert fleet.lock_holder() is None
 
 
 def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet):
     live_before = fleet.live()
-    versions = len(fleet.ledger._versions())
+    versions = len(fleet.ledger.releases())
     result = fleet.deploy().run(fleet.ami("3.1.0"), dry_run=True)
     assert result["outcome"] == "planned"
     assert "aws_launch_template.this" in result["plan_text"]
     assert result["plan"]["counts"]["update"] == 2
     assert fleet.live() == live_before
-    assert len(fleet.ledger._versions()) == versions
+    assert len(fleet.ledger.releases()) == versions
 
 
 def test_deploy_dry_run_from_the_command_line(fleet: Fleet, capsys: pytest.CaptureFixture):
@@ -233,7 +326,7 @@ def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, cap
 
     def first_deploy() -> None:
         try:
-            outcome["result"] = fleet.deploy().run(ami, timeout=120)
+            outcome["result"] = fleet.deploy().run(ami, options=Options(timeout=120))
         except Exception as exc:  # reported below
             outcome["error"] = exc
 
@@ -273,21 +366,22 @@ def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, cap
 
 def test_a_pinned_environment_refuses_deploys(fleet: Fleet):
     live_before = fleet.live()
-    fleet.ledger.set_pin(fleet.ledger.live()["ami_id"], reason="incident 42", by="oncall")
+    fleet.ledger.set_pin(fleet.ledger.live().ami_id, reason="incident 42", by="oncall")
     try:
         with pytest.raises(Refused) as info:
-            fleet.deploy().run(fleet.ami("4.1.0"), timeout=60)
+            fleet.deploy().run(fleet.ami("4.1.0"), options=Options(timeout=60))
     finally:
         fleet.ledger.clear_pin()
     assert info.value.exit_code == 6
     assert "pinned" in info.value.message and "incident 42" in info.value.message
-    assert "/baker/hello-web/dev/pin" in info.value.message, "says where the pin is"
+    assert "baker unpin -e dev" in info.value.message, "says what to do"
+    assert info.value.details["rule"] == "pinned"
     assert fleet.live() == live_before
 
 
 def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
     state = fleet.project.settings.state
-    mine = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+    mine = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
     with mine:
         first = fleet.lock_holder()["expires_at"]
         time.sleep(1.1)
@@ -295,7 +389,7 @@ def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
         assert fleet.lock_holder()["expires_at"] > first
         # broken by an operator: the old owner can neither renew nor delete the new holder's lock
         mine.force_release()
-        thief = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+        thief = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
         thief.acquire()
         assert not mine.renew()
     assert fleet.lock_holder()["owner"] == thief.owner
@@ -305,7 +399,7 @@ def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
 
 def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFixture):
     state = fleet.project.settings.state
-    stale = lock_for(fleet.aws, table=state.lock_table, app="hello-web", env=ENV, lease_seconds=600)
+    stale = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
     stale.acquire()  # a CI job that was killed: nobody will release this
     assert main(["--project", str(fleet.root), "--local", "unlock", "-e", ENV]) == 2
     assert fleet.lock_holder() is not None
@@ -325,30 +419,59 @@ def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_what_is_live
     project = fleet.project
     stage = Deploy(project, project.environment("staging"), fleet.aws, local=True, poll_min=0.5, poll_max=2)
     with pytest.raises(RollbackFailed) as info:
-        stage.run(bad, timeout=10)
+        stage.run(bad, options=Options(timeout=10))
     assert info.value.exit_code == 5
     message = info.value.message
     assert "no previous good release" in message
     assert f"Live: 2 on {bad} (2 unhealthy)" in message
     assert info.value.details["outcome"] == "failed"
-    staging = Ledger(fleet.aws, prefix="/baker", app="hello-web", env="staging")
-    assert [(r["ami_id"], r["outcome"]) for r in staging.releases()] == [(bad, "failed")]
+    staging = Ledger(fleet.aws, table="baker-state", app="hello-web", env="staging")
+    assert [(r.ami_id, r.outcome) for r in staging.releases()] == [(bad, "failed")]
     assert staging.live() is None
 
 
+def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(fleet: Fleet):
+    """staging (its fleet broken since the test above) gets dev's live AMI unchanged, healthy;
+    pinned there, a release is refused (6) before anything is baked; unpinned, it goes again."""
+    dev_ami = fleet.ledger.live().ami_id
+    project = fleet.project
+    staging = project.environment("staging")
+    stage = Deploy(project, staging, fleet.aws, local=True, poll_min=0.5, poll_max=2)
+    promoted = Promote(
+        project, project.environment("dev"), staging, fleet.aws, fleet.aws, local=True, deploy=stage
+    ).run(options=Options(timeout=120))
+    assert (promoted["outcome"], promoted["ami_id"], promoted["from"]) == ("healthy", dev_ami, "dev")
+    assert promoted["copies"] == {"us-east-1": dev_ami}, "same account and region: the very same AMI"
+    ledger = Ledger(fleet.aws, table="baker-state", app="hello-web", env="staging")
+    newest = ledger.releases()[0]
+    assert (newest.kind, newest.outcome, newest.promoted_from["env"]) == ("promote", "healthy", "dev")
+    assert newest.runtime == {"HELLO_GREETING": "hello from staging"}, "staging's runtime, not dev's"
+
+    pinned = Pin(stage).pin(dev_ami, reason="freeze for the audit", options=Options(timeout=120))
+    assert pinned["outcome"] == "healthy" and pinned["pinned"]["reason"] == "freeze for the audit"
+    try:
+        code = main(["--project", str(fleet.root), "--local", "--output", "json", "release", "-e", "staging"])
+        assert code == 6
+    finally:
+        unpinned = Pin(stage).unpin()
+    assert unpinned["unpinned"]["ami_id"] == dev_ami
+    kinds = [(r.kind, r.outcome) for r in ledger.releases(limit=3)]
+    assert kinds == [("unpin", "done"), ("pin", "healthy"), ("promote", "healthy")]
+
+
 def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet):
-    good = fleet.ledger.live()["ami_id"]
+    good = fleet.ledger.live().ami_id
     bad = fleet.ami("6.0.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
     with pytest.raises(RollbackFailed) as info:
-        fleet.deploy().run(bad, timeout=10, rollback=False)
+        fleet.deploy().run(bad, options=Options(timeout=10, rollback=False))
     assert info.value.exit_code == 5
     assert "--no-rollback" in info.value.message
     assert bad in info.value.message.split("Live:")[1]
     assert bad in {v["ami"] for v in fleet.live().values()}, "nothing was rolled back"
     newest = fleet.ledger.releases()[0]
-    assert (newest["ami_id"], newest["outcome"]) == (bad, "failed")
-    assert fleet.ledger.live()["ami_id"] == good
+    assert (newest.ami_id, newest.outcome) == (bad, "failed")
+    assert fleet.ledger.live().ami_id == good
     assert fleet.lock_holder() is None
 
 
@@ -365,9 +488,34 @@ def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
 
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(Interrupted) as info:
-        stage.run(ami, timeout=300)
+        stage.run(ami, options=Options(timeout=300))
     assert info.value.exit_code == 130
     assert "lock released" in info.value.message
     assert fleet.lock_holder() is None
     newest = fleet.ledger.releases()[0]
-    assert (newest["ami_id"], newest["outcome"]) == (ami, "interrupted")
+    assert (newest.ami_id, newest.outcome) == (ami, "interrupted")
+    # nothing keeps moving after baker exits: the refresh it started is cancelled, and it says so
+    assert info.value.details["refresh_cancelled"] is True
+    assert "instance refresh of hello-web-dev cancelled" in info.value.message
+    assert "launch template" in info.value.message and "live:" in info.value.message
+    refreshes = fleet.aws.client("autoscaling").describe_instance_refreshes(
+        AutoScalingGroupName="hello-web-dev"
+    )
+    assert refreshes["InstanceRefreshes"][0]["Status"] in ("Cancelling", "Cancelled")
+    assert "refresh cancelled" in newest.reason
+
+
+def test_after_an_interrupt_the_next_deploy_names_what_the_fleet_ran_and_a_killed_run_is_abandoned(
+    fleet: Fleet,
+):
+    """The release before was interrupted (above) and a run that died left one in_progress: the
+    next deploy closes it as abandoned and names the AMI the fleet really ran as the previous."""
+    running = {v["ami"] for v in fleet.live().values()}
+    dead = fleet.ledger.new("deploy", fleet.ami("5.0.1"))
+    fleet.ledger.write(dead)  # in_progress forever: its process was SIGKILLed
+    ami = fleet.ami("5.1.0")
+    result = fleet.deploy().run(ami, options=Options(timeout=120))
+    assert result["outcome"] == "healthy"
+    assert result["previous_ami_id"] in running
+    closed = next(r for r in fleet.ledger.releases() if r.id == dead.id)
+    assert closed.outcome == "abandoned" and "live then:" in closed.reason

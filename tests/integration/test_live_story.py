@@ -32,7 +32,7 @@ def broken_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     dev = root / "environments" / "dev.yml"
     data = yaml.safe_load(dev.read_text())
-    data["bake"].setdefault("ansible_vars", {})["hello_unhealthy"] = True
+    data.setdefault("bake", {}).setdefault("ansible_vars", {})["hello_unhealthy"] = True
     dev.write_text(yaml.safe_dump(data))
     commit_all(root)
     return root

@@ -45,7 +45,8 @@ def test_environment_values_override_defaults(project: Path):
     # from defaults, untouched by prod.yml
     assert env.settings.bake.instance_type == "t3.micro"
     # ansible_vars is a mapping: merged, not replaced
-    assert env.settings.bake.ansible_vars == {"hello_port": 8080, "hello_greeting": "hello from prod"}
+    assert env.settings.bake.ansible_vars == {"hello_port": 8080}
+    assert env.settings.runtime.env == {"HELLO_GREETING": "hello from prod"}
 
 
 def test_unknown_key_is_named_with_its_file(project: Path):
@@ -100,7 +101,10 @@ def test_missing_required_value(project: Path):
     (project / "environments/dev.yml").write_text(
         (project / "environments/dev.yml").read_text().replace("aws:\n  region: us-east-1\n", "")
     )
-    with pytest.raises(ConfigError, match=r"aws\.region: Field required"):
+    with pytest.raises(
+        ConfigError,
+        match=r"defaults\.yml: aws\.region: required key is missing \(add it here, or in .*dev\.yml\)",
+    ):
         load_project(project).environment("dev")
 
 
@@ -142,13 +146,7 @@ def test_missing_project_file(tmp_path: Path):
 
 def test_config_show_json_is_one_object_with_secret_redacted(project: Path, monkeypatch):
     with (project / "environments/dev.yml").open("a") as f:
-        f.write("")
-    text = (
-        (project / "environments/dev.yml")
-        .read_text()
-        .replace("bake:\n", "bake:\n  vault_password:\n    env: HELLO_VAULT_PASS\n", 1)
-    )
-    (project / "environments/dev.yml").write_text(text)
+        f.write("bake:\n  vault_password:\n    env: HELLO_VAULT_PASS\n")
     monkeypatch.setenv("HELLO_VAULT_PASS", "s3cr3t-value")
     code, out, _ = run(project, "--output", "json", "config", "show", "-e", "dev")
     assert code == 0

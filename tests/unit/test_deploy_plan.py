@@ -150,3 +150,16 @@ def test_a_healthy_target_of_the_new_ami_stops_the_early_failure_clock():
     never = Watch(None, "asg", "tg", unhealthy_timeout=None)  # type: ignore[arg-type]
     since = []
     assert all(never._stuck(_bad(unhealthy=2), since, t) is None for t in (0, 600, 6000))
+
+
+def test_a_tainted_first_create_may_be_replaced_only_while_nothing_ever_served():
+    from baker.terraform import Change, Plan
+
+    tainted = Change("aws_lb.this", "aws_lb", ("delete", "create"), reason="replace_because_tainted")
+    other = Change("aws_lb_target_group.this", "aws_lb_target_group", ("delete", "create"))
+    interrupted_first = Plan(path=PLANS / "x.tfplan", changes=(tainted,))
+    assert gate(interrupted_first, never_served=True) == ["aws_lb.this (replace)"]
+    with pytest.raises(Refused):
+        gate(interrupted_first, never_served=False)  # it served once: behind --allow-replace
+    with pytest.raises(Refused):
+        gate(Plan(path=PLANS / "x.tfplan", changes=(tainted, other)), never_served=True)

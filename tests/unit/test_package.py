@@ -399,19 +399,9 @@ class DebianRoot:
 
 
 @pytest.fixture
-def debian_root(tmp_path) -> DebianRoot:
-    if os.geteuid() != 0:
-        pytest.skip("installing into a chroot needs root")
+def debian_root(tmp_path, debian_rootfs) -> DebianRoot:
     need_tools("unshare", "chroot", "mount")
-    from baker.errors import UsageError
-    from baker.local.buildhost import BuildHost
-
-    cache = Path(os.environ.get("BAKER_CACHE_DIR") or Path.home() / ".cache" / "baker")
-    try:
-        lower = BuildHost(tmp_path / "state", cache).ensure_rootfs()
-    except UsageError as exc:
-        pytest.skip(f"the build host's Debian root filesystem is not cached: {exc.message}")
-    return DebianRoot(lower, tmp_path / "root")
+    return DebianRoot(debian_rootfs, tmp_path / "root")
 
 
 WANTS = "/etc/systemd/system/multi-user.target.wants/hello-web.service"
@@ -464,3 +454,26 @@ def test_install_upgrade_remove_purge_on_debian(capsys, project, tmp_path, debia
     assert not debian_root.exists("/etc/default/hello-web")
     assert debian_root.link(WANTS) is None
     assert debian_root.link("/etc/systemd/system/hello-web.service") is None  # not left masked
+
+
+@pytest.mark.integration
+def test_a_debian_name_with_a_dot_and_a_plus_installs_with_derived_user_and_unit(
+    capsys, project, tmp_path, debian_root
+):
+    """`acme.tools+x` is a valid Debian package name but no valid user name: baker derives the
+    user `acme-tools-x` and the unit `acme.tools-x.service`, and Debian accepts both."""
+    text = (project / "baker.yml").read_text()
+    text = text.replace("package: hello-web", "package: acme.tools+x").replace(
+        "/opt/hello-web/hello_web.py", "hello_web.py"
+    )
+    (project / "baker.yml").write_text(text)
+    commit_all(project)
+    built = package(capsys, project, tmp_path / "out")
+    assert built["package"] == "acme.tools+x"
+    debian_root.install(built["path"])
+    user = debian_root.run("getent", "passwd", "acme-tools-x").stdout.split(":")
+    assert int(user[2]) < 1000
+    unit = "/lib/systemd/system/acme.tools-x.service"
+    assert debian_root.link("/etc/systemd/system/multi-user.target.wants/acme.tools-x.service") == unit
+    verify = debian_root.run("systemd-analyze", "verify", unit)
+    assert verify.stdout + verify.stderr == ""

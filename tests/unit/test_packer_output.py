@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from baker import bake, render
+from baker import bake, provenance, render
 
 # lines as Packer 1.6.6 writes them with -machine-readable (commas and newlines escaped)
 LINES = [
@@ -66,11 +66,11 @@ def test_packer_build_argv_is_machine_readable_and_cleans_up_on_error(tmp_path: 
 
 
 def test_ci_url_comes_from_the_ci_system_or_not_at_all():
-    assert bake.ci_url({}) is None
+    assert provenance.ci_url({}) is None
     github = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "7"}
-    assert bake.ci_url(github) == "https://github.com/o/r/actions/runs/7"
-    assert bake.ci_url({"CI_JOB_URL": "https://gitlab/j/1"}) == "https://gitlab/j/1"
-    assert bake.ci_url({"BAKER_CI_URL": "https://x", "BUILD_URL": "https://y"}) == "https://x"
+    assert provenance.ci_url(github) == "https://github.com/o/r/actions/runs/7"
+    assert provenance.ci_url({"CI_JOB_URL": "https://gitlab/j/1"}) == "https://gitlab/j/1"
+    assert provenance.ci_url({"BAKER_CI_URL": "https://x", "BUILD_URL": "https://y"}) == "https://x"
 
 
 def test_watch_reads_the_ansible_version_the_playbook_reports():
@@ -78,25 +78,6 @@ def test_watch_reads_the_ansible_version_the_playbook_reports():
     watch("1763900000,,ui,message,    amazon-ebs.app: ok: [default] => {")
     watch('1763900001,,ui,message,    amazon-ebs.app:     "msg": "baker-ansible-version=2.19.14"')
     assert watch.ansible_version == "2.19.14"
-    assert bake.builder_tag((1, 6, 6), watch.ansible_version) == (
-        f"baker {bake.__version__}; packer 1.6.6; ansible-core 2.19.14"
+    assert provenance.builder((1, 6, 6), watch.ansible_version) == (
+        f"baker {provenance.__version__}; packer 1.6.6; ansible-core 2.19.14"
     )
-
-
-def test_packer_gets_the_profile_or_the_assumed_roles_credentials():
-    import boto3
-
-    from baker.aws import AWS
-
-    assert bake.packer_aws_env(AWS(region="eu-west-1", profile="ops"))["AWS_PROFILE"] == "ops"
-    assumed = boto3.Session(aws_access_key_id="ASIA1", aws_secret_access_key="s3", aws_session_token="t0")
-    env = bake.packer_aws_env(
-        AWS(region="eu-west-1", profile="ops", role_arn="arn:aws:iam::1:role/x", _session=assumed)
-    )
-    assert "AWS_PROFILE" not in env
-    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"]) == (
-        "ASIA1",
-        "s3",
-        "t0",
-    )
-    assert env["AWS_REGION"] == "eu-west-1"

@@ -104,30 +104,52 @@ def test_ansible_byproducts_do_not_change_the_recipe(project):
 @pytest.mark.parametrize(
     "bake",
     [
-        {"instance_type": "t3.small"},
         {"ansible_vars": {"hello_port": 8081}},
         {"ansible_vars": {"hello_greeting": "hello from somewhere else"}},
-        {"tags": {"team": "other"}},
         {"encrypt_boot": False},
         {"kms_key_id": "alias/other"},
         {"volume_size": 9},
-        {"copy_to_regions": ["eu-west-1"]},
+        {"ssh_username": "debian"},
     ],
 )
-def test_bake_settings_change_the_recipe(project, bake):
+def test_settings_that_shape_the_image_change_the_recipe(project, bake):
     assert digest(project, environment(project, **bake)) != digest(project)
 
 
-def test_settings_that_do_not_shape_the_image_leave_it_alone(project, monkeypatch):
-    assert digest(project, environment(project, timeout=7200)) == digest(project)
+@pytest.mark.parametrize(
+    "bake",
+    [
+        {"timeout": 7200},
+        {"instance_type": "c6i.large"},
+        {"subnet_id": "subnet-0123"},
+        {"vpc_id": "vpc-0123"},
+        {"tags": {"team": "other"}},
+        {"copy_to_regions": ["eu-west-1"]},
+        {"share_with_accounts": ["210987654321"]},
+    ],
+)
+def test_where_and_how_an_image_is_built_leave_the_recipe_alone(project, bake):
+    assert digest(project, environment(project, **bake)) == digest(project)
+
+
+def test_where_the_vault_password_comes_from_leaves_the_recipe_alone(project, monkeypatch):
     monkeypatch.setenv("SOME_PASS", "x")
     env = environment(project, vault_password={"env": "SOME_PASS"})
     assert digest(project, env) == digest(project, environment(project, vault_password={"file": "/dev/null"}))
 
 
-def test_the_environment_is_part_of_the_recipe(project):
-    """dev and staging bake separately even when their settings match: the tags say baked-for."""
-    assert digest(project, environment(project, "dev")) != digest(project, environment(project, "staging"))
+def test_environments_with_the_same_image_settings_share_a_recipe(project):
+    """dev, staging and prod differ in name, account, region and runtime, not in what is baked."""
+    dev = digest(project, environment(project, "dev"))
+    assert dev == digest(project, environment(project, "staging"))
+    assert dev == digest(project, environment(project, "prod"))
+
+
+def test_image_settings_differences_name_the_keys(project):
+    a = recipe.image_settings(environment(project))
+    b = recipe.image_settings(environment(project, volume_size=9, ansible_vars={"hello_port": 1}))
+    assert recipe.differences(a, b) == ["bake.ansible_vars.hello_port", "bake.volume_size"]
+    assert recipe.differences(a, a) == []
 
 
 def test_a_vault_file_outside_the_ansible_tree_is_an_input(project):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 
@@ -75,3 +77,37 @@ def test_stdin_data_reaches_the_program():
         [PY, "-c", "import sys; print(sys.stdin.read().upper())"], stdin_data="abc", capture=True, echo=False
     )
     assert result.lines == ["ABC"]
+
+
+def test_output_to_a_file_streams_lines_and_outlives_a_killed_parent(tmp_path):
+    seen: list[str] = []
+    result = runner.run(
+        ["sh", "-c", "echo one; sleep 0.2; printf 'two\\nthree'"],
+        output_file=tmp_path / "out.log",
+        on_line=seen.append,
+    )
+    assert seen == ["one", "two", "three"] and result.returncode == 0
+    # a parent killed outright (SIGKILL: no handler runs) leaves its child to finish
+    marker = tmp_path / "finished"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from baker import runner; "
+            "runner.run(['sh', '-c', 'echo started; sleep 1; echo yes > ' + sys.argv[1]], "
+            "output_file=sys.argv[2])",
+            str(marker),
+            str(tmp_path / "child.log"),
+        ]
+    )
+    for _ in range(100):
+        if (tmp_path / "child.log").exists() and "started" in (tmp_path / "child.log").read_text():
+            break
+        time.sleep(0.05)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(60):
+        if marker.exists():
+            break
+        time.sleep(0.05)
+    assert marker.read_text() == "yes\n"

@@ -176,3 +176,21 @@ def test_terraform_own_words_become_the_error(tmp_path: Path, repo: Path):
         in info.value.message
     )
     assert not list((tmp_path / "w").glob("*.tfvars.json")), "the var file is gone after a failed plan"
+
+
+def test_a_held_state_lock_is_named_with_what_to_do():
+    from baker.terraform import state_lock_id
+
+    said = [
+        "╷",
+        "│ Error: Error acquiring the state lock",
+        "│ ",
+        "│ Error message: operation error S3: PutObject, https response error StatusCode: 412",
+        "│ Lock Info:",
+        "│   ID:        3f0c1e0a-2b1c-4d6e-9f10-0a1b2c3d4e5f",
+        "│   Path:      baker-tfstate-123456789012/hello-web/dev.tfstate",
+        "│   Operation: OperationTypeApply",
+        "╵",
+    ]
+    assert state_lock_id(said) == "3f0c1e0a-2b1c-4d6e-9f10-0a1b2c3d4e5f"
+    assert state_lock_id(["Error: Invalid provider configuration"]) is None

@@ -1,0 +1,351 @@
+"""AMIs and their snapshots: the one home of every image operation.
+
+bake, verify, deploy, promote, gc and status all stand on these: a typed ``Image`` read from
+DescribeImages (paginated), lookup by recipe, tags on the image *and* its snapshots, copy, share
+and deregister-with-snapshots. Clients come from the caller (``baker.aws``), so tests hand in
+emulator-backed ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from baker import provenance
+from baker.aws import Client, error_code
+from baker.errors import AWSError, UsageError
+
+log = logging.getLogger("baker")
+
+AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+#: EC2 accepts at most this many resources in one CreateTags call and values in one filter
+BATCH = 200
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    region: str
+    name: str = ""
+    state: str = "available"
+    owner: str = ""
+    created: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshots: tuple[str, ...] = ()
+    root_device: str = ""
+    #: root volume size in GiB, and its encryption
+    root_size: int = 0
+    encrypted: bool = False
+    kms_key_id: str | None = None
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any], region: str) -> Image:
+        snaps: list[str] = []
+        size, encrypted, kms = 0, False, None
+        root = data.get("RootDeviceName") or ""
+        for mapping in data.get("BlockDeviceMappings", []):
+            ebs = mapping.get("Ebs") or {}
+            if ebs.get("SnapshotId"):
+                snaps.append(ebs["SnapshotId"])
+            if mapping.get("DeviceName") == root or (not size and ebs):
+                size = int(ebs.get("VolumeSize") or 0)
+                encrypted = bool(ebs.get("Encrypted"))
+                kms = ebs.get("KmsKeyId")
+        return cls(
+            id=data["ImageId"],
+            region=region,
+            name=data.get("Name", ""),
+            state=data.get("State", "available"),
+            owner=data.get("OwnerId", ""),
+            created=data.get("CreationDate", ""),
+            tags={t["Key"]: t.get("Value", "") for t in data.get("Tags", [])},
+            snapshots=tuple(snaps),
+            root_device=root,
+            root_size=size,
+            encrypted=encrypted,
+            kms_key_id=kms,
+        )
+
+    # -- provenance, read back
+
+    @property
+    def app(self) -> str | None:
+        return self.tags.get(provenance.APP)
+
+    @property
+    def version(self) -> str | None:
+        return self.tags.get(provenance.VERSION)
+
+    @property
+    def git_sha(self) -> str | None:
+        return self.tags.get(provenance.GIT_SHA)
+
+    @property
+    def recipe(self) -> str | None:
+        return self.tags.get(provenance.RECIPE)
+
+    @property
+    def verified(self) -> bool:
+        return provenance.parse_verified(self.tags.get(provenance.VERIFIED)) is not None
+
+    @property
+    def promoted_from(self) -> str | None:
+        return self.tags.get(provenance.PROMOTED_FROM)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ami_id": self.id,
+            "region": self.region,
+            "name": self.name,
+            "version": self.version,
+            "git_sha": self.git_sha,
+            "created": self.created,
+        }
+
+
+def check_id(ami_id: str) -> str:
+    if not AMI_ID.match(ami_id or ""):
+        raise UsageError(f"{ami_id!r} is not an AMI id (ami- and 8 or 17 hex digits)")
+    return ami_id
+
+
+def get(ec2: Client, ami_id: str, region: str) -> Image | None:
+    """The image, or None when this account cannot see it in ``region``."""
+    check_id(ami_id)
+    try:
+        found = ec2.describe_images(ImageIds=[ami_id]).get("Images", [])
+    except AWSError as exc:
+        if error_code(exc).startswith("InvalidAMIID"):
+            return None
+        raise
+    return Image.from_api(found[0], region) if found else None
+
+
+def require(ec2: Client, ami_id: str, region: str) -> Image:
+    """The image, available; a UsageError (exit 2) naming what is wrong otherwise."""
+    image = get(ec2, ami_id, region)
+    if image is None:
+        raise UsageError(f"AMI {ami_id} not found in {region}", details={"ami_id": ami_id})
+    if image.state != "available":
+        raise UsageError(f"AMI {ami_id} is {image.state}, not available", details={"ami_id": ami_id})
+    return image
+
+
+def many(ec2: Client, region: str, *, ids: Iterable[str] = (), **query: Any) -> Iterator[Image]:
+    """Every image a DescribeImages query finds, page by page (ids in batches)."""
+    wanted = sorted(set(ids))
+    if wanted:
+        filters = list(query.pop("Filters", []))
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+            pages = ec2.get_paginator("describe_images").paginate(
+                **query, Filters=[*filters, {"Name": "image-id", "Values": chunk}]
+            )
+            for page in pages:
+                for data in page.get("Images", []):
+                    yield Image.from_api(data, region)
+        return
+    for page in ec2.get_paginator("describe_images").paginate(**query):
+        for data in page.get("Images", []):
+            yield Image.from_api(data, region)
+
+
+def of_app(ec2: Client, app: str, region: str) -> list[Image]:
+    """The app's own images (tag baker:app) in this account and region."""
+    return list(
+        many(ec2, region, Owners=["self"], Filters=[{"Name": f"tag:{provenance.APP}", "Values": [app]}])
+    )
+
+
+def find_by_recipe(ec2: Client, digest: str, region: str) -> Image | None:
+    """The newest available image of this account tagged with the recipe (one call)."""
+    found = list(
+        many(
+            ec2,
+            region,
+            Owners=["self"],
+            Filters=[
+                {"Name": f"tag:{provenance.RECIPE}", "Values": [digest]},
+                {"Name": "state", "Values": ["available"]},
+            ],
+        )
+    )
+    return max(found, key=lambda i: i.created) if found else None
+
+
+def find_tagged(ec2: Client, region: str, key: str, value: str) -> list[Image]:
+    """This account's available images with tag ``key`` = ``value`` (a promoted copy, say)."""
+    return list(
+        many(
+            ec2,
+            region,
+            Owners=["self"],
+            Filters=[{"Name": f"tag:{key}", "Values": [value]}, {"Name": "state", "Values": ["available"]}],
+        )
+    )
+
+
+def tag(ec2: Client, image: Image, tags: Mapping[str, str]) -> list[str]:
+    """Set ``tags`` on the image and each of its snapshots where they differ; returns what changed."""
+    resources = []
+    if any(image.tags.get(k) != v for k, v in tags.items()):
+        resources.append(image.id)
+    if image.snapshots:
+        for snap in ec2.describe_snapshots(SnapshotIds=list(image.snapshots)).get("Snapshots", []):
+            have = {t["Key"]: t["Value"] for t in snap.get("Tags", [])}
+            if any(have.get(k) != v for k, v in tags.items()):
+                resources.append(snap["SnapshotId"])
+    if resources:
+        log.info("tagging %s", ", ".join(resources))
+        ec2.create_tags(Resources=resources, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    return resources
+
+
+def share(ec2: Client, image: Image, accounts: Iterable[str]) -> list[str]:
+    """Let ``accounts`` launch and copy the image: launch permission and createVolumePermission."""
+    accounts = sorted(set(accounts))
+    if not accounts:
+        return []
+    ec2.modify_image_attribute(ImageId=image.id, LaunchPermission={"Add": [{"UserId": a} for a in accounts]})
+    for snap in image.snapshots:
+        ec2.modify_snapshot_attribute(
+            SnapshotId=snap,
+            Attribute="createVolumePermission",
+            OperationType="add",
+            UserIds=accounts,
+        )
+    return accounts
+
+
+def copy(
+    ec2: Client,
+    source: Image,
+    *,
+    region: str,
+    name: str,
+    encrypted: bool,
+    kms_key_id: str | None,
+    tags: Mapping[str, str],
+    description: str = "",
+) -> Image:
+    """CopyImage into the client's account and ``region``; waits until it is available, then tags
+    it and its snapshots (tags do not cross accounts, so they are always set, never copied)."""
+    kwargs: dict[str, Any] = {
+        "SourceImageId": source.id,
+        "SourceRegion": source.region,
+        "Name": name[:128],
+        "Description": description or f"copy of {source.id} ({source.region})",
+    }
+    if encrypted:
+        kwargs["Encrypted"] = True
+        if kms_key_id:
+            kwargs["KmsKeyId"] = kms_key_id
+    try:
+        new_id = ec2.copy_image(**kwargs)["ImageId"]
+    except AWSError as exc:
+        if "kms" in exc.message.lower() or error_code(exc).startswith(("KMS", "AccessDenied")):
+            key = kms_key_id or source.kms_key_id or "the default EBS key"
+            raise AWSError(
+                f"copying {source.id} into {region} failed on its encryption: {exc.message}. The account "
+                f"that copies needs kms:Decrypt and kms:CreateGrant on the source's key "
+                f"({source.kms_key_id or 'the source default key'}) and kms:Encrypt, kms:GenerateDataKey* "
+                f"and kms:CreateGrant on {key}",
+                tool="aws",
+                details={"source_kms_key_id": source.kms_key_id, "kms_key_id": kms_key_id},
+            ) from exc
+        raise
+    ec2.get_waiter("image_available").wait(ImageIds=[new_id], WaiterConfig={"Delay": 2, "MaxAttempts": 900})
+    image = require(ec2, new_id, region)
+    tag(ec2, image, tags)
+    return require(ec2, new_id, region)
+
+
+def snapshot_bytes(ec2: Client, image: Image) -> int:
+    """What the image's snapshots hold, from their VolumeSize (GiB)."""
+    if not image.snapshots:
+        return 0
+    try:
+        snaps = ec2.describe_snapshots(SnapshotIds=list(image.snapshots)).get("Snapshots", [])
+    except AWSError as exc:
+        if error_code(exc).startswith("InvalidSnapshot"):
+            return 0
+        raise
+    return sum(int(s.get("VolumeSize") or 0) for s in snaps) * GIB
+
+
+def deregister(ec2: Client, image: Image) -> list[str]:
+    """Deregister the image, then delete its snapshots; returns the snapshots deleted.
+
+    Idempotent: an image already gone (an interrupted run) still gets its snapshots deleted.
+    """
+    try:
+        ec2.deregister_image(ImageId=image.id)
+    except AWSError as exc:
+        if not error_code(exc).startswith("InvalidAMIID"):
+            raise
+    deleted = []
+    for snap in image.snapshots:
+        try:
+            ec2.delete_snapshot(SnapshotId=snap)
+        except AWSError as exc:
+            if not error_code(exc).startswith("InvalidSnapshot"):
+                raise
+        deleted.append(snap)
+    return deleted
+
+
+#: instance states in which an instance still needs its AMI (everything but terminated)
+NOT_TERMINATED = ("pending", "running", "shutting-down", "stopping", "stopped")
+
+
+def instances_using(ec2: Client, ami_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """AMI id -> [(instance id, state)] of the instances not terminated that run it (a filter per
+    200 AMIs, paginated: an AMI no instance runs costs nothing)."""
+    wanted = sorted(set(ami_ids))
+    found: dict[str, list[tuple[str, str]]] = {}
+    for start in range(0, len(wanted), BATCH):
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[
+                {"Name": "image-id", "Values": wanted[start : start + BATCH]},
+                {"Name": "instance-state-name", "Values": list(NOT_TERMINATED)},
+            ]
+        )
+        for page in pages:
+            for res in page.get("Reservations", []):
+                for inst in res.get("Instances", []):
+                    state = (inst.get("State") or {}).get("Name", "")
+                    found.setdefault(inst.get("ImageId", ""), []).append((inst["InstanceId"], state))
+    return found
+
+
+#: past this many snapshots one listing of the account's own snapshots beats filters of 200
+LIST_ALL_SNAPSHOTS = 2000
+
+
+def snapshot_sizes(ec2: Client, snapshot_ids: Iterable[str]) -> dict[str, int]:
+    """Snapshot id -> bytes (its VolumeSize); a snapshot already gone is absent from the answer.
+
+    A filter per 200 snapshots, or (for more than LIST_ALL_SNAPSHOTS) one paginated listing of the
+    account's own snapshots: a filter's cost grows with every snapshot of the region.
+    """
+    wanted = sorted(set(snapshot_ids))
+    queries: list[dict[str, Any]]
+    if len(wanted) > LIST_ALL_SNAPSHOTS:
+        queries = [{"OwnerIds": ["self"], "PaginationConfig": {"PageSize": 1000}}]
+    else:
+        queries = [
+            {"OwnerIds": ["self"], "Filters": [{"Name": "snapshot-id", "Values": wanted[i : i + BATCH]}]}
+            for i in range(0, len(wanted), BATCH)
+        ]
+    keep = set(wanted)
+    sizes: dict[str, int] = {}
+    for query in queries:
+        for page in ec2.get_paginator("describe_snapshots").paginate(**query):
+            for snap in page.get("Snapshots", []):
+                if snap["SnapshotId"] in keep:
+                    sizes[snap["SnapshotId"]] = int(snap.get("VolumeSize") or 0) * GIB
+    return sizes

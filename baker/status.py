@@ -1,0 +1,289 @@
+"""status: what runs where, from the ledger and from AWS itself (never from Terraform).
+
+The ledger says what *should* run: its live release names the fleet it changed (Auto Scaling
+group, launch template id and version). AWS says what *does*: the group's launch template
+version, the template's ``$Default`` version, and the AMIs of the group's in-service instances.
+When any of them disagrees with the ledger's live AMI the environment has drifted: changed behind
+baker's back, or a release that did not finish. A fixed number of calls per environment (one per
+kind, the instances in chunks of 200), whatever the size of the fleet; environments are read
+concurrently, each with its own account and region.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from baker.aws import AWS
+from baker.config import Environment, Project
+from baker.errors import BakerError
+from baker.health import FILTER_VALUES
+from baker.ledger import FLEET_KINDS, Ledger, Lock, Release
+
+log = logging.getLogger("baker")
+
+#: outcomes of a newest release that an operator must see: it did not finish as planned
+UNFINISHED = ("in_progress", "interrupted", "abandoned")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What AWS says about one environment's fleet (all None/empty when the group is gone)."""
+
+    asg_name: str
+    found: bool = False
+    launch_template_id: str | None = None
+    #: the version the group launches from, as the group names it, and its AMI
+    group_version: str | None = None
+    group_ami_id: str | None = None
+    default_version: str | None = None
+    default_ami_id: str | None = None
+    desired: int = 0
+    #: in-service instances per AMI
+    instances: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "asg_name": self.asg_name,
+            "found": self.found,
+            "launch_template_id": self.launch_template_id,
+            "launch_template_version": self.group_version,
+            "launch_template_ami_id": self.group_ami_id,
+            "default_version": self.default_version,
+            "default_version_ami_id": self.default_ami_id,
+            "desired": self.desired,
+            "in_service": self.instances,
+        }
+
+
+def drift(live: Release | None, fleet: Fleet | None) -> list[str]:
+    """Pure: why what AWS runs disagrees with the ledger's live release (empty: it agrees)."""
+    if fleet is None:
+        return []
+    if not fleet.found:
+        return [f"Auto Scaling group {fleet.asg_name} not found"] if live is not None else []
+    ami = live.ami_id if live is not None else None
+    reasons = []
+    if live is None:
+        seen = sorted({a for a in (fleet.group_ami_id, fleet.default_ami_id, *fleet.instances) if a})
+        if seen:
+            reasons.append(f"no healthy release recorded, but the fleet runs {', '.join(seen)}")
+        return reasons
+    if (
+        live.launch_template_id
+        and fleet.launch_template_id
+        and live.launch_template_id != fleet.launch_template_id
+    ):
+        reasons.append(
+            f"the group launches from template {fleet.launch_template_id}, the ledger's live release "
+            f"from {live.launch_template_id}"
+        )
+    if fleet.group_ami_id != ami:
+        reasons.append(
+            f"the group's launch template version {fleet.group_version} runs {fleet.group_ami_id}, "
+            f"the ledger's live release {ami}"
+        )
+    elif (
+        live.launch_template_version
+        and fleet.group_version
+        and live.launch_template_version != fleet.group_version
+    ):
+        reasons.append(
+            f"the group launches from version {fleet.group_version}, the ledger's live release from "
+            f"{live.launch_template_version} (same AMI: its runtime or settings changed)"
+        )
+    if fleet.default_ami_id != ami:
+        reasons.append(
+            f"the launch template's default version {fleet.default_version} runs {fleet.default_ami_id}"
+        )
+    others = {a: n for a, n in sorted(fleet.instances.items()) if a != ami}
+    if others:
+        reasons.append("in-service instances run " + ", ".join(f"{a} ({n})" for a, n in others.items()))
+    if not fleet.instances and fleet.desired:
+        reasons.append(f"no instance in service (desired {fleet.desired})")
+    return reasons
+
+
+def read_fleet(aws: AWS, asg_name: str) -> Fleet:
+    """The group, its launch template's two versions and its instances' AMIs: three kinds of call."""
+    groups = (
+        aws.client("autoscaling")
+        .describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
+        .get("AutoScalingGroups", [])
+    )
+    if not groups:
+        return Fleet(asg_name=asg_name)
+    group = groups[0]
+    spec = group.get("LaunchTemplate") or (
+        (group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification")
+        or {}
+    )
+    ec2 = aws.client("ec2")
+    template_id = spec.get("LaunchTemplateId")
+    version = str(spec.get("Version") or "$Default")
+    by_version: dict[str, str | None] = {}
+    default_version = None
+    if template_id or spec.get("LaunchTemplateName"):
+        wanted = sorted({version, "$Default"})
+        ask: dict[str, Any] = {"Versions": wanted}
+        if template_id:
+            ask["LaunchTemplateId"] = template_id
+        else:
+            ask["LaunchTemplateName"] = spec["LaunchTemplateName"]
+        for data in ec2.describe_launch_template_versions(**ask).get("LaunchTemplateVersions", []):
+            template_id = data.get("LaunchTemplateId", template_id)
+            number = str(data.get("VersionNumber"))
+            by_version[number] = data.get("LaunchTemplateData", {}).get("ImageId")
+            if data.get("DefaultVersion"):
+                default_version = number
+    group_version: str | None = version
+    if version in ("$Default", "$Latest"):
+        group_version = default_version if version == "$Default" else max(by_version, key=int, default=None)
+    members = {
+        i["InstanceId"]: {"lifecycle": i.get("LifecycleState"), "ami_id": None}
+        for i in group.get("Instances", [])
+    }
+    ids = sorted(members)
+    for start in range(0, len(ids), FILTER_VALUES):
+        resp = ec2.describe_instances(
+            Filters=[{"Name": "instance-id", "Values": ids[start : start + FILTER_VALUES]}]
+        )
+        for res in resp.get("Reservations", []):
+            for inst in res.get("Instances", []):
+                if inst["InstanceId"] in members:
+                    members[inst["InstanceId"]]["ami_id"] = inst.get("ImageId")
+    in_service: dict[str, int] = {}
+    for member in members.values():
+        if member["lifecycle"] == "InService":
+            ami = member["ami_id"] or "?"
+            in_service[ami] = in_service.get(ami, 0) + 1
+    return Fleet(
+        asg_name=asg_name,
+        found=True,
+        launch_template_id=template_id,
+        group_version=group_version,
+        group_ami_id=by_version.get(group_version or ""),
+        default_version=default_version,
+        default_ami_id=by_version.get(default_version or ""),
+        desired=int(group.get("DesiredCapacity") or 0),
+        instances=in_service,
+    )
+
+
+def release_view(release: Release | None) -> dict[str, Any] | None:
+    if release is None:
+        return None
+    return {
+        "id": release.id,
+        "kind": release.kind,
+        "ami_id": release.ami_id,
+        "version": release.version,
+        "outcome": release.outcome,
+        "at": release.at,
+        "by": release.by,
+        "reason": release.reason,
+    }
+
+
+class EnvironmentStatus:
+    """The status of one environment, read with that environment's AWS."""
+
+    def __init__(self, project: Project, env: Environment, aws: AWS) -> None:
+        self.env = env
+        self.aws = aws
+        state = project.settings.state
+        self.ledger = Ledger(aws, table=state.table, app=project.app.name, env=env.name)
+        self.lock = Lock(aws, table=state.table, app=project.app.name, env=env.name, purpose="status")
+        self.lock.table = self.ledger.table  # one table, described once
+
+    def scan(self) -> tuple[Release | None, Release | None, Release | None]:
+        """(newest release, live release, newest release that names a fleet) in one pass that
+        stops at the live release: usually one page of the ledger."""
+        newest = live = fleet_ref = None
+        for release in self.ledger.iter_releases():
+            newest = newest or release
+            if fleet_ref is None and release.asg_name:
+                fleet_ref = release
+            if release.outcome == "healthy" and release.kind in FLEET_KINDS:
+                live = release
+                break
+        return newest, live, (live if live is not None and live.asg_name else fleet_ref)
+
+    def read(self) -> dict[str, Any]:
+        newest = live = ref = None
+        pin = lock = None
+        if self.ledger.table.exists():  # no state table in its account and region: never deployed
+            newest, live, ref = self.scan()
+            pin = self.ledger.pin()
+            lock = self.lock.holder()
+        fleet = read_fleet(self.aws, ref.asg_name) if ref is not None and ref.asg_name else None
+        reasons = drift(live, fleet)
+        s = self.env.settings.aws
+        return {
+            "env": self.env.name,
+            "account_id": s.account_id,
+            "region": s.region,
+            "deployed": live is not None,
+            "ami_id": live.ami_id if live else None,
+            "version": live.version if live else None,
+            "git_sha": live.git_sha if live else None,
+            "deployed_at": (live.healthy_at or live.at) if live else None,
+            "by": live.by if live else None,
+            "kind": live.kind if live else None,
+            "release_id": live.id if live else None,
+            "pinned": pin,
+            "drift": bool(reasons),
+            "drift_reasons": reasons,
+            "fleet": fleet.as_dict() if fleet else None,
+            "lock": lock,
+            "unfinished": release_view(newest)
+            if newest is not None and newest.outcome in UNFINISHED
+            else None,
+            "error": None,
+        }
+
+
+def unreadable(env: Environment, exc: BakerError) -> dict[str, Any]:
+    """One environment that could not be read: the others are still worth showing."""
+    s = env.settings.aws
+    return {
+        "env": env.name,
+        "account_id": s.account_id,
+        "region": s.region,
+        "deployed": None,
+        "ami_id": None,
+        "version": None,
+        "git_sha": None,
+        "deployed_at": None,
+        "pinned": None,
+        "drift": None,
+        "error": exc.message,
+    }
+
+
+class Status:
+    """Every named environment, concurrently."""
+
+    def __init__(
+        self, project: Project, envs: Sequence[Environment], aws_for: Callable[[Environment], AWS]
+    ) -> None:
+        self.project = project
+        self.envs = list(envs)
+        self.aws_for = aws_for
+
+    def one(self, env: Environment) -> dict[str, Any]:
+        try:
+            return EnvironmentStatus(self.project, env, self.aws_for(env)).read()
+        except BakerError as exc:
+            log.warning("%s: %s", env.name, exc.message)
+            return unreadable(env, exc)
+
+    def read(self) -> dict[str, Any]:
+        if not self.envs:
+            return {"environments": []}
+        with ThreadPoolExecutor(max_workers=min(8, len(self.envs))) as pool:
+            found = list(pool.map(self.one, self.envs))
+        return {"environments": found}

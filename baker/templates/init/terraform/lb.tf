@@ -1,0 +1,39 @@
+resource "aws_lb" "this" {
+  name               = "${local.short_name}-lb"
+  load_balancer_type = "application"
+  internal           = var.internal
+  security_groups    = [aws_security_group.lb.id]
+  subnets            = local.subnet_ids
+  tags               = local.tags
+}
+
+resource "aws_lb_target_group" "this" {
+  name                 = "${local.short_name}-tg"
+  port                 = var.app_port
+  protocol             = "HTTP"
+  vpc_id               = data.aws_vpc.selected.id
+  target_type          = "instance"
+  deregistration_delay = 30
+  tags                 = local.tags
+
+  health_check {
+    path                = var.health_check_path
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+}
+
+resource "aws_lb_listener" "http" {
+  load_balancer_arn = aws_lb.this.arn
+  port              = var.listener_port
+  protocol          = "HTTP"
+  tags              = local.tags
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this.arn
+  }
+}

@@ -1,0 +1,168 @@
+variable "name" {
+  description = "Name of the service; prefixes every resource (ALB and target group names are cut to 32 characters)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-zA-Z][a-zA-Z0-9-]{0,27}$", var.name))
+    error_message = "The name must start with a letter, use letters, digits and '-', and be at most 28 characters."
+  }
+}
+
+variable "image_id" {
+  description = "The AMI every instance runs. Changing it creates a new launch template version and starts an instance refresh."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.image_id))
+    error_message = "The image_id must be an AMI id (ami-...)."
+  }
+}
+
+variable "runtime_env" {
+  description = "The environment's runtime configuration (runtime.env): written at first boot to runtime_env_file, never baked. A change is a new launch template version and a rolling refresh of the same AMI."
+  type        = map(string)
+  default     = {}
+}
+
+variable "runtime_env_file" {
+  description = "Where the instance's user data writes runtime_env (the app's unit reads it after its baked defaults)."
+  type        = string
+  default     = "/etc/app/runtime.env"
+
+  validation {
+    condition     = can(regex("^(/[A-Za-z0-9._+-]+)+$", var.runtime_env_file))
+    error_message = "The runtime_env_file must be an absolute path."
+  }
+}
+
+variable "region" {
+  description = "AWS region; null takes it from the environment (AWS_REGION)."
+  type        = string
+  default     = null
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of the fleet."
+  type        = string
+  default     = "t3.micro"
+}
+
+variable "min_size" {
+  type    = number
+  default = 2
+}
+
+variable "max_size" {
+  type    = number
+  default = 4
+}
+
+variable "desired_capacity" {
+  type    = number
+  default = 2
+}
+
+variable "min_healthy_percentage" {
+  description = "Instance refresh: share of the desired capacity that must stay in service while instances are replaced."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.min_healthy_percentage >= 0 && var.min_healthy_percentage <= 100
+    error_message = "The min_healthy_percentage must be between 0 and 100."
+  }
+}
+
+variable "instance_warmup" {
+  description = "Instance refresh: seconds a new instance gets before it counts as in service."
+  type        = number
+  default     = 60
+}
+
+variable "health_check_grace_period" {
+  description = "Seconds the Auto Scaling group ignores ELB health after an instance starts."
+  type        = number
+  default     = 60
+}
+
+variable "app_port" {
+  description = "Port the application listens on in each instance."
+  type        = number
+  default     = 8080
+}
+
+variable "health_check_path" {
+  description = "HTTP path the target group checks; 200 means healthy."
+  type        = string
+  default     = "/healthz"
+}
+
+variable "listener_port" {
+  description = "Port of the load balancer's HTTP listener."
+  type        = number
+  default     = 80
+}
+
+variable "internal" {
+  description = "Whether the load balancer is internal."
+  type        = bool
+  default     = false
+}
+
+variable "allowed_cidrs" {
+  description = "Who may reach the load balancer's listener."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "vpc_id" {
+  description = "VPC of the fleet; null uses the region's default VPC."
+  type        = string
+  default     = null
+}
+
+variable "subnet_ids" {
+  description = "Subnets (at least two availability zones) for the load balancer and instances; empty uses every subnet of the VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "key_name" {
+  description = "EC2 key pair for the instances; null for none."
+  type        = string
+  default     = null
+}
+
+variable "iam_instance_profile" {
+  description = "Name of an IAM instance profile for the instances; null for none."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Extra tags on the resources and the instances."
+  type        = map(string)
+  default     = {}
+}
+
+# Emulator switches (the local cloud sets them to true); keep the defaults for real AWS.
+
+variable "skip_credentials_validation" {
+  type    = bool
+  default = false
+}
+
+variable "skip_requesting_account_id" {
+  type    = bool
+  default = false
+}
+
+variable "skip_metadata_api_check" {
+  type    = bool
+  default = false
+}
+
+variable "skip_region_validation" {
+  type    = bool
+  default = false
+}
