@@ -55,7 +55,8 @@ record is not replaced by the group; warm pools during a refresh.
 
 13. Instances are records only. Now an instance of an AMI baked in this local cloud boots it
     (baker.local.instances); stop, start and terminate act on its container; a deregistered AMI
-    loses its content. Each ALB HTTP listener answers on loopback (baker.local.lb).
+    loses its content; GetConsoleOutput answers the container's console (cloud-init prints the
+    SSH host keys there, as on EC2). Each ALB HTTP listener answers on loopback (baker.local.lb).
 
 The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all of
 it once per process, before the server starts.
@@ -404,9 +405,12 @@ def is_live(instance: Any) -> bool:
 
 def _patch_live_instances() -> None:
     """Instances of an AMI with content boot it; stop, start and terminate act on the container."""
+    from moto.core.responses import ActionResult
     from moto.ec2.exceptions import EC2ClientError
     from moto.ec2.models.amis import AmiBackend
     from moto.ec2.models.instances import Instance, InstanceBackend
+    from moto.ec2.responses.general import General
+    from moto.ec2.utils import Base64EncodedString
 
     from baker.local.instances import InstanceLimit, hostname_for
 
@@ -449,6 +453,19 @@ def _patch_live_instances() -> None:
 
     for name in ("start", "stop", "terminate"):
         setattr(Instance, name, acting_on_container(name))
+
+    original_console = General.get_console_output
+
+    def get_console_output(self: Any) -> Any:
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        if not is_live(instance) or INSTANCES is None:
+            return original_console(self)
+        raw = INSTANCES.console(instance.id).encode()[-64 * 1024 :]  # EC2 keeps the last 64 KB
+        output = Base64EncodedString(base64.b64encode(raw).decode())
+        result = {"InstanceId": instance.id, "Timestamp": utcnow(), "Output": output}
+        return ActionResult(result)
+
+    General.get_console_output = get_console_output  # type: ignore[method-assign]
 
     original_deregister = AmiBackend.deregister_image
 

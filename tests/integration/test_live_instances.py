@@ -15,6 +15,8 @@ import botocore.exceptions
 import pytest
 
 from baker.local import kernel
+from baker.local.instances import LocalReach
+from baker.verify import console_host_keys
 from tests.livefleet import bake_probe, in_instance, runtime_env_user_data, wait_for
 
 pytestmark = pytest.mark.integration
@@ -74,6 +76,13 @@ def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, pr
         assert get(pid, "/healthz")[0] == 404
         # the container has only loopback
         assert kernel.in_netns(f"/proc/{pid}/ns/net", kernel.net_interfaces) == ["lo"]
+
+        # the console, as GetConsoleOutput gives it, vouches for the host key cloud-init generated
+        def console_keys() -> list[str]:
+            return console_host_keys(ec2.get_console_output(InstanceId=iid)["Output"])  # botocore decodes it
+
+        keys = wait_for("host keys on the console", console_keys, 30)
+        assert keys == LocalReach(local_cloud.state_dir).host_keys({"InstanceId": iid})
 
         ec2.stop_instances(InstanceIds=[iid])
         wait_for("container stopped", lambda: not instance_status(local_cloud, iid)["live"], 30)
