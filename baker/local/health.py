@@ -193,7 +193,7 @@ class HealthChecker:
             due = []
             for arn, iid, netns_file, check in listed:
                 th = self.state(arn, iid)
-                if netns_file is None:  # the container is still coming up: registration in progress
+                if netns_file is None:  # the instance is still booting: registration in progress
                     continue
                 if now - th.last_check >= check.interval:
                     th.last_check = now

@@ -52,6 +52,8 @@ SHUTDOWN_GRACE = 10.0
 #: load balancer relayed to it just before finishes (AWS waits for the deregistration delay)
 DRAIN_SECONDS = 1.0
 NSPAWN = "systemd-nspawn"
+#: seconds after which a live instance's targets are checked even without cloud-init's boot-finished
+BOOT_WAIT = 20.0
 
 
 class InstanceLimit(BakerError):
@@ -241,6 +243,18 @@ class Instances:
                 self._leaders[instance_id] = child
                 return child
         return None
+
+    def booted(self, instance_id: str) -> bool:
+        """Whether the instance's first boot is over: cloud-init's boot-finished, or BOOT_WAIT passed.
+
+        Until then its targets stay ``initial`` without being checked: on EC2 the group registers an
+        instance once it runs, and a check of a system still booting says nothing about the app.
+        """
+        meta = self._meta(instance_id)
+        if not meta:
+            return False
+        marker = self.dir / instance_id / "upper/var/lib/cloud/instances" / instance_id / "boot-finished"
+        return marker.is_file() or time.time() - float(meta.get("booted_at") or 0) > BOOT_WAIT
 
     def root(self, instance_id: str) -> Path:
         """The instance's disk as this machine sees it (the overlay's merged dir while it runs)."""

@@ -201,7 +201,8 @@ def live_targets() -> list[tuple[str, str, str | None, Check]]:
                     if instance is None or not is_live(instance) or instance.state != "running":
                         continue
                     check = Check.of(tg, int(target.get("Port") or tg.port or 80))
-                    found.append((tg.arn, iid, INSTANCES.netns_file(iid), check))
+                    netns_file = INSTANCES.netns_file(iid) if INSTANCES.booted(iid) else None
+                    found.append((tg.arn, iid, netns_file, check))
     return found
 
 
