@@ -45,3 +45,28 @@ def test_thresholds_move_a_target_between_states() -> None:
     th.record(True, "", "", check, 6)
     th.record(False, "Target.ResponseCodeMismatch", "codes: [500]", check, 7)
     assert th.state == "unhealthy" and th.passes == 0 and th.reason == "Target.ResponseCodeMismatch"
+
+
+def test_local_status_says_what_is_live_what_is_a_record_and_where_to_curl() -> None:
+    from baker.cli.local_cmd import _render_status
+
+    text = _render_status(
+        {
+            "running": True, "state_dir": "/s", "netns": "baker-local", "endpoint": "http://127.0.0.1:5000",
+            "emulator_pid": 1, "emulator_rss_mib": 50, "build_host": None,
+            "images": [{"ami_id": "ami-2", "account": "1", "region": "r", "name": "m", "health": None}],
+            "instances": [
+                {"instance_id": "i-1", "region": "r", "ami_id": "ami-1", "state": "running",
+                 "health": "healthy", "live": True, "container_pid": 5, "rss_mib": 67},
+                {"instance_id": "i-2", "region": "r", "ami_id": "ami-2", "state": "running",
+                 "health": "healthy", "live": False, "note": "record only: no content"},
+            ],
+            "load_balancers": [{"load_balancer": "lb", "dns_name": "lb-1.elb.amazonaws.com",
+                                "listener_arn": "a", "url": "http://127.0.0.1:80",
+                                "healthy_targets": ["i-1"]}],
+        }
+    )  # fmt: skip
+    assert "(1 live)" in text and "live, container pid 5, 67 MiB" in text and "record only" in text
+    assert "(no content here: its instances are records)" in text
+    assert "lb-1.elb.amazonaws.com  http://127.0.0.1:80" in text
+    assert "ip netns exec baker-local curl" in text
