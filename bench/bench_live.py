@@ -12,7 +12,7 @@ Packer so the bench measures the local cloud, not a bake). The target group chec
 Terraform module's does (/healthz every 10 s, 2 in a row decide).
 
 Run as root: ``python bench/bench_live.py``. It makes its own loopback-only network namespace and
-local cloud under a temp dir and removes all of it at the end (images included). Bounded: the
+local cloud under a temp dir (bench/privatecloud.py) and removes all of it at the end. Bounded: the
 refresh must end within --timeout seconds, the client stops 3 s after it.
 """
 
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +31,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from baker.local import cloud, netns  # noqa: E402
+from privatecloud import private_cloud  # noqa: E402
+
+from baker.local import cloud  # noqa: E402
 from tests.livefleet import bake_probe, in_instance, wait_for  # noqa: E402
 from tests.localcloud import LocalCloud  # noqa: E402
 
@@ -131,98 +130,87 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the refresh may take")
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_live needs root (network namespaces, overlays, containers)", file=sys.stderr)
-        return 2
-    name = f"baker-bench-{os.getpid()}"
-    netns.create(name)
-    netns.enter(name)
-    tmp = Path(tempfile.mkdtemp(prefix="baker-bench-live-"))
-    state = tmp / "cloud"
-    os.environ["BAKER_LOCAL_DIR"] = str(state)
-    handle: LocalCloud | None = None
-    try:
-        info = cloud.up(state, netns_name=name, rootfs=False)
-        handle = LocalCloud(state_dir=state, endpoint=info["endpoint"], netns=name)
-        ami_v1, ami_v2 = bake_probe(handle, "1"), bake_probe(handle, "2")
-        made = fleet(handle, ami_v1, ami_v2)
-        asg = handle.client("autoscaling")
+    with private_cloud("live", parts=(), keep=args.keep) as (state, _project):
+        info = cloud.status(state)
+        handle = LocalCloud(state_dir=state, endpoint=info["endpoint"], netns=info["netns"])
+        try:
+            return run(handle, args.rate, args.timeout)
+        finally:
+            if handle._build_host is not None:
+                handle._build_host.down()
 
-        def all_healthy() -> dict[str, Any] | None:
-            found = listener_of(handle, made["listener"])  # type: ignore[arg-type]
-            return found if found and len(found["healthy_targets"]) == 4 else None
 
-        t0 = time.monotonic()
-        lb = wait_for("4 healthy targets", all_healthy, 120)
-        first_healthy = time.monotonic() - t0
-        port = int(lb["url"].rsplit(":", 1)[1])
-        boots = boot_figures(handle)
+def run(handle: LocalCloud, rate: float, timeout: float) -> int:
+    ami_v1, ami_v2 = bake_probe(handle, "1"), bake_probe(handle, "2")
+    made = fleet(handle, ami_v1, ami_v2)
+    asg = handle.client("autoscaling")
 
-        client = Client(port, args.rate)
-        client.start()
-        time.sleep(3)
-        version = handle.client("ec2").create_launch_template_version(
-            LaunchTemplateId=made["template"], LaunchTemplateData={"ImageId": ami_v2}
-        )["LaunchTemplateVersion"]["VersionNumber"]
-        asg.update_auto_scaling_group(
-            AutoScalingGroupName=NAME,
-            LaunchTemplate={"LaunchTemplateId": made["template"], "Version": str(version)},
-        )
-        started = time.monotonic()
-        refresh = asg.start_instance_refresh(
-            AutoScalingGroupName=NAME, Preferences={"MinHealthyPercentage": 50}
-        )["InstanceRefreshId"]
+    def all_healthy() -> dict[str, Any] | None:
+        found = listener_of(handle, made["listener"])
+        return found if found and len(found["healthy_targets"]) == 4 else None
 
-        def ended() -> dict[str, Any] | None:
-            r = asg.describe_instance_refreshes(AutoScalingGroupName=NAME, InstanceRefreshIds=[refresh])
-            found = r["InstanceRefreshes"][0]
-            return found if found["Status"] in ("Successful", "Failed", "Cancelled") else None
+    t0 = time.monotonic()
+    lb = wait_for("4 healthy targets", all_healthy, 120)
+    first_healthy = time.monotonic() - t0
+    port = int(lb["url"].rsplit(":", 1)[1])
+    boots = boot_figures(handle)
 
-        done = wait_for("the refresh", ended, args.timeout)
-        refresh_s = time.monotonic() - started
-        wait_for("4 healthy targets of version 2", all_healthy, 60)
-        time.sleep(3)
-        client.stop()
-        boots += [b for b in boot_figures(handle) if b[0] not in {x[0] for x in boots}]
+    client = Client(port, rate)
+    client.start()
+    time.sleep(3)
+    version = handle.client("ec2").create_launch_template_version(
+        LaunchTemplateId=made["template"], LaunchTemplateData={"ImageId": ami_v2}
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    asg.update_auto_scaling_group(
+        AutoScalingGroupName=NAME,
+        LaunchTemplate={"LaunchTemplateId": made["template"], "Version": str(version)},
+    )
+    started = time.monotonic()
+    refresh = asg.start_instance_refresh(AutoScalingGroupName=NAME, Preferences={"MinHealthyPercentage": 50})[
+        "InstanceRefreshId"
+    ]
 
-        answers = client.answers
-        failed = [a for a in answers if a[1] != 200]
-        span = (answers[-1][0] - answers[0][0]) if len(answers) > 1 else 0.0
-        print("zero downtime: rolling refresh of 4 live instances, min healthy 50 %, through the local LB")
+    def ended() -> dict[str, Any] | None:
+        r = asg.describe_instance_refreshes(AutoScalingGroupName=NAME, InstanceRefreshIds=[refresh])
+        found = r["InstanceRefreshes"][0]
+        return found if found["Status"] in ("Successful", "Failed", "Cancelled") else None
+
+    done = wait_for("the refresh", ended, timeout)
+    refresh_s = time.monotonic() - started
+    wait_for("4 healthy targets of version 2", all_healthy, 60)
+    time.sleep(3)
+    client.stop()
+    boots += [b for b in boot_figures(handle) if b[0] not in {x[0] for x in boots}]
+
+    answers = client.answers
+    failed = [a for a in answers if a[1] != 200]
+    span = (answers[-1][0] - answers[0][0]) if len(answers) > 1 else 0.0
+    print("zero downtime: rolling refresh of 4 live instances, min healthy 50 %, through the local LB")
+    print(
+        f"  refresh: {done['Status']} in {refresh_s:.1f} s "
+        f"(the first 4 instances healthy {first_healthy:.1f} s after the group was created)"
+    )
+    rate = len(answers) / span if span else 0.0
+    print(f"  requests sent: {len(answers)} over {span:.1f} s ({rate:.1f}/s)")
+    print(f"  failed: {len(failed)}")
+    for at, status, body in failed[:5]:
+        print(f"    at {at - started:+.2f} s: {status} {body[:80]}")
+    for v in sorted({a[2] for a in answers if a[1] == 200}):
+        times = [a[0] - started for a in answers if a[1] == 200 and a[2] == v]
+        print(f"  version {v}: first {min(times):+.2f} s, last {max(times):+.2f} s ({len(times)} answered)")
+    secs = [b for _, b, _ in boots if b is not None]
+    rss = [r for _, _, r in boots if r]
+    if secs:
         print(
-            f"  refresh: {done['Status']} in {refresh_s:.1f} s "
-            f"(the first 4 instances healthy {first_healthy:.1f} s after the group was created)"
+            f"  boot to multi-user (systemd in the container, {len(secs)} instances): "
+            f"min {min(secs):.2f} s, median {statistics.median(secs):.2f} s, max {max(secs):.2f} s"
         )
-        rate = len(answers) / span if span else 0.0
-        print(f"  requests sent: {len(answers)} over {span:.1f} s ({rate:.1f}/s)")
-        print(f"  failed: {len(failed)}")
-        for at, status, body in failed[:5]:
-            print(f"    at {at - started:+.2f} s: {status} {body[:80]}")
-        for v in sorted({a[2] for a in answers if a[1] == 200}):
-            times = [a[0] - started for a in answers if a[1] == 200 and a[2] == v]
-            print(
-                f"  version {v}: first {min(times):+.2f} s, last {max(times):+.2f} s ({len(times)} answered)"
-            )
-        secs = [b for _, b, _ in boots if b is not None]
-        rss = [r for _, _, r in boots if r]
-        if secs:
-            print(
-                f"  boot to multi-user (systemd in the container, {len(secs)} instances): "
-                f"min {min(secs):.2f} s, median {statistics.median(secs):.2f} s, max {max(secs):.2f} s"
-            )
-        if rss:
-            print(
-                f"  RSS per instance (whole container): min {min(rss):.0f} MiB, "
-                f"median {statistics.median(rss):.0f} MiB, max {max(rss):.0f} MiB"
-            )
-        return 0 if not failed else 1
-    finally:
-        if handle is not None and handle._build_host is not None:
-            handle._build_host.down()
-        cloud.down(state, purge=True)
-        netns.delete(name)
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+    if rss:
+        print(
+            f"  RSS per instance (whole container): min {min(rss):.0f} MiB, "
+            f"median {statistics.median(rss):.0f} MiB, max {max(rss):.0f} MiB"
+        )
+    return 0 if not failed else 1
 
 
 if __name__ == "__main__":
