@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import re
 import secrets
@@ -38,13 +36,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from baker import images, provenance
 from baker.aws import AWS, error_code
 from baker.config import Environment, Project, SmokeCheck
 from baker.errors import AWSError, BakerError, Interrupted, ToolError, UsageError, VerifyFailed
 
 log = logging.getLogger("baker")
 
-TAG = "baker:verified"
+TAG = provenance.VERIFIED
 SSH_PORT = 22
 OUTPUT_EXCERPT = 400
 #: run on the instance before the checks: until its first boot is over (user data included)
@@ -107,12 +106,12 @@ class AWSReach:
 
 def checks_digest(checks: list[SmokeCheck]) -> str:
     """A short digest of the checks: the same list of checks, the same digest."""
-    data = json.dumps([c.model_dump() for c in checks], sort_keys=True).encode()
-    return hashlib.sha256(data).hexdigest()[:12]
+    return provenance.checks_digest(c.model_dump() for c in checks)
 
 
 def verified_tag(checks: list[SmokeCheck], now: datetime) -> str:
-    return f"{now.strftime('%Y-%m-%dT%H:%M:%SZ')} checks:{checks_digest(checks)}"
+    """The value of ``baker:verified`` (what the policy gate's require_verified reads back)."""
+    return provenance.verified_value(now, checks_digest(checks))
 
 
 def judge(check: SmokeCheck, status: int, output: str) -> tuple[bool, str]:
@@ -161,9 +160,7 @@ class Verify:
         if not self.checks:
             raise UsageError("baker.yml has no smoke_checks: there is nothing to verify an AMI with")
         ec2 = self.aws.client("ec2")
-        images = ec2.describe_images(ImageIds=[ami_id]).get("Images", [])
-        if not images:
-            raise UsageError(f"AMI {ami_id} not found in {self.aws.region}")
+        image = images.require(ec2, images.check_id(ami_id), self.aws.region)
         name = f"baker-verify-{self.project.app.name}-{secrets.token_hex(4)}"
         made: dict[str, str] = {}
         result: dict[str, Any] = {"ami_id": ami_id, "verified": False, "checks": []}
@@ -189,7 +186,7 @@ class Verify:
                 details=result,
             )
         value = verified_tag(self.checks, datetime.now(UTC))
-        ec2.create_tags(Resources=[ami_id], Tags=[{"Key": TAG, "Value": value}])
+        images.tag(ec2, image, {TAG: value})  # the image and its snapshots, like every provenance tag
         result.update(verified=True, tag=value)
         return result
 

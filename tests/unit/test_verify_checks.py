@@ -37,7 +37,10 @@ def test_the_tag_says_when_and_which_checks() -> None:
     assert checks_digest(checks) == checks_digest([SmokeCheck(name="a", command="true")])
     assert checks_digest(checks) != checks_digest([SmokeCheck(name="a", command="false")])
     tag = verified_tag(checks, datetime(2026, 12, 1, 17, 0, tzinfo=UTC))
-    assert tag == f"2026-12-01T17:00:00Z checks:{checks_digest(checks)}"
+    assert tag == f"2026-12-01T17:00:00Z checks={checks_digest(checks)}"
+    from baker import provenance
+
+    assert provenance.parse_verified(tag) is not None, "the policy gate reads it back"
 
 
 def _private_key() -> str:
@@ -63,7 +66,7 @@ class _EC2:
 
     def __getattr__(self, name: str):
         answers = {
-            "describe_images": {"Images": [{"ImageId": "ami-1"}]},
+            "describe_images": {"Images": [{"ImageId": "ami-0123456789abcdef0"}]},
             "create_key_pair": {"KeyMaterial": _private_key()},
             "describe_vpcs": {"Vpcs": [{"VpcId": "vpc-1"}]},
             "create_security_group": {"GroupId": "sg-1"},
@@ -108,7 +111,7 @@ def test_ctrl_c_still_removes_the_instance_key_pair_and_security_group(tmp_path)
     aws = _AWS()
     stage = Verify(project, project.environment("dev"), aws, reach=_Interrupting())  # type: ignore[arg-type]
     with pytest.raises(Interrupted) as caught:
-        stage.run("ami-1")
+        stage.run("ami-0123456789abcdef0")
     assert caught.value.exit_code == 130
     calls = aws.ec2.calls
     assert calls.index("terminate_instances") > calls.index("run_instances")
