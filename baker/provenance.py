@@ -119,7 +119,7 @@ def checks_digest(checks: Iterable[Mapping[str, Any]]) -> str:
 
 
 def verified_value(at: dt.datetime, digest: str) -> str:
-    return f"{iso(at)} checks={digest}"
+    return f"{iso(at.replace(microsecond=0))} checks={digest}"
 
 
 def parse_verified(value: str | None) -> tuple[dt.datetime, str] | None:

@@ -77,7 +77,7 @@ def test_verify_passes_and_tags_the_ami(local_cloud: Any, project: Any) -> None:
         t["Key"]: t["Value"]
         for t in local_cloud.client("ec2").describe_images(ImageIds=[ami])["Images"][0]["Tags"]
     }
-    assert tags[TAG] == result["tag"] and "checks:" in tags[TAG]
+    assert tags[TAG] == result["tag"] and "checks=" in tags[TAG]
     assert leftovers(local_cloud) == {"key_pairs": [], "security_groups": [], "instances": []}
 
 
