@@ -8,6 +8,7 @@ resource "aws_lb" "this" {
 }
 
 resource "aws_lb_target_group" "this" {
+  count                = local.rolling ? 1 : 0
   name                 = "${local.short_name}-tg"
   port                 = var.app_port
   protocol             = "HTTP"
@@ -34,6 +35,24 @@ resource "aws_lb_listener" "http" {
 
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.this.arn
+    target_group_arn = local.rolling ? aws_lb_target_group.this[0].arn : null
+
+    # blue/green: the two colors' target groups, weighed (baker moves the weights)
+    dynamic "forward" {
+      for_each = local.rolling ? [] : [1]
+      content {
+        dynamic "target_group" {
+          for_each = aws_lb_target_group.color
+          content {
+            arn    = target_group.value.arn
+            weight = local.weights[target_group.key]
+          }
+        }
+        stickiness {
+          enabled  = false
+          duration = 1
+        }
+      }
+    }
   }
 }

@@ -19,6 +19,7 @@ locals {
 # The launch template carries no tags of its own: every version is the image, the runtime
 # configuration and the instance settings only, so a plan shows a change exactly when one changes.
 resource "aws_launch_template" "this" {
+  count                  = local.rolling ? 1 : 0
   name_prefix            = "${var.name}-"
   description            = "${var.name}: baker points image_id at the release"
   image_id               = var.image_id
@@ -47,12 +48,13 @@ resource "aws_launch_template" "this" {
 }
 
 resource "aws_autoscaling_group" "this" {
+  count                     = local.rolling ? 1 : 0
   name                      = var.name
   min_size                  = var.min_size
   max_size                  = var.max_size
   desired_capacity          = var.desired_capacity
   vpc_zone_identifier       = local.subnet_ids
-  target_group_arns         = [aws_lb_target_group.this.arn]
+  target_group_arns         = [aws_lb_target_group.this[0].arn]
   health_check_type         = "ELB"
   health_check_grace_period = var.health_check_grace_period
 
@@ -61,9 +63,9 @@ resource "aws_autoscaling_group" "this" {
   wait_for_capacity_timeout = "0"
 
   launch_template {
-    id = aws_launch_template.this.id
+    id = aws_launch_template.this[0].id
     # the explicit version, never $Latest: a new version is a visible change that starts a refresh
-    version = aws_launch_template.this.latest_version
+    version = aws_launch_template.this[0].latest_version
   }
 
   instance_refresh {
