@@ -214,7 +214,7 @@ class BlueGreen:
         capacity = int(self.settings.variables.get("desired_capacity", 2))
         if colors is None:
             migrated = self.migrated()
-            if migrated is not None:  # a rolling fleet moved into blue's place: blue is live
+            if migrated is not None:  # switched from rolling: the rolling fleet is blue, and live
                 spec = {"blue": migrated, "green": {**mine, "capacity": migrated["capacity"]}}
                 return "green", "blue", spec, step_weights("blue", 100)
             # the first blue/green deploy: nobody is served yet, blue takes everything at once
@@ -226,8 +226,8 @@ class BlueGreen:
         return new, live, spec, dict(colors.weights)
 
     def migrated(self) -> dict[str, Any] | None:
-        """Blue's spec when the state holds a rolling fleet moved to blue (``terraform state mv``,
-        README: migrating) that has served: its live release's AMI and runtime, at its capacity."""
+        """Blue's spec right after a switch from rolling (the rolling fleet is blue) when it has
+        served: its live release's AMI and runtime, at the group's capacity."""
         d = self.deploy
         outputs = d.handoff.outputs()
         live = d.ledger.live()
@@ -361,14 +361,18 @@ class BlueGreen:
         result["steps"] = []
         for percent in steps:
             last = percent == 100
-            colors = self.weigh(
-                colors,
-                step_weights(new, percent),
-                live=new if last else colors.live,
-                test=new,
-                ami_id=fleet.image_id,
-                runtime=fleet.runtime_env,
-            )
+            try:
+                colors = self.weigh(
+                    colors,
+                    step_weights(new, percent),
+                    live=new if last else colors.live,
+                    test=new,
+                    ami_id=fleet.image_id,
+                    runtime=fleet.runtime_env,
+                )
+            except BakerError as exc:  # the weights may have moved: the rollback moves them back
+                result["steps"].append({"percent": percent, "failure": exc.message})
+                return state, f"traffic step {percent}% to {new} failed: {exc.message}"
             log.info("traffic: %d%% on %s (%s)", percent, new, release.ami_id)
             state, failure = self.watch_step(colors.fleets[new], colors)
             result["steps"].append({"percent": percent, "failure": failure})

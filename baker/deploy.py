@@ -456,6 +456,29 @@ class Deploy:
         self._watch = None
         return state, failure
 
+    def _back_to_rolling(self, applied: Mapping[str, Any]) -> None:
+        """From blue_green back to rolling, the rolling fleet is blue: refuse while blue does not
+        serve everyone at capacity (the switch would move users onto it at once)."""
+        colors = Colors.from_outputs(applied)
+        if colors is None or self.blue_green:
+            return
+        blue = colors.fleets["blue"]
+        if colors.live == "blue" and colors.weights.get("blue") == 100 and blue.capacity > 0:
+            return
+        origin = self.env.origin("deploy", "strategy")
+        raise Refused(
+            f"switching deploy.strategy from blue_green to rolling ({origin}): "
+            f"the rolling fleet is blue, and {colors.live} is live (blue: {blue.capacity} instances, "
+            f"weight {colors.weights.get('blue', 0)}). Release onto blue with blue_green first "
+            f"(or 'baker rollback -e {self.env.name}' to it), then switch",
+            details={
+                "outcome": "refused",
+                "rule": "plan",
+                "strategy_from": "blue_green",
+                "strategy_to": "rolling",
+            },
+        )
+
     def apply(
         self,
         release: Release,
@@ -469,6 +492,7 @@ class Deploy:
         The refreshes that existed before it are kept in ``_known`` (ours is the newest other)."""
         assert release.ami_id is not None
         applied = self.handoff.outputs()
+        self._back_to_rolling(applied)
         plan = self.handoff.plan(release.ami_id, release.runtime, blue_green)
         try:
             gate(plan, allow_replace=allow_replace, never_served=self.ledger.live() is None)

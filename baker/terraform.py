@@ -93,11 +93,6 @@ def apply_argv(
     ]
 
 
-def state_mv_argv(binary: str, work_dir: Path | str, source: str, destination: str) -> list[str]:
-    """Move one resource in the state (a rolling fleet into blue's place, README)."""
-    return [*_base(binary, work_dir), "state", "mv", "-no-color", "-lock-timeout=60s", source, destination]
-
-
 def output_argv(binary: str, work_dir: Path | str) -> list[str]:
     return [*_base(binary, work_dir), "output", "-json", "-no-color"]
 
@@ -521,13 +516,6 @@ class Terraform:
     def discard(self, plan: Plan) -> None:
         """Forget a plan that will not be applied."""
         plan.path.unlink(missing_ok=True)
-
-    def state_mv(self, source: str, destination: str) -> None:
-        self._run(
-            "state mv",
-            state_mv_argv(self.binary, self.work_dir, source, destination),
-            on_line=lambda line: log.info("[terraform state mv] %s", line),
-        )
 
     def outputs(self) -> dict[str, Any]:
         result = self._run("output", output_argv(self.binary, self.work_dir), capture=True)

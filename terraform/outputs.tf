@@ -1,25 +1,25 @@
 output "asg_name" {
   description = "Name of the Auto Scaling group."
-  value       = local.rolling ? aws_autoscaling_group.this[0].name : aws_autoscaling_group.color[local.live_color].name
+  value       = local.green_live ? one(aws_autoscaling_group.green[*].name) : aws_autoscaling_group.this.name
 }
 
 output "target_group_arn" {
   description = "ARN of the target group whose health gates a release."
-  value       = local.rolling ? aws_lb_target_group.this[0].arn : aws_lb_target_group.color[local.live_color].arn
+  value       = local.green_live ? one(aws_lb_target_group.green[*].arn) : aws_lb_target_group.this.arn
 }
 
 output "launch_template_id" {
-  value = local.rolling ? aws_launch_template.this[0].id : aws_launch_template.color[local.live_color].id
+  value = local.green_live ? one(aws_launch_template.green[*].id) : aws_launch_template.this.id
 }
 
 output "launch_template_version" {
   description = "The launch template version the group launches from."
-  value       = local.rolling ? aws_launch_template.this[0].latest_version : aws_launch_template.color[local.live_color].latest_version
+  value       = local.green_live ? one(aws_launch_template.green[*].latest_version) : aws_launch_template.this.latest_version
 }
 
 output "image_id" {
   description = "The AMI of that launch template version."
-  value       = local.rolling ? aws_launch_template.this[0].image_id : aws_launch_template.color[local.live_color].image_id
+  value       = local.green_live ? one(aws_launch_template.green[*].image_id) : aws_launch_template.this.image_id
 }
 
 output "lb_dns_name" {
@@ -34,17 +34,26 @@ output "blue_green" {
     weights            = local.weights
     load_balancer_arn  = aws_lb.this.arn
     listener_arn       = aws_lb_listener.http.arn
-    test_listener_arn  = aws_lb_listener.test[0].arn
+    test_listener_arn  = one(aws_lb_listener.test[*].arn)
     test_listener_port = var.test_listener_port
     colors = {
-      for c in local.colors : c => {
-        asg_name                = aws_autoscaling_group.color[c].name
-        target_group_arn        = aws_lb_target_group.color[c].arn
-        launch_template_id      = aws_launch_template.color[c].id
-        launch_template_version = aws_launch_template.color[c].latest_version
-        image_id                = local.color[c].image_id
-        capacity                = local.color[c].capacity
-        runtime_env             = local.color[c].runtime_env
+      blue = {
+        asg_name                = aws_autoscaling_group.this.name
+        target_group_arn        = aws_lb_target_group.this.arn
+        launch_template_id      = aws_launch_template.this.id
+        launch_template_version = aws_launch_template.this.latest_version
+        image_id                = local.color.blue.image_id
+        capacity                = local.color.blue.capacity
+        runtime_env             = local.color.blue.runtime_env
+      }
+      green = {
+        asg_name                = one(aws_autoscaling_group.green[*].name)
+        target_group_arn        = one(aws_lb_target_group.green[*].arn)
+        launch_template_id      = one(aws_launch_template.green[*].id)
+        launch_template_version = one(aws_launch_template.green[*].latest_version)
+        image_id                = local.color.green.image_id
+        capacity                = local.color.green.capacity
+        runtime_env             = local.color.green.runtime_env
       }
     }
   }

@@ -1,8 +1,8 @@
 """Blue/green against the local cloud, with the real Terraform and AWS provider.
 
-One fleet for the module, in its own environment (``bg``) and Terraform state: it starts rolling
-(the plan gate refuses a switch of strategy), moves into blue's place by ``terraform state mv``
-(README: switching strategies), then takes blue/green releases, failures and rollbacks. Weights,
+One fleet for the module, in its own environment (``bg``) and Terraform state: it starts rolling,
+switches to blue/green in place (the rolling fleet is blue, and keeps serving), takes blue/green
+releases, failures and rollbacks, and is refused a switch back while it would move users. Weights,
 colors and target health come from the emulator's API. The tests run in file order.
 """
 
@@ -144,11 +144,8 @@ def rolling(fleet: Fleet) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def migrated(fleet: Fleet, rolling: dict[str, Any]) -> dict[str, Any]:
-    """The rolling fleet moved into blue's place (README), then v2 deployed blue/green."""
+    """The rolling environment switched to blue_green, then v2 deployed: the first goes to green."""
     fleet.configure(strategy="blue_green")
-    tf = fleet.deploy().terraform
-    for kind in ("aws_launch_template", "aws_autoscaling_group", "aws_lb_target_group"):
-        tf.state_mv(f"{kind}.this[0]", f'{kind}.color["blue"]')
     before = fleet.group(BLUE)
     result = fleet.deploy().run(fleet.ami("2.0.0"), options=TIMEOUT)
     return {"result": result, "blue_before": before}
@@ -163,17 +160,18 @@ def test_a_rolling_environment_plans_nothing_new_with_the_module(fleet: Fleet, r
     assert fleet.ledger.live().color is None
 
 
-def test_switching_to_blue_green_is_refused_without_allow_replace(fleet: Fleet, rolling: dict[str, Any]):
+def test_switching_to_blue_green_replaces_nothing(fleet: Fleet, rolling: dict[str, Any]):
     fleet.configure(strategy="blue_green")
     try:
-        with pytest.raises(Refused) as info:
-            fleet.deploy().run(fleet.ami("1.5.0"), options=TIMEOUT)
+        result = fleet.deploy().run(fleet.ami("1.5.0"), dry_run=True)
     finally:
         fleet.configure(strategy="rolling")
-    assert info.value.exit_code == 6
-    assert "switching deploy.strategy from rolling to blue_green" in info.value.message
-    assert "aws_autoscaling_group.this[0]" in info.value.message
-    assert set(fleet.group(BLUE).values()) == {rolling["ami_id"]}, "nothing changed"
+    assert result["outcome"] == "planned" and not result["would_refuse"]
+    actions = {c["address"]: c["action"] for c in result["plan"]["changes"]}
+    assert "delete" not in actions.values() and "replace" not in actions.values(), actions
+    assert actions["aws_autoscaling_group.green[0]"] == "create"
+    assert "aws_launch_template.this" not in actions, "blue's template (the rolling one) is untouched"
+    assert result["color"] == "green"
 
 
 def test_migrated_fleet_takes_a_blue_green_release_without_touching_blue(
@@ -296,4 +294,20 @@ def test_retire_keeps_the_previous_color_until_keep_previous(fleet: Fleet, migra
     back = Rollback(fleet.deploy()).run(options=TIMEOUT)
     assert (back["outcome"], back["color"], back["launched"]) == ("healthy", "blue", True)
     assert fleet.instance_ids() - before, "blue was launched again"
+    assert fleet.weights() == {BLUE_TG: 100, GREEN_TG: 0}
+
+
+def test_switching_back_to_rolling_is_refused_while_it_would_move_users(
+    fleet: Fleet, migrated: dict[str, Any]
+):
+    assert fleet.ledger.live().color == "blue"
+    fleet.configure(strategy="rolling")
+    try:
+        with pytest.raises(Refused) as info:
+            fleet.deploy().run(fleet.ami("6.0.0"), options=TIMEOUT)
+    finally:
+        fleet.configure(strategy="blue_green")
+    assert info.value.exit_code == 6
+    assert "switching deploy.strategy from blue_green to rolling" in info.value.message
+    assert "aws_autoscaling_group.green[0]" in info.value.message and "--allow-replace" in info.value.message
     assert fleet.weights() == {BLUE_TG: 100, GREEN_TG: 0}

@@ -8,14 +8,13 @@ resource "aws_lb" "this" {
 }
 
 resource "aws_lb_target_group" "this" {
-  count                = local.rolling ? 1 : 0
   name                 = "${local.short_name}-tg"
   port                 = var.app_port
   protocol             = "HTTP"
   vpc_id               = data.aws_vpc.selected.id
   target_type          = "instance"
   deregistration_delay = 30
-  tags                 = local.tags
+  tags                 = local.rolling ? local.tags : merge(local.tags, { "baker:color" = "blue" })
 
   health_check {
     path                = var.health_check_path
@@ -35,18 +34,19 @@ resource "aws_lb_listener" "http" {
 
   default_action {
     type             = "forward"
-    target_group_arn = local.rolling ? aws_lb_target_group.this[0].arn : null
+    target_group_arn = local.rolling ? aws_lb_target_group.this.arn : null
 
     # blue/green: the two colors' target groups, weighed (baker moves the weights)
     dynamic "forward" {
       for_each = local.rolling ? [] : [1]
       content {
-        dynamic "target_group" {
-          for_each = aws_lb_target_group.color
-          content {
-            arn    = target_group.value.arn
-            weight = local.weights[target_group.key]
-          }
+        target_group {
+          arn    = aws_lb_target_group.this.arn
+          weight = local.weights.blue
+        }
+        target_group {
+          arn    = aws_lb_target_group.green[0].arn
+          weight = local.weights.green
         }
         stickiness {
           enabled  = false
