@@ -20,6 +20,7 @@ local cloud and project copy under a temp dir, and removes all of it at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import time
@@ -101,10 +102,8 @@ class Observer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(Exception):  # the load balancer may not exist yet
                 self.samples.append((time.monotonic(), serving(self.aws, self.lb_name)["targets"]))
-            except Exception:  # noqa: BLE001 - the load balancer may not exist yet
-                pass
             time.sleep(0.1)
 
     def first(self, since: float, ami: str) -> float | None:
