@@ -1,8 +1,8 @@
 # The two commands of a fresh machine: `make demo` and `make test`. Both install what is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
-# lintian: tests/unit/test_package.py lints the .deb as Debian would
-APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian
+# lintian: tests/unit/test_package.py lints the .deb as Debian would; systemd-container: live instances
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container
 # what `make test` runs; .ci/run runs exactly this
 PYTEST := $(PYTHON) -m pytest -q
 

@@ -79,3 +79,9 @@ class Interrupted(BakerError):
     """SIGINT/SIGTERM: locks were released and state recorded before this was raised."""
 
     exit_code = 130
+
+
+class VerifyFailed(BakerError):
+    """A smoke check did not pass on a booted instance of the AMI; nothing was deployed."""
+
+    exit_code = 7

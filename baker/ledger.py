@@ -281,6 +281,22 @@ class Ledger:
             None,
         )
 
+    def last_good_besides(self, failed: Release) -> Release | None:
+        """The newest healthy release that is not ``failed``'s AMI *and* runtime: what a failed
+        release rolls back to. A runtime change alone that fails goes back to the same AMI with
+        the runtime values it ran with before."""
+        return next(
+            (
+                r
+                for r in self.iter_releases()
+                if r.outcome == "healthy"
+                and r.kind in FLEET_KINDS
+                and r.id != failed.id
+                and (r.ami_id, r.runtime) != (failed.ami_id, failed.runtime)
+            ),
+            None,
+        )
+
     def healthy_on(self, ami_id: str) -> Release | None:
         """The newest healthy release of ``ami_id`` in this environment."""
         return next(

@@ -91,7 +91,7 @@ class Rollback:
                 f"Live: {state.live()}",
                 details=result,
             )
-        target = self.ledger.last_good(exclude_ami=ami_id)
+        target = self.ledger.last_good_besides(failed)
         if target is None or target.ami_id is None:
             result["outcome"] = "failed"
             raise RollbackFailed(

@@ -17,10 +17,7 @@ its own local cloud and project copy under a temp dir, and removes all of it at 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,11 +29,13 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from privatecloud import private_cloud  # noqa: E402
+
 from baker.aws import AWS  # noqa: E402
 from baker.config import load_project  # noqa: E402
 from baker.deploy import Deploy, Options, Rollout, Watch  # noqa: E402
 from baker.errors import RolledBack  # noqa: E402
-from baker.local import cloud, netns  # noqa: E402
+from baker.local import cloud  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -182,22 +181,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_deploy needs root (network namespace)", file=sys.stderr)
-        return 2
-    name = f"baker-bench-{os.getpid()}"
-    netns.create(name)
-    netns.enter(name)
-    tmp = Path(tempfile.mkdtemp(prefix="baker-bench-deploy-"))
-    state = tmp / "cloud"
-    os.environ["BAKER_LOCAL_DIR"] = str(state)
-    try:
-        cloud.up(state, netns_name=name, rootfs=False)
-        root = tmp / "project"
-        root.mkdir()
-        shutil.copy(REPO / "baker.yml", root / "baker.yml")
-        shutil.copytree(REPO / "environments", root / "environments")
-        shutil.copytree(REPO / "terraform", root / "terraform")
+    with private_cloud("deploy", parts=("environments", "terraform"), keep=args.keep) as (state, root):
         project = load_project(root)
         aws = cloud.aws(REGION, state_dir=state)
 
@@ -234,11 +218,6 @@ def main() -> int:
         print(f"  rolled back, previous AMI healthy (from then): {rollback['back_healthy']:6.1f} s")
         print(f"  whole failed deploy, exit 4:                   {rollback['total']:6.1f} s")
         return 0
-    finally:
-        cloud.down(state)
-        netns.delete(name)
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ namespace, its own local cloud and project copy under a temp dir, and removes al
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,11 +23,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from privatecloud import private_cloud  # noqa: E402
+
 from baker.aws import AWS  # noqa: E402
 from baker.config import Environment, load_project  # noqa: E402
 from baker.gc import GC  # noqa: E402
 from baker.ledger import Ledger  # noqa: E402
-from baker.local import cloud, netns  # noqa: E402
+from baker.local import cloud  # noqa: E402
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 SERVICES = ("ec2", "autoscaling", "dynamodb")
@@ -118,21 +117,7 @@ def main() -> int:
     parser.add_argument("--amis", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_gc needs root (network namespace)", file=sys.stderr)
-        return 2
-    name = f"baker-bench-gc-{os.getpid()}"
-    netns.create(name)
-    netns.enter(name)
-    tmp = Path(tempfile.mkdtemp(prefix="baker-bench-gc-"))
-    state = tmp / "cloud"
-    os.environ["BAKER_LOCAL_DIR"] = str(state)
-    try:
-        cloud.up(state, netns_name=name, rootfs=False)
-        root = tmp / "project"
-        root.mkdir()
-        shutil.copy(REPO / "baker.yml", root / "baker.yml")
-        shutil.copytree(REPO / "environments", root / "environments")
+    with private_cloud("gc", parts=("environments",), keep=args.keep) as (state, root):
         project = load_project(root)
         app = project.app.name
         aws = cloud.aws(REGION, ACCOUNT, state_dir=state)
@@ -164,11 +149,6 @@ def main() -> int:
         for ami, reason in held.items():
             print(f"    {ami}: {reason}")
         return 0
-    finally:
-        cloud.down(state)
-        netns.delete(name)
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

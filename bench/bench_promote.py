@@ -13,10 +13,7 @@ local cloud and project copy under a temp dir, and removes all of it at the end.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,10 +22,12 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from privatecloud import private_cloud  # noqa: E402
+
 from baker import provenance  # noqa: E402
 from baker.config import load_project  # noqa: E402
 from baker.ledger import Ledger  # noqa: E402
-from baker.local import cloud, netns  # noqa: E402
+from baker.local import cloud  # noqa: E402
 from baker.promote import Promote  # noqa: E402
 
 DEV, OTHER = "123456789012", "210987654321"
@@ -73,22 +72,8 @@ def main() -> int:
     parser.add_argument("--copy-seconds", type=float, default=5.0, help="how long a copied image is pending")
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_promote needs root (network namespace)", file=sys.stderr)
-        return 2
-    name = f"baker-bench-{os.getpid()}"
-    netns.create(name)
-    netns.enter(name)
-    tmp = Path(tempfile.mkdtemp(prefix="baker-bench-promote-"))
-    state = tmp / "cloud"
-    os.environ["BAKER_LOCAL_DIR"] = str(state)
-    try:
-        cloud.up(state, netns_name=name, rootfs=False)
+    with private_cloud("promote", parts=("environments",), keep=args.keep) as (state, root):
         cloud.settings({"copy_seconds": args.copy_seconds}, state)
-        root = tmp / "project"
-        root.mkdir()
-        shutil.copy(REPO / "baker.yml", root / "baker.yml")
-        shutil.copytree(REPO / "environments", root / "environments")
         for env, extra in (("one", []), ("four", ["eu-west-1", "eu-central-1", "ap-southeast-2"])):
             (root / "environments" / f"{env}.yml").write_text(
                 yaml.safe_dump(
@@ -104,11 +89,6 @@ def main() -> int:
         print(f"  4 regions ({', '.join(sorted(four))}): {four_s:6.2f} s")
         print(f"  ratio 4 regions / 1 region: {four_s / one_s:.2f} (goal <= 1.5)")
         return 0
-    finally:
-        cloud.down(state)
-        netns.delete(name)
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,10 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,11 +32,13 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from privatecloud import private_cloud  # noqa: E402
+
 from baker.aws import AWS  # noqa: E402
 from baker.cli import main as baker  # noqa: E402
 from baker.config import Environment, load_project  # noqa: E402
 from baker.ledger import Ledger  # noqa: E402
-from baker.local import cloud, netns  # noqa: E402
+from baker.local import cloud  # noqa: E402
 from baker.status import Status  # noqa: E402
 
 ENVIRONMENTS = {
@@ -52,8 +52,7 @@ SERVICES = ("ec2", "autoscaling", "dynamodb")
 
 
 def project(root: Path) -> Path:
-    root.mkdir()
-    shutil.copy(REPO / "baker.yml", root / "baker.yml")
+    """Five environments in two accounts and four regions, over the repository's defaults.yml."""
     envs = root / "environments"
     envs.mkdir()
     shutil.copy(REPO / "environments" / "defaults.yml", envs / "defaults.yml")
@@ -162,18 +161,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_status needs root (network namespace)", file=sys.stderr)
-        return 2
-    name = f"baker-bench-status-{os.getpid()}"
-    netns.create(name)
-    netns.enter(name)
-    tmp = Path(tempfile.mkdtemp(prefix="baker-bench-status-"))
-    state = tmp / "cloud"
-    os.environ["BAKER_LOCAL_DIR"] = str(state)
-    try:
-        cloud.up(state, netns_name=name, rootfs=False)
-        root = project(tmp / "project")
+    with private_cloud("status", parts=(), keep=args.keep) as (state, root):
+        root = project(root)
         loaded = load_project(root)
         app = loaded.app.name
         groups = {}
@@ -195,11 +184,6 @@ def main() -> int:
                 detail = ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
                 print(f"    {env:8} {sum(counter.values())} calls ({detail})")
         return 0
-    finally:
-        cloud.down(state)
-        netns.delete(name)
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ COMMANDS = [
     ("baker.cli.history_cmd", "history"),
     ("baker.cli.status_cmd", "status"),
     ("baker.cli.gc_cmd", "gc"),
+    ("baker.cli.verify_cmd", "verify"),
 ]
 
 

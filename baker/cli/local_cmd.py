@@ -50,14 +50,29 @@ def _render_status(d: dict[str, Any]) -> str:
     images = d.get("images", [])
     lines.append(f"images:     {len(images)}")
     for i in images:
-        health = f"  health forced {i['health']}" if i.get("health") else ""
+        health = f"  health forced {i['health']} (fault injection)" if i.get("health") else ""
+        health += "" if i.get("content") else "  (no content here: its instances are records)"
         lines.append(
             f"  {i['ami_id']}  {i['account']} {i['region']}  {i['name']}  {i.get('version') or ''}{health}"
         )
     instances = d.get("instances", [])
-    lines.append(f"instances:  {len(instances)}")
+    live = [i for i in instances if i.get("live")]
+    lines.append(f"instances:  {len(instances)} ({len(live)} live)")
     for i in instances:
+        how = (
+            f"live, container pid {i.get('container_pid')}, {i.get('rss_mib', 0)} MiB"
+            if i.get("live")
+            else i.get("note", "record only")
+        )
         lines.append(f"  {i['instance_id']}  {i['region']}  {i['ami_id']}  {i['state']}  {i['health']}")
+        lines.append(f"    {how}")
+    balancers = d.get("load_balancers", [])
+    if balancers:
+        lines.append(
+            f"load balancers: {len(balancers)} (inside the namespace: ip netns exec {d['netns']} curl URL)"
+        )
+    for b in balancers:
+        lines.append(f"  {b['dns_name']}  {b['url']}  {len(b['healthy_targets'])} healthy target(s)")
     return "\n".join(lines)
 
 
@@ -77,6 +92,12 @@ def _render_status(d: dict[str, Any]) -> str:
     default=None,
     help="how long an instance refresh waits on unhealthy replacements before it fails [default: 30]",
 )
+@click.option(
+    "--max-instances",
+    type=click.IntRange(min=0),
+    default=None,
+    help="live instances (containers booting their image) at most [default: 12]",
+)
 @click.pass_obj
 def up(
     app: App,
@@ -85,11 +106,16 @@ def up(
     no_rootfs: bool,
     initial_seconds: float | None,
     refresh_timeout: float | None,
+    max_instances: int | None,
 ) -> None:
     """Start the local cloud (harmless when it already runs)."""
     from baker.local import cloud
 
-    timings = {"initial_seconds": initial_seconds, "refresh_timeout": refresh_timeout}
+    timings = {
+        "initial_seconds": initial_seconds,
+        "refresh_timeout": refresh_timeout,
+        "max_instances": max_instances,
+    }
     result = cloud.up(
         state_dir,
         netns_name,
@@ -102,12 +128,13 @@ def up(
 @local.command("down")
 @STATE_DIR
 @click.option("--netns", "netns_name", default=None, help="network namespace to remove when no state is left")
+@click.option("--purge", is_flag=True, help="remove the images baked in this local cloud too")
 @click.pass_obj
-def down(app: App, state_dir: str | None, netns_name: str | None) -> None:
+def down(app: App, state_dir: str | None, netns_name: str | None, purge: bool) -> None:
     """Stop everything the local cloud started, unmount, remove its namespace (also after a crash)."""
     from baker.local import cloud
 
-    result = cloud.down(state_dir, netns_name)
+    result = cloud.down(state_dir, netns_name, purge=purge)
     app.emit(
         result,
         lambda d: (
@@ -135,12 +162,19 @@ def status(app: App, state_dir: str | None) -> None:
     "health",
     required=True,
     type=click.Choice(["initial", "healthy", "unhealthy", "reset"]),
-    help="what their targets report from now on (reset: back to initial-then-healthy)",
+    help="what their targets report from now on (reset: back to the real checks, or the timer)",
 )
 @click.pass_obj
 def health(app: App, state_dir: str | None, ami_id: str, health: str) -> None:
-    """Make the load balancer see every instance of an AMI as initial, healthy or unhealthy."""
+    """Fault injection: make every target of an AMI's instances report a state, whatever its checks say.
+
+    Live instances get their health from real checks of the target group's path and port; instances
+    that are only records from a timer (initial, then healthy). This override beats both.
+    """
     from baker.local import cloud
 
     result = cloud.set_health(ami_id, None if health == "reset" else health, state_dir)
-    app.emit(result, lambda d: f"{d['ami_id']}: targets report {d['state'] or 'initial, then healthy'}")
+    app.emit(
+        result,
+        lambda d: f"{d['ami_id']}: targets report {d['state'] or 'what their checks say'} (fault injection)",
+    )

@@ -14,7 +14,16 @@ from baker.cli.deploy_cmd import rollout_options
 def render(result: dict[str, Any]) -> str:
     bake = result.get("bake", {})
     cached = " (cached)" if bake.get("cached") else ""
-    return f"baked {bake.get('ami_id')}{cached}\n" + render_deploy(result)
+    lines = [f"baked {bake.get('ami_id')}{cached}"]
+    verified = result.get("verify")
+    if verified:
+        how = (
+            "already verified"
+            if verified.get("already")
+            else f"{len(verified['checks'])} smoke check(s) passed"
+        )
+        lines.append(f"verified: {how}")
+    return "\n".join(lines) + "\n" + render_deploy(result)
 
 
 @click.command("release")
@@ -42,12 +51,26 @@ def release(
 
     env = app.environment(env_name)
     build_host = None
+    verify = None
+    reach = None
     if app.local:
         from baker.local import cloud
+        from baker.local.instances import LocalReach
 
         build_host = cloud.build_host()
+        reach = LocalReach(cloud.resolve_state_dir())
+    if app.project.settings.smoke_checks:
+        from baker.verify import Verify
+
+        verify = Verify(app.project, env, app.aws(env), reach=reach)
     stage = Release(
-        app.project, env, app.aws(env), local=app.local, build_host=build_host, allow_dirty=allow_dirty
+        app.project,
+        env,
+        app.aws(env),
+        local=app.local,
+        build_host=build_host,
+        allow_dirty=allow_dirty,
+        verify=verify,
     )
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(force=force, dry_run=dry_run, options=options), render)

@@ -11,14 +11,10 @@ State dir: $BAKER_LOCAL_DIR or /var/lib/baker/local; caches under $BAKER_CACHE_D
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from baker import runner
 from baker.aws import AWS
 from baker.errors import BakerError, ToolError, UsageError
-from baker.local import netns
+from baker.local import instances, kernel, netns
 
 if TYPE_CHECKING:
     from baker.local.buildhost import BuildHost
@@ -79,128 +75,23 @@ def _state(sdir: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes we started
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (field 3, the state, comes first)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat.rsplit(")", 1)[1].split()
-
-
-def _proc_start_time(pid: int) -> str | None:
-    fields = _proc_stat(pid)
-    return fields[19] if fields else None  # field 22: start time in clock ticks since boot
-
-
-def _exited(rec: dict[str, Any]) -> bool:
-    """Whether the recorded process has finished exiting: gone, a zombie, or its PID reused.
-
-    A process on its way out loses its command line before it stops running, so an empty
-    command line alone does not mean it is over.
-    """
-    fields = _proc_stat(int(rec["pid"]))
-    return fields is None or fields[19] != rec.get("start_time") or fields[0] in ("Z", "X")
-
-
-def _proc_cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _record(pid: int) -> dict[str, Any]:
-    return {"pid": pid, "start_time": _proc_start_time(pid), "cmdline": _proc_cmdline(pid)}
-
-
-def _ours(rec: dict[str, Any]) -> bool:
-    """Whether the recorded process still runs and is the very one we started (not a reused PID)."""
-    pid = int(rec.get("pid") or 0)
-    if pid <= 0:
-        return False
-    start = _proc_start_time(pid)
-    if start is None or start != rec.get("start_time"):
-        return False
-    cmdline = _proc_cmdline(pid)
-    return bool(cmdline) and cmdline == rec.get("cmdline")
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
 def _stop(rec: dict[str, Any], what: str) -> bool:
     """End one recorded process by its PID (TERM, then KILL); False when it was not running."""
-    if not _ours(rec):
+    if not kernel.ours(rec):
         return False
-    pid = int(rec["pid"])
-    log.info("stopping %s (pid %d)", what, pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if _exited(rec):
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    for _ in range(50):
-        _reap(pid)
-        if _exited(rec):
-            break
-        time.sleep(0.1)
-    return True
-
-
-def _reap(pid: int) -> None:
-    """Collect a child of ours (when this process started it) so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    log.info("stopping %s (pid %d)", what, int(rec["pid"]))
+    return kernel.stop(rec)
 
 
 # --------------------------------------------------------------------------- talking to the emulator
 
 
 def in_netns(name: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` with its sockets inside the namespace, without moving this process there.
-
-    setns(2) moves only the calling thread, so a short-lived thread enters and does the work.
-    """
+    """Run ``fn`` with its sockets inside the named namespace, without moving this process there."""
     if netns.inside(name):
         return fn()
     netns.require_root()
-    out: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fd = os.open(netns.path(name), os.O_RDONLY)
-            try:
-                if libc.setns(fd, netns.CLONE_NEWNET) != 0:
-                    raise UsageError(
-                        f"cannot enter network namespace {name}: {os.strerror(ctypes.get_errno())}"
-                    )
-            finally:
-                os.close(fd)
-            out["value"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=work, name=f"in-{name}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    return kernel.in_netns(netns.path(name), fn, name=f"in-{name}")
 
 
 def _request(
@@ -248,9 +139,9 @@ def _wait_ready(state: dict[str, Any], rec: dict[str, Any], log_file: Path) -> N
             return
         except (urllib.error.URLError, OSError):
             pass
-        if not _ours(rec) or time.monotonic() > deadline:
+        if not kernel.ours(rec) or time.monotonic() > deadline:
             tail = log_file.read_text(errors="replace").splitlines()[-20:] if log_file.exists() else []
-            why = "exited" if not _ours(rec) else f"did not answer within {READY_TIMEOUT:.0f}s"
+            why = "exited" if not kernel.ours(rec) else f"did not answer within {READY_TIMEOUT:.0f}s"
             raise ToolError(f"the emulator {why}; its log is {log_file}", tool="emulator", output_tail=tail)
         time.sleep(0.2)
 
@@ -305,7 +196,7 @@ def up(
     name = netns_name or (state or {}).get("netns") or DEFAULT_NETNS
     if (
         state is not None
-        and _ours(state.get("pids", {}).get("emulator", {}))
+        and kernel.ours(state.get("pids", {}).get("emulator", {}))
         and netns.exists(state["netns"])
     ):
         if netns_name and netns_name != state["netns"]:
@@ -327,7 +218,8 @@ def up(
     created = not netns.exists(name)
     netns.create(name)
     log_file = sdir / "emulator.log"
-    emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT)]
+    emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT),
+                "--state-dir", str(sdir.resolve())]  # fmt: skip
     for key, value in sorted((timings or {}).items()):
         emulator += [f"--{key.replace('_', '-')}", str(value)]
     argv = emulator if netns.inside(name) else netns.exec_prefix(name) + emulator
@@ -335,13 +227,13 @@ def up(
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     proc = runner.start(argv, cwd=sdir, env=env, log_file=log_file)
-    # `ip netns exec` execs the emulator, so the PID is the emulator's; wait for the exec to show
-    rec = _record(proc.pid)
+    # nsenter execs the emulator, so the PID is the emulator's; wait for the exec to show
+    rec = kernel.record(proc.pid)
     for _ in range(50):
         if rec["cmdline"] == emulator:
             break
         time.sleep(0.05)
-        rec = _record(proc.pid)
+        rec = kernel.record(proc.pid)
     state = {
         "netns": name,
         "netns_created": created,
@@ -369,19 +261,14 @@ def up(
     return result
 
 
-def _mounts_under(root: Path) -> list[str]:
-    """Mount points at or below ``root``, deepest first."""
-    prefix = str(root.resolve())
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(point)
-    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+def down(
+    state_dir: str | Path | None = None, netns_name: str | None = None, *, purge: bool = False
+) -> dict[str, Any]:
+    """Stop everything ``up`` started, unmount, remove the namespace. Idempotent, also after a crash.
 
-
-def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> dict[str, Any]:
-    """Stop everything ``up`` started, unmount, remove the namespace. Idempotent, also after a crash."""
+    ``purge``: the images (content of the AMIs baked here) go too; the emulator, which knew them,
+    is gone, so they could only pile up.
+    """
     sdir = resolve_state_dir(state_dir)
     netns.require_root()
     state = _read_state(sdir) or {}
@@ -396,18 +283,18 @@ def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> 
     for what, rec in state.get("pids", {}).items():
         if _stop(rec, what):
             stopped.append({"name": what, "pid": rec["pid"]})
-    unmounted = []
+    instances_left: list[str] = []
+    if sdir.exists():  # the emulator powers its instances off; after a crash, this does
+        try:
+            instances_left = instances.sweep(sdir)["stopped"]
+        except BakerError as exc:
+            errors.append(f"live instances: {exc.message}")
+    unmounted: list[str] = []
     if sdir.exists():
-        for point in _mounts_under(sdir):
-            res = runner.run(["umount", point], stage="local", check=False, capture=True, echo=False)
-            if res.returncode != 0:
-                res = runner.run(
-                    ["umount", "-l", point], stage="local", check=False, capture=True, echo=False
-                )
-            if res.returncode == 0:
-                unmounted.append(point)
-            else:
-                errors.append(f"cannot unmount {point}: {res.output}")
+        try:
+            unmounted = kernel.unmount_under(sdir.resolve())
+        except BakerError as exc:
+            errors.append(exc.message)
     # the namespace goes when we created it; with no state left (a crash), the named or default one
     name = state.get("netns") or netns_name or DEFAULT_NETNS
     remove = state.get("netns_created", False) if state else not netns.inside(name)
@@ -417,6 +304,10 @@ def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> 
         removed = name
     with contextlib.suppress(FileNotFoundError):
         (sdir / STATE_FILE).unlink()
+    purged = 0
+    if purge and (sdir / "images").is_dir() and not errors:
+        purged = sum(1 for d in (sdir / "images").iterdir() if d.is_dir())
+        kernel.remove_tree(sdir / "images")
     if errors:
         raise ToolError("the local cloud did not stop cleanly", tool="local", output_tail=errors)
     return {
@@ -425,6 +316,8 @@ def down(state_dir: str | Path | None = None, netns_name: str | None = None) -> 
         "unmounted": unmounted,
         "netns_removed": removed,
         "was_running": bool(state),
+        "instances_stopped_after_emulator": instances_left,
+        "images_purged": purged,
     }
 
 
@@ -435,19 +328,20 @@ def status(state_dir: str | Path | None = None) -> dict[str, Any]:
     if state is None:
         return {"running": False, "state_dir": str(sdir)}
     rec = state.get("pids", {}).get("emulator", {})
-    alive = _ours(rec)
+    alive = kernel.ours(rec)
     result: dict[str, Any] = {
         "running": alive,
         "state_dir": str(sdir),
         "netns": state["netns"],
         "endpoint": state["endpoint"],
         "emulator_pid": rec.get("pid"),
-        "emulator_rss_mib": round((_rss_kib(rec.get("pid", 0)) or 0) / 1024, 1),
+        "emulator_rss_mib": round((kernel.rss_kib(rec.get("pid", 0)) or 0) / 1024, 1),
     }
     if alive:
         inv = _call(state, "/_baker/status")
         result["images"] = inv["images"]
         result["instances"] = inv["instances"]
+        result["load_balancers"] = inv.get("load_balancers", [])
     cls = _build_host_class()
     result["build_host"] = cls(sdir, cache_dir()).status() if cls is not None else None
     return result

@@ -20,16 +20,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from baker.local import kernel
+
 log = logging.getLogger("baker")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-
-
-def interfaces() -> list[str]:
-    """Network interfaces of this process's namespace (/proc/self/net follows setns, /sys may not)."""
-    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
 
 
 def serve(host: str, port: int, stop: threading.Event) -> None:
@@ -42,13 +38,13 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     )
     from werkzeug.serving import make_server
 
-    from baker.local import moto_ext
+    from baker.local import api, moto_ext, refresh
 
     class Server(ThreadedMotoServer):
         """moto's threaded server with ``/_baker/...`` in front of its dispatcher."""
 
         def _server_entry(self) -> None:
-            app = moto_ext.wsgi(DomainDispatcherApplication(create_backend_app))
+            app = api.wsgi(DomainDispatcherApplication(create_backend_app))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
             )
@@ -58,10 +54,16 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     moto_ext.install()
     server = Server(ip_address=host, port=port, verbose=False)
     server.start()
-    moto_ext.REFRESHES.start_thread()
+    refresh.REFRESHES.start_thread()
+    moto_ext.HEALTH.after_tick = moto_ext.after_health_checks
+    moto_ext.HEALTH.start_thread(moto_ext.live_targets)
     log.info("baker emulator (moto) listening on http://%s:%d, pid %d", host, port, os.getpid())
     stop.wait()
     server.stop()
+    moto_ext.BALANCERS.close()
+    if moto_ext.INSTANCES is not None:
+        log.info("powering off the live instances")
+        moto_ext.INSTANCES.down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,12 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds a refresh batch may stay unhealthy before the refresh fails",
     )
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="the local cloud's state dir: image content (live instances) and the instances' disks",
+    )
+    parser.add_argument("--max-instances", type=int, default=None, help="live instances (containers) at most")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     # one line per request would grow the log for the life of the cloud; errors still show
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    extra = [i for i in interfaces() if i != "lo"]
+    extra = [i for i in kernel.net_interfaces() if i != "lo"]
     if extra or not args.host.startswith("127."):
         print(
             f"baker emulator: refusing to run outside a loopback-only network namespace "
@@ -100,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         moto_ext.SETTINGS.initial_seconds = args.initial_seconds
     if args.refresh_timeout is not None:
         moto_ext.SETTINGS.refresh_timeout = args.refresh_timeout
+    if args.max_instances is not None:
+        moto_ext.SETTINGS.max_instances = args.max_instances
+    if args.state_dir:
+        from baker.local.instances import Instances
+
+        moto_ext.INSTANCES = Instances(Path(args.state_dir), max_live=moto_ext.SETTINGS.max_instances)
 
     stop = threading.Event()
 

@@ -10,10 +10,14 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
    group's target groups, old instances deregistered and terminated; Pending -> InProgress ->
    Successful / Failed / Cancelled (and the Rollback* states), advanced by a background thread.
    A batch whose replacements are not healthy within ``Settings.refresh_timeout`` fails the refresh.
-2. Target health cannot be driven: every registered target reports ``healthy`` forever. Now a target
-   reports ``initial`` for ``Settings.initial_seconds`` after its launch, then ``healthy``, unless the
-   knob (``POST /_baker/health``) set its AMI to ``initial``, ``healthy`` or ``unhealthy``: then it
-   reports that, from the moment it is set.
+   (The state machine and its API: baker.local.refresh.)
+2. Target health cannot be driven: every registered target reports ``healthy`` forever. Now a live
+   instance's target (baker.local.instances) reports what real checks inside the instance say
+   (baker.local.health: initial, healthy, unhealthy, draining for the deregistration delay); an
+   instance that is only a record reports ``initial`` for ``Settings.initial_seconds`` after its
+   launch, then ``healthy``. The fault-injection override (``POST /_baker/health``) beats both: an
+   AMI set to ``initial``, ``healthy`` or ``unhealthy`` reports that from the moment it is set.
+   A group with health_check_type ELB replaces live instances unhealthy past the grace period.
 3. Auto Scaling and target groups drift apart: terminated instances stay registered and ``healthy``
    (TerminateInstanceInAutoScalingGroup, scale-in) and the replacements the group launches after an
    EC2 TerminateInstances are never registered. Now every termination leaves the target groups and
@@ -46,33 +50,40 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
     reads its own tags from the tag store by its id.
 
 Not emulated (the pipeline does not need them): InstanceWarmup, CheckpointPercentages, BakeTime and
-alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance is not replaced
-by the group; warm pools during a refresh.
+alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance that is only a
+record is not replaced by the group; warm pools during a refresh.
 
-``install()`` applies all of it once per process, before the server starts.
+13. Instances are records only. Now an instance of an AMI baked in this local cloud boots it
+    (baker.local.instances); stop, start and terminate act on its container; a deregistered AMI
+    loses its content; GetConsoleOutput answers the container's console (cloud-init prints the
+    SSH host keys there, as on EC2). Each ALB HTTP listener answers on loopback (baker.local.lb).
+
+The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all of
+it once per process, before the server starts.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import json
 import logging
 import os
 import re
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from baker.local.health import REASONS, Check, HealthChecker
+from baker.local.lb import LoadBalancers, Target
 
 log = logging.getLogger("baker")
 
 SOURCE_AMI_NAME = "debian-12-amd64-baker-local"
 SOURCE_AMI_OWNER = "136693071363"
 HEALTH_STATES = ("initial", "healthy", "unhealthy")
-ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress")
 
 
 @dataclass
@@ -87,12 +98,20 @@ class Settings:
     tick_seconds: float = 0.5
     #: AMI id -> forced target state
     health_by_ami: dict[str, str] = field(default_factory=dict)
+    #: live instances (containers) this local cloud runs at most
+    max_instances: int = 12
 
 
 SETTINGS = Settings()
+LOCK = threading.RLock()
+#: the containers of live instances; None when the emulator knows no state dir (no image content)
+INSTANCES: Any = None
+#: the real health checks of live instances' targets
+HEALTH = HealthChecker(LOCK)
+#: the ALB listeners' loopback sockets
+BALANCERS = LoadBalancers()
 #: the access key id of a SigV4 signature when it is a 12-digit account id
 _ACCOUNT_KEY = re.compile(r"Credential=(\d{12})/")
-LOCK = threading.RLock()
 _installed = False
 
 
@@ -101,10 +120,11 @@ def source_ami_id(region: str) -> str:
     return "ami-0" + hashlib.sha256(f"baker-local-debian-12/{region}".encode()).hexdigest()[:16]
 
 
-def _utcnow() -> datetime:
-    from moto.core.utils import utcnow
+def utcnow() -> datetime:
+    """moto's clock (naive UTC), which its launch and refresh times use."""
+    from moto.core import utils
 
-    return utcnow()
+    return utils.utcnow()
 
 
 # --------------------------------------------------------------------------- target health
@@ -129,38 +149,204 @@ def instance_health(instance: Any) -> str:
     if forced is not None:
         return forced
     launched = getattr(instance, "launch_time", None)
-    if isinstance(launched, datetime) and (_utcnow() - launched).total_seconds() < SETTINGS.initial_seconds:
+    if isinstance(launched, datetime) and (utcnow() - launched).total_seconds() < SETTINGS.initial_seconds:
         return "initial"
     return "healthy"
 
 
-_REASONS = {
-    "initial": ("Elb.RegistrationInProgress", "Target registration is in progress"),
-    "unhealthy": ("Target.FailedHealthChecks", "Health checks failed"),
-}
+def target_health(tg: Any, instance: Any) -> tuple[str, str | None, str | None]:
+    """(state, reason, description) of one running instance's target in a target group.
+
+    The fault-injection override first, then the real checks of a live instance, then the timer
+    of an instance that is only a record.
+    """
+    forced = SETTINGS.health_by_ami.get(getattr(instance, "image_id", ""))
+    if forced is None and is_live(instance):
+        th = HEALTH.state(tg.arn, instance.id)
+        return th.state, th.reason, th.description
+    state = forced or instance_health(instance)
+    reason, description = REASONS.get(state, (None, None)) if state != "healthy" else (None, None)
+    return state, reason, description
+
+
+def group_health(group: Any, instance: Any) -> str:
+    """What the Auto Scaling group sees: healthy only when every target group of the group says so."""
+    if getattr(instance, "state", "running") != "running":
+        return "unused"
+    if not is_live(instance) or not group.target_group_arns:
+        return instance_health(instance)
+    from moto.elbv2 import elbv2_backends
+
+    groups = elbv2_backends[group.account_id][group.region].target_groups
+    states = [target_health(groups[arn], instance)[0] for arn in group.target_group_arns if arn in groups]
+    for worst in ("unhealthy", "initial", "draining", "unused"):
+        if worst in states:
+            return worst
+    return "healthy" if states else instance_health(instance)
+
+
+def live_targets() -> list[tuple[str, str, str | None, Check]]:
+    """Every registered target of a running live instance, with its group's check (under LOCK)."""
+    from moto.elbv2 import elbv2_backends
+
+    found: list[tuple[str, str, str | None, Check]] = []
+    if INSTANCES is None:
+        return found
+    for _account, regions in list(elbv2_backends.items()):
+        for _region, backend in list(regions.items()):
+            for tg in list(backend.target_groups.values()):
+                for target in list(tg.targets.values()):
+                    iid = str(target.get("Id", ""))
+                    instance = backend.ec2_backend.get_instance_by_id(iid) if iid.startswith("i-") else None
+                    if instance is None or not is_live(instance) or instance.state != "running":
+                        continue
+                    check = Check.of(tg, int(target.get("Port") or tg.port or 80))
+                    netns_file = INSTANCES.netns_file(iid) if INSTANCES.booted(iid) else None
+                    found.append((tg.arn, iid, netns_file, check))
+    return found
+
+
+def replace_elb_unhealthy() -> None:
+    """A group with health_check_type ELB replaces live instances unhealthy past its grace period."""
+    from moto.autoscaling import autoscaling_backends
+
+    for _account, regions in list(autoscaling_backends.items()):
+        for _region, backend in list(regions.items()):
+            for group in list(backend.autoscaling_groups.values()):
+                if group.health_check_type != "ELB" or not group.target_group_arns:
+                    continue
+                grace = float(group.health_check_grace_period or 0)
+                for state in list(group.instance_states):
+                    instance = state.instance
+                    if state.lifecycle_state != "InService" or not is_live(instance):
+                        continue
+                    if (utcnow() - instance.launch_time).total_seconds() < grace:
+                        continue
+                    if group_health(group, instance) == "unhealthy":
+                        log.info("%s: %s failed its ELB health checks; replacing it", group.name, instance.id)
+                        backend.terminate_instance(instance.id, should_decrement=False)
+                        backend.update_attached_target_groups(group.name)
+
+
+def _forwarded(action: object) -> list[tuple[str, int]]:
+    """(target group ARN, weight) of a listener's forward action."""
+    data = getattr(action, "data", {}) or {}
+    if data.get("Type") != "forward":
+        return []
+    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+    if groups:
+        return [(g["TargetGroupArn"], int(g.get("Weight", 1))) for g in groups]
+    return [(data["TargetGroupArn"], 1)] if data.get("TargetGroupArn") else []
+
+
+def sync_load_balancers() -> None:
+    """Every ALB HTTP listener answers on loopback and forwards to its healthy live targets (under LOCK)."""
+    from moto.elbv2 import elbv2_backends
+
+    wanted: dict[str, tuple[str, str, int, list[Target]]] = {}
+    for _account, regions in list(elbv2_backends.items()):
+        for _region, backend in list(regions.items()):
+            for lb in list(backend.load_balancers.values()):
+                if lb.type != "application":
+                    continue
+                for listener in list(lb.listeners.values()):
+                    if listener.protocol != "HTTP":
+                        continue
+                    targets: list[Target] = []
+                    for action in listener.default_actions[:1]:
+                        for arn, weight in _forwarded(action):
+                            tg = backend.target_groups.get(arn)
+                            targets += _healthy_targets(backend, tg) * max(weight, 0) if tg else []
+                    wanted[listener.arn] = (lb.name, lb.dns_name, int(listener.port), targets)
+    BALANCERS.sync(wanted)
+
+
+def _healthy_targets(backend: Any, tg: Any) -> list[Target]:
+    found = []
+    for target in list(tg.targets.values()):
+        iid = str(target.get("Id", ""))
+        instance = backend.ec2_backend.get_instance_by_id(iid) if iid.startswith("i-") else None
+        if instance is None or not is_live(instance) or instance.state != "running" or INSTANCES is None:
+            continue
+        netns_file = INSTANCES.netns_file(iid)
+        if netns_file and target_health(tg, instance)[0] == "healthy":
+            found.append(Target(iid, netns_file, int(target.get("Port") or tg.port)))
+    return found
+
+
+def after_health_checks() -> None:
+    """What follows each round of health checks: ELB replacements, then the load balancers' targets."""
+    replace_elb_unhealthy()
+    sync_load_balancers()
 
 
 def _patch_target_health() -> None:
-    from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
     original = FakeTargetGroup.health_for
 
     def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
         status = original(self, target, ec2_backend)
-        if status.status != "healthy" or not str(target.get("Id", "")).startswith("i-"):
+        tid = str(target.get("Id", ""))
+        if tid not in self.targets and HEALTH.is_draining(self.arn, tid):
+            reason, description = REASONS["draining"]
+            return FakeHealthStatus(
+                tid, status.port, status.health_check_port, "draining", reason, description
+            )
+        if status.status != "healthy" or not tid.startswith("i-"):
             return status
-        instance = ec2_backend.get_instance_by_id(target["Id"])
+        instance = ec2_backend.get_instance_by_id(tid)
         if instance is None:
             return status
-        state = instance_health(instance)
+        state, why, what = target_health(self, instance)
         if state == "healthy":
             return status
-        reason, description = _REASONS.get(state, ("Target.InvalidState", f"Target is {state}"))
+        reason, description = why or "Target.InvalidState", what or f"Target is {state}"
         return FakeHealthStatus(
             status.instance_id, status.port, status.health_check_port, state, reason, description
         )
 
     FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
+
+    original_describe = ELBv2Backend.describe_target_health
+
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> Any:
+        found = original_describe(self, target_group_arn, targets)
+        if not targets:  # a target leaving the group is listed while it drains, as on AWS
+            tg = self.target_groups[target_group_arn]
+            listed = {s.instance_id for s in found}
+            for iid in HEALTH.draining_in(target_group_arn):
+                if iid not in listed:
+                    found.append(tg.health_for({"Id": iid, "Port": tg.port}, self.ec2_backend))
+        return found
+
+    ELBv2Backend.describe_target_health = describe_target_health  # type: ignore[method-assign]
+
+    def drain(tg: Any, instance_ids: list[str]) -> None:
+        """Live instances' targets drain for the group's deregistration delay (records leave at once)."""
+        delay = float(tg.attributes.get("deregistration_delay.timeout_seconds", 300) or 0)
+        for iid in instance_ids:
+            instance = tg.ec2_backend.get_instance_by_id(iid)
+            if instance is not None and is_live(instance):
+                HEALTH.drain(tg.arn, iid, delay)
+
+    original_deregister = FakeTargetGroup.deregister
+
+    def deregister(self: Any, targets: list[dict[str, Any]]) -> None:
+        leaving = [t["Id"] for t in targets if t["Id"] in self.targets]
+        original_deregister(self, targets)
+        drain(self, leaving)
+
+    FakeTargetGroup.deregister = deregister  # type: ignore[method-assign]
+
+    original_terminated = FakeTargetGroup.deregister_terminated_instances
+
+    def deregister_terminated_instances(self: Any, instance_ids: list[str]) -> None:
+        leaving = [iid for iid in instance_ids if iid in self.targets]
+        original_terminated(self, instance_ids)
+        drain(self, leaving)
+
+    FakeTargetGroup.deregister_terminated_instances = deregister_terminated_instances  # type: ignore[method-assign]
 
 
 def _patch_termination() -> None:
@@ -187,6 +373,109 @@ def _patch_termination() -> None:
             self.update_attached_target_groups(name)
 
     AutoScalingBackend.notify_terminate_instances = notify_terminate_instances  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- live instances
+
+
+def _public_keys(backend: Any, key_name: str | None) -> list[str]:
+    pair = backend.key_pairs.get(key_name) if key_name else None
+    material = getattr(pair, "material_public", None)
+    if not material:
+        return []
+    return [material.decode() if isinstance(material, bytes) else str(material)]
+
+
+def _user_data(instance: Any) -> bytes | None:
+    raw = getattr(instance, "user_data", None)
+    if isinstance(raw, list):  # older moto: a list of one encoded string
+        raw = raw[0] if raw else None
+    if raw is None:
+        return None
+    text = raw.as_bytes() if hasattr(raw, "as_bytes") else raw
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return text if isinstance(text, bytes) else str(text).encode()
+
+
+def is_live(instance: Any) -> bool:
+    """Whether the instance boots its image here (else it is a record only)."""
+    return bool(getattr(instance, "baker_live", False))
+
+
+def _patch_live_instances() -> None:
+    """Instances of an AMI with content boot it; stop, start and terminate act on the container."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.amis import AmiBackend
+    from moto.ec2.models.instances import Instance, InstanceBackend
+    from moto.ec2.responses.general import General
+    from moto.ec2.utils import Base64EncodedString
+
+    from baker.local.instances import InstanceLimit, hostname_for
+
+    original_run = InstanceBackend.run_instances
+
+    def run_instances(self: Any, image_id: str, count: int, *args: Any, **kwargs: Any) -> Any:
+        image = INSTANCES.image(image_id) if INSTANCES is not None else None
+        if image is not None:
+            INSTANCES.max_live = SETTINGS.max_instances
+            try:
+                INSTANCES.check_room(int(count))
+            except InstanceLimit as exc:
+                raise EC2ClientError("InstanceLimitExceeded", exc.message) from exc
+        reservation = original_run(self, image_id, count, *args, **kwargs)
+        if image is not None:
+            for instance in reservation.instances:
+                instance.baker_live = True  # type: ignore[attr-defined]
+                INSTANCES.launch(
+                    instance.id,
+                    image,
+                    user_data=_user_data(instance),
+                    hostname=hostname_for(getattr(instance, "private_ip", None), instance.id),
+                    public_keys=_public_keys(self, getattr(instance, "key_name", None)),
+                )
+        return reservation
+
+    InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
+
+    def acting_on_container(name: str) -> Callable[..., Any]:
+        original = getattr(Instance, name)
+
+        def patched(self: Any) -> Any:
+            was = self.state
+            result = original(self)
+            if is_live(self) and INSTANCES is not None and was != self.state:
+                getattr(INSTANCES, name)(self.id)
+            return result
+
+        return patched
+
+    for name in ("start", "stop", "terminate"):
+        setattr(Instance, name, acting_on_container(name))
+
+    original_console = General.get_console_output
+
+    def get_console_output(self: Any) -> Any:
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        if not is_live(instance) or INSTANCES is None:
+            return original_console(self)
+        raw = INSTANCES.console(instance.id).encode()[-64 * 1024 :]  # EC2 keeps the last 64 KB
+        output = Base64EncodedString(base64.b64encode(raw).decode())
+        result = {"InstanceId": instance.id, "Timestamp": utcnow(), "Output": output}
+        return ActionResult(result)
+
+    General.get_console_output = get_console_output  # type: ignore[method-assign]
+
+    original_deregister = AmiBackend.deregister_image
+
+    def deregister_image(self: Any, ami_id: str) -> None:
+        original_deregister(self, ami_id)
+        if INSTANCES is not None:
+            INSTANCES.forget_image(ami_id)  # the image store follows the emulator
+
+    AmiBackend.deregister_image = deregister_image  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- launch templates
@@ -367,7 +656,7 @@ def _patch_images() -> None:
             root["KmsKeyId"] = self._get_param("KmsKeyId") or root.get("KmsKeyId") or "alias/aws/ebs"
         make_ebs(image, root, source.root_device_name)
         if self._get_bool_param("CopyImageTags", False):
-            for key, value in _tag_map(source).items():
+            for key, value in tag_map(source).items():
                 image.add_tag(key, value)
         specs = self._get_param("TagSpecifications", [])
         for key, value in _tags_of(specs, "image").items():
@@ -379,7 +668,7 @@ def _patch_images() -> None:
     AmisResponse.copy_image = copy_image  # type: ignore[method-assign]
 
 
-def _tag_map(resource: Any) -> dict[str, str]:
+def tag_map(resource: Any) -> dict[str, str]:
     """An EC2 resource's tags as a mapping (moto's describe_tags rows use lower-case keys)."""
     return {t["key"]: t["value"] for t in resource.get_tags()}
 
@@ -456,473 +745,10 @@ def _patch_tags() -> None:
     TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
 
 
-# --------------------------------------------------------------------------- instance refresh
-
-
-@dataclass
-class Refresh:
-    """One instance refresh of one group, advanced by ``Refreshes.tick``."""
-
-    id: str
-    account_id: str
-    region: str
-    group_name: str
-    strategy: str
-    preferences: dict[str, Any]
-    desired: dict[str, Any] | None
-    #: (template id, version) new instances come from
-    target: tuple[str, str]
-    #: (template id, version) the replaced instances came from: what a rollback goes back to
-    previous: tuple[str, str] | None
-    to_replace: list[str]
-    total: int
-    status: str = "Pending"
-    status_reason: str | None = None
-    start_time: datetime = field(default_factory=_utcnow)
-    end_time: datetime | None = None
-    created: float = field(default_factory=time.monotonic)
-    launched: list[str] = field(default_factory=list)
-    #: instances of the running batch: launched, waiting to be healthy; old ones waiting to go
-    batch_new: list[str] = field(default_factory=list)
-    batch_old: list[str] = field(default_factory=list)
-    batch_started: float = 0.0
-    done: int = 0
-    rollback: dict[str, Any] | None = None
-
-    def describe(self) -> dict[str, Any]:
-        percent = (
-            100
-            if self.status in ("Successful", "RollbackSuccessful")
-            else (int(100 * self.done / self.total) if self.total else 100)
-        )
-        out: dict[str, Any] = {
-            "InstanceRefreshId": self.id,
-            "AutoScalingGroupName": self.group_name,
-            "Status": self.status,
-            "StartTime": self.start_time,
-            "PercentageComplete": percent,
-            "InstancesToUpdate": max(self.total - self.done, 0),
-            "ProgressDetails": {
-                "LivePoolProgress": {
-                    "PercentageComplete": percent,
-                    "InstancesToUpdate": max(self.total - self.done, 0),
-                }
-            },
-            "Preferences": self.preferences,
-            "Strategy": self.strategy,
-        }
-        if self.status_reason:
-            out["StatusReason"] = self.status_reason
-        if self.end_time:
-            out["EndTime"] = self.end_time
-        if self.desired:
-            out["DesiredConfiguration"] = self.desired
-        if self.rollback:
-            out["RollbackDetails"] = self.rollback
-        return out
-
-
-class Refreshes:
-    """All refreshes of the emulator, advanced by one background thread under ``LOCK``."""
-
-    def __init__(self) -> None:
-        self.by_group: dict[tuple[str, str, str], list[Refresh]] = {}
-        self._thread: threading.Thread | None = None
-
-    def start_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="baker-refresh", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(SETTINGS.tick_seconds)
-            try:
-                self.tick()
-            except Exception:  # keep the emulator alive; the refresh shows what happened
-                log.exception("instance refresh step failed")
-
-    def history(self, account: str, region: str, group: str) -> list[Refresh]:
-        return self.by_group.setdefault((account, region, group), [])
-
-    def active(self, account: str, region: str, group: str) -> Refresh | None:
-        return next((r for r in self.history(account, region, group) if r.status in ACTIVE), None)
-
-    def tick(self) -> None:
-        with LOCK:
-            for refreshes in list(self.by_group.values()):
-                for refresh in refreshes:
-                    if refresh.status in ACTIVE:
-                        self._step(refresh)
-
-    # -- one step
-
-    def _step(self, r: Refresh) -> None:
-        from moto.autoscaling import autoscaling_backends
-
-        backend = autoscaling_backends[r.account_id][r.region]
-        group = backend.autoscaling_groups.get(r.group_name)
-        if group is None:
-            self._finish(r, "Failed", "the Auto Scaling group was deleted")
-            return
-        if r.status == "Pending":
-            if time.monotonic() - r.created >= SETTINGS.tick_seconds:
-                r.status = "InProgress"
-            return
-        if r.status == "Cancelling":
-            self._finish(r, "Cancelled", "Refresh was cancelled by the user")
-            return
-        rolling_back = r.status == "RollbackInProgress"
-        if r.batch_new or r.batch_old:
-            states = [instance_health(i) for i in self._instances(group, r.batch_new)]
-            if all(s == "healthy" for s in states):
-                if r.batch_old:  # launch-before-terminate: the old ones go once the new are healthy
-                    self._terminate(backend, group, r.batch_old)
-                r.done += len(r.batch_new)
-                r.batch_new, r.batch_old = [], []
-            elif time.monotonic() - r.batch_started > SETTINGS.refresh_timeout:
-                bad = sum(1 for s in states if s != "healthy")
-                reason = (
-                    f"{bad} replacement instance(s) did not become healthy within "
-                    f"{SETTINGS.refresh_timeout:.0f}s"
-                )
-                if not rolling_back and r.preferences.get("AutoRollback") and r.previous is not None:
-                    self.start_rollback(r, group, f"Instance refresh failed: {reason}")
-                else:
-                    self._finish(r, "RollbackFailed" if rolling_back else "Failed", reason)
-            return
-        present = {s.instance.id for s in group.instance_states}
-        r.to_replace = [i for i in r.to_replace if i in present]
-        if not r.to_replace:
-            self._complete(r, group)
-            return
-        self._next_batch(backend, group, r)
-
-    def _instances(self, group: Any, ids: list[str]) -> list[Any]:
-        found = []
-        for instance_id in ids:
-            instance = group.ec2_backend.get_instance_by_id(instance_id)
-            if instance is not None:
-                found.append(instance)
-        return found
-
-    def _next_batch(self, backend: Any, group: Any, r: Refresh) -> None:
-        desired = max(group.desired_capacity or 0, 1)
-        min_pct = int(r.preferences.get("MinHealthyPercentage", 90))
-        max_pct = int(r.preferences.get("MaxHealthyPercentage", 100))
-        if max_pct > 100:
-            size = max(1, (desired * max_pct) // 100 - desired)
-        else:
-            size = max(1, desired - -(-desired * min_pct // 100))
-        old = r.to_replace[:size]
-        r.to_replace = r.to_replace[size:]
-        if max_pct <= 100:
-            self._terminate(backend, group, old)
-        else:
-            r.batch_old = old
-        r.batch_new = self._launch(backend, group, len(old), r.target)
-        r.launched.extend(r.batch_new)
-        r.batch_started = time.monotonic()
-
-    def _terminate(self, backend: Any, group: Any, ids: list[str]) -> None:
-        group.instance_states = [s for s in group.instance_states if s.instance.id not in ids]
-        group.ec2_backend.terminate_instances(ids)  # leaves the target groups (gap 3)
-        backend.update_attached_elbs(group.name)
-
-    def _launch(self, backend: Any, group: Any, count: int, target: tuple[str, str]) -> list[str]:
-        if count <= 0:
-            return []
-        template_id, version = target
-        saved = (group.ec2_launch_template, group.launch_template_version)
-        before = {s.instance.id for s in group.instance_states}
-        try:
-            group.ec2_launch_template = group.ec2_backend.get_launch_template(template_id)
-            group.launch_template_version = version
-            group.replace_autoscaling_group_instances(count, group.get_propagated_tags())
-        finally:
-            group.ec2_launch_template, group.launch_template_version = saved
-        backend.update_attached_target_groups(group.name)
-        return [s.instance.id for s in group.instance_states if s.instance.id not in before]
-
-    def _complete(self, r: Refresh, group: Any) -> None:
-        if r.status == "RollbackInProgress":
-            self._set_group_template(group, r.target)
-            self._finish(r, "RollbackSuccessful", r.status_reason)
-            return
-        if r.desired and "LaunchTemplate" in r.desired:
-            self._set_group_template(group, r.target)
-        self._finish(r, "Successful", None)
-
-    def _set_group_template(self, group: Any, target: tuple[str, str]) -> None:
-        group.ec2_launch_template = group.ec2_backend.get_launch_template(target[0])
-        group.launch_template_version = target[1]
-        group.provided_launch_template_version = target[1]
-
-    def _finish(self, r: Refresh, status: str, reason: str | None) -> None:
-        r.status = status
-        r.status_reason = reason
-        r.end_time = _utcnow()
-        if r.rollback is not None:
-            r.rollback["PercentageCompleteOnRollback"] = 100 if status == "RollbackSuccessful" else 0
-
-    def start_rollback(self, r: Refresh, group: Any, reason: str) -> None:
-        assert r.previous is not None
-        present = {s.instance.id for s in group.instance_states}
-        back = [i for i in r.launched if i in present]
-        # a batch in flight: its replacements go back, the old ones it kept stay
-        r.batch_new, r.batch_old = [], []
-        r.rollback = {
-            "RollbackReason": reason,
-            "RollbackStartTime": _utcnow(),
-            "PercentageCompleteOnRollback": 0,
-            "InstancesToUpdateOnRollback": len(back),
-        }
-        r.status, r.status_reason = "RollbackInProgress", reason
-        r.target, r.previous = r.previous, r.target
-        r.to_replace, r.total, r.done, r.launched = back, len(back), 0, []
-        # new launches (and the group itself) go back to what ran before
-        self._set_group_template(group, r.target)
-
-
-REFRESHES = Refreshes()
-
-
-def _template_of(instance_state: Any) -> tuple[str, str] | None:
-    spec = instance_state.launch_template
-    if not spec:
-        return None
-    return spec["LaunchTemplateId"], str(spec["Version"])
-
-
-def _resolve(group: Any, spec: dict[str, Any] | None) -> tuple[str, str]:
-    """(template id, version as the group will launch it) of a LaunchTemplate spec or of the group."""
-    from moto.autoscaling.exceptions import ValidationError
-
-    backend = group.ec2_backend
-    if spec:
-        if spec.get("LaunchTemplateId"):
-            template = backend.get_launch_template(spec["LaunchTemplateId"])
-        else:
-            template = backend.get_launch_template_by_name(spec["LaunchTemplateName"])
-        version = spec.get("Version") or "$Default"
-    else:
-        if group.ec2_launch_template is None:
-            raise ValidationError("instance refresh of a group without a launch template is not emulated")
-        template, version = group.ec2_launch_template, group.launch_template_version
-    return template.id, str(version)
-
-
-def _number(group: Any, target: tuple[str, str]) -> str:
-    template = group.ec2_backend.get_launch_template(target[0])
-    return str(template.get_version(target[1]).number)
-
-
-def _patch_autoscaling_api() -> None:
-    from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
-    from moto.autoscaling.responses import AutoScalingResponse
-    from moto.core.responses import ActionResult
-
-    class InProgress(AutoscalingClientError):
-        code = "InstanceRefreshInProgressFault"
-        message = (
-            "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh."
-        )
-
-    class NotFound(AutoscalingClientError):
-        code = "ActiveInstanceRefreshNotFoundFault"
-        message = "No in progress or pending Instance Refresh found for Auto Scaling group"
-
-    class Irreversible(AutoscalingClientError):
-        code = "IrreversibleInstanceRefreshFault"
-        message = "The rollback failed: the previous configuration of the group is not known."
-
-    def _group(self: Any) -> Any:
-        name = self._get_param("AutoScalingGroupName")
-        group = self.autoscaling_backend.autoscaling_groups.get(name)
-        if group is None:
-            raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
-        return group
-
-    def start_instance_refresh(self: Any) -> ActionResult:
-        group = _group(self)
-        with LOCK:
-            if REFRESHES.active(self.current_account, self.region, group.name):
-                raise InProgress()
-            desired = self._get_param("DesiredConfiguration") or None
-            prefs = dict(self._get_param("Preferences") or {})
-            prefs.setdefault("MinHealthyPercentage", 90)
-            prefs.setdefault("InstanceWarmup", group.health_check_grace_period or 0)
-            prefs.setdefault("SkipMatching", False)
-            prefs.setdefault("AutoRollback", False)
-            prefs.setdefault("ScaleInProtectedInstances", "Ignore")
-            prefs.setdefault("StandbyInstances", "Ignore")
-            target = _resolve(group, (desired or {}).get("LaunchTemplate"))
-            target_number = _number(group, target)
-            olds = [s for s in group.instance_states if s.lifecycle_state == "InService"]
-            if prefs["SkipMatching"]:
-                olds = [s for s in olds if _template_of(s) != (target[0], target_number)]
-            previous_versions = [_template_of(s) for s in olds if _template_of(s)]
-            previous = max(set(previous_versions), key=previous_versions.count) if previous_versions else None
-            refresh = Refresh(
-                id=str(uuid.uuid4()),
-                account_id=self.current_account,
-                region=self.region,
-                group_name=group.name,
-                strategy=self._get_param("Strategy") or "Rolling",
-                preferences=prefs,
-                desired=desired,
-                target=target,
-                previous=previous,
-                to_replace=[s.instance.id for s in olds],
-                total=len(olds),
-            )
-            REFRESHES.history(self.current_account, self.region, group.name).insert(0, refresh)
-        return ActionResult({"InstanceRefreshId": refresh.id})
-
-    def describe_instance_refreshes(self: Any) -> ActionResult:
-        group = _group(self)
-        REFRESHES.tick()
-        ids = self._get_param("InstanceRefreshIds") or []
-        limit = int(self._get_param("MaxRecords") or 50)
-        with LOCK:
-            found = [
-                r.describe()
-                for r in REFRESHES.history(self.current_account, self.region, group.name)
-                if not ids or r.id in ids
-            ]
-        return ActionResult({"InstanceRefreshes": found[:limit]})
-
-    def cancel_instance_refresh(self: Any) -> ActionResult:
-        group = _group(self)
-        with LOCK:
-            refresh = REFRESHES.active(self.current_account, self.region, group.name)
-            if refresh is None or refresh.status in ("Cancelling", "RollbackInProgress"):
-                raise NotFound()
-            refresh.status = "Cancelling"
-        return ActionResult({"InstanceRefreshId": refresh.id})
-
-    def rollback_instance_refresh(self: Any) -> ActionResult:
-        group = _group(self)
-        with LOCK:
-            refresh = REFRESHES.active(self.current_account, self.region, group.name)
-            if refresh is None or refresh.status in ("Cancelling", "RollbackInProgress"):
-                raise NotFound()
-            if refresh.previous is None:
-                raise Irreversible()
-            REFRESHES.start_rollback(refresh, group, "Rollback requested by the user")
-        return ActionResult({"InstanceRefreshId": refresh.id})
-
-    def describe_traffic_sources(self: Any) -> ActionResult:
-        group = _group(self)
-        sources = [
-            {"Identifier": arn, "Type": "elbv2", "TrafficSource": arn} for arn in group.target_group_arns
-        ]
-        return ActionResult({"TrafficSources": sources})
-
-    for fn in (
-        start_instance_refresh,
-        describe_instance_refreshes,
-        cancel_instance_refresh,
-        rollback_instance_refresh,
-        describe_traffic_sources,
-    ):
-        setattr(AutoScalingResponse, fn.__name__, fn)
-
-
-# --------------------------------------------------------------------------- the /_baker API
-
-
-def inventory() -> dict[str, Any]:
-    """What the local cloud holds: our images and the instances, across accounts and regions."""
-    from moto.ec2.models import ec2_backends
-
-    images: list[dict[str, Any]] = []
-    instances: list[dict[str, Any]] = []
-    with LOCK:
-        for account, regions in list(ec2_backends.items()):
-            for region, backend in list(regions.items()):
-                for ami in list(getattr(backend, "amis", {}).values()):
-                    if ami.owner_id == account and ami.owner_alias != "amazon":
-                        tags = _tag_map(ami)
-                        images.append(
-                            {
-                                "ami_id": ami.id,
-                                "account": account,
-                                "region": region,
-                                "name": ami.name,
-                                "version": tags.get("baker:version"),
-                                "health": SETTINGS.health_by_ami.get(ami.id),
-                            }
-                        )
-                for reservation in list(getattr(backend, "reservations", {}).values()):
-                    for i in reservation.instances:
-                        if i.state in ("running", "pending", "stopped"):
-                            instances.append(
-                                {
-                                    "instance_id": i.id,
-                                    "account": account,
-                                    "region": region,
-                                    "ami_id": i.image_id,
-                                    "state": i.state,
-                                    "health": instance_health(i),
-                                }
-                            )
-    return {"images": images, "instances": instances}
-
-
-def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    """The emulator's own endpoints under ``/_baker/`` (JSON in, JSON out)."""
-    try:
-        data = json.loads(body or b"{}") if method == "POST" else {}
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        if path == "/_baker/health" and method == "POST":
-            ami_id, state = data.get("ami_id"), data.get("state")
-            if not isinstance(ami_id, str) or not ami_id.startswith("ami-"):
-                raise ValueError("ami_id must be an AMI id")
-            set_health(ami_id, state)
-            return 200, {"ami_id": ami_id, "state": state}
-        if path == "/_baker/health" and method == "GET":
-            return 200, {"health_by_ami": dict(SETTINGS.health_by_ami)}
-        if path == "/_baker/settings":
-            with LOCK:
-                for key in ("initial_seconds", "refresh_timeout", "tick_seconds"):
-                    if key in data:
-                        setattr(SETTINGS, key, float(data[key]))
-                return 200, {
-                    k: getattr(SETTINGS, k) for k in ("initial_seconds", "refresh_timeout", "tick_seconds")
-                }
-        if path == "/_baker/status":
-            return 200, inventory()
-    except (ValueError, TypeError) as exc:
-        return 400, {"error": str(exc)}
-    return 404, {"error": f"no such endpoint: {method} {path}"}
-
-
-def wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap moto's WSGI app so that ``/_baker/...`` reaches ``handle``."""
-
-    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith("/_baker/"):
-            # one request at a time: the refresh thread changes the same backends under LOCK
-            with LOCK:
-                return app(environ, start_response)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        status, payload = handle(environ.get("REQUEST_METHOD", "GET"), path, body)
-        raw = json.dumps(payload, default=str).encode()
-        phrase = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
-        start_response(
-            f"{status} {phrase}", [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))]
-        )
-        return [raw]
-
-    return application
-
-
 def install() -> None:
     """Apply every extension (idempotent). Call before the server starts."""
+    from baker.local import refresh
+
     global _installed
     if _installed:
         return
@@ -930,7 +756,8 @@ def install() -> None:
     _patch_termination()
     _patch_launch_templates()
     _patch_images()
-    _patch_autoscaling_api()
+    refresh.patch_autoscaling_api()
     _patch_accounts()
     _patch_tags()
+    _patch_live_instances()
     _installed = True

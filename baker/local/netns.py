@@ -7,17 +7,15 @@ A process enters one with setns(2) before it starts any thread; everything it st
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
 from pathlib import Path
 
 from baker import runner
 from baker.errors import UsageError
+from baker.local import kernel
 
 NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
 NAME = re.compile(r"^baker[a-z0-9-]{0,40}$")
 
 
@@ -95,17 +93,15 @@ def enter(name: str) -> None:
     if not exists(name):
         raise UsageError(f"network namespace {name} does not exist; run 'baker local up' first")
     assert_isolated(name)
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    fd = os.open(path(name), os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise UsageError(f"cannot enter network namespace {name}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
+    kernel.setns_net(path(name))
 
 
 def exec_prefix(name: str) -> list[str]:
-    """argv prefix that runs a program in the namespace (for processes we do not fork ourselves)."""
+    """argv prefix that runs a program in the namespace (for processes we do not fork ourselves).
+
+    nsenter, not ``ip netns exec``: that one also gives the program a mount namespace of its own
+    with a fresh /sys, where the live instances' systemd-nspawn finds no cgroup hierarchy and
+    where the overlays it mounts would be invisible to ``local down``.
+    """
     _check_name(name)
-    return ["ip", "netns", "exec", name]
+    return ["nsenter", f"--net={path(name)}", "--"]

@@ -1,8 +1,9 @@
 """The CI story, told through the `baker` command as a CI job or an operator types it.
 
-A fresh environment is released (bake + first deploy), released again (the same recipe: a cache
-hit, nothing rebaked), then a bad image is rolled out: its targets never turn healthy and baker
-rolls back to the good one. Every step is a `python -m baker --local --output json ...` child
+A fresh environment is released (bake, verify on a booted instance, first deploy), released again
+(the same recipe: a cache hit, nothing rebaked or re-verified), then released with a runtime
+setting that breaks the app's /healthz: the live instances' real health checks fail and baker
+rolls back to the good release, its AMI and its runtime. Every step is a `python -m baker --local --output json ...` child
 process against the session's local cloud; the test only looks at what AWS then says.
 """
 
@@ -101,23 +102,25 @@ def test_release_cache_hit_and_automatic_rollback(baker: Baker, local_cloud: Any
     assert "[packer]" not in err, "no Packer run on a cache hit"
     assert fleet(local_cloud) == live
 
-    # 3. a new image whose instances never pass the health check: rolled back, exit 4
-    code, baked, err = baker("bake", "-e", ENV, "--force")
-    assert code == 0, err
-    bad = baked["ami_id"]
-    assert bad != good and baked["recipe"] == first["bake"]["recipe"] and baked["cached"] is False
-    code, _, err = baker("local", "health", "--ami", bad, "--state", "unhealthy", local=False)
-    assert code == 0, err
+    # 3. a release whose app really fails /healthz (a runtime setting: same AMI, no knob): the real
+    # health checks of the live instances catch it, and the rollback restores the runtime it ran with
+    env_file = baker.project / "environments" / f"{ENV}.yml"
+    saved = env_file.read_text()
+    data = yaml.safe_load(saved)
+    data["runtime"] = {"env": {"HELLO_UNHEALTHY": "1"}}
+    env_file.write_text(yaml.safe_dump(data))
     # the cloud's refresh gives up on unhealthy replacements after 8 s instead of 30 (a quicker story)
     code, _, err = baker("local", "up", "--no-rootfs", "--refresh-timeout", "8", local=False)
     assert code == 0, err
     try:
-        code, failed, err = baker("deploy", "-e", ENV, "--ami", bad)
+        code, failed, err = baker("release", "-e", ENV)
     finally:
+        env_file.write_text(saved)
         baker("local", "up", "--no-rootfs", "--refresh-timeout", "30", local=False)
     assert code == 4, err
     assert failed["ok"] is False and failed["outcome"] == "rolled_back"
     assert failed["rollback"]["ami_id"] == good and failed["rollback"]["outcome"] == "healthy"
+    assert failed["rollback"]["runtime_restored"] is True
     assert f"rolled back: {good} is live" in failed["error"]
     after = fleet(local_cloud)
     assert len(after) == 2 and set(after.values()) == {good}
@@ -126,11 +129,14 @@ def test_release_cache_hit_and_automatic_rollback(baker: Baker, local_cloud: Any
 def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(baker: Baker, local_cloud: Any):
     """After the release story: v2 deployed, v1 pinned for an incident, a release and a promotion
     into the pinned environment refused (6), unpinned, rolled back to v2; history shows every step;
-    gc --apply keeps what is pinned, previous or in use and deletes the rest with its snapshots."""
+    gc --apply keeps what is live and previous and deletes an image nobody used, with its snapshots."""
     code, history, err = baker("history", "-e", ENV)
     assert code == 0, err
     v1 = next(r["ami_id"] for r in history["releases"] if r["outcome"] == "healthy")
-    broken = next(r["ami_id"] for r in history["releases"] if r["outcome"] == "rolled_back")
+    # an image nobody deploys: what gc is for
+    code, unused, err = baker("bake", "-e", ENV, "--force")
+    assert code == 0, err
+    broken = unused["ami_id"]
 
     # v2: a new image of the same commit, deployed
     code, baked, err = baker("bake", "-e", ENV, "--force")

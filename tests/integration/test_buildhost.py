@@ -23,7 +23,7 @@ import pytest
 
 from baker import runner
 from baker.errors import UsageError
-from baker.local import buildhost, cloud
+from baker.local import buildhost, cloud, rootfs, systemd
 from baker.local.buildhost import BuildHost, BuildSession
 from tests.localcloud import launcher_netns
 
@@ -237,22 +237,22 @@ def test_down_recovers_after_a_crash(build_host: BuildHost, tmp_path: Path) -> N
 
 
 def test_rootfs_fetch_runs_alone_in_the_named_namespace() -> None:
-    recipe = buildhost.rootfs_recipe("bookworm", "amd64", [])
-    argv = buildhost.mmdebstrap_argv(recipe, Path("/c/x"), [Path("/etc/apt/a.sources")], "/proc/7/ns/net")
+    recipe = rootfs.rootfs_recipe("bookworm", "amd64", [])
+    argv = rootfs.mmdebstrap_argv(recipe, Path("/c/x"), [Path("/etc/apt/a.sources")], "/proc/7/ns/net")
     assert argv[:3] == ["nsenter", "--net=/proc/7/ns/net", "--"]
     assert argv[3] == "mmdebstrap" and "--variant=minbase" in argv and argv[-1] == "/etc/apt/a.sources"
     assert "python3-apt" in next(a for a in argv if a.startswith("--include="))
-    assert buildhost.mmdebstrap_argv(recipe, Path("/c/x"), [])[0] == "mmdebstrap"
+    assert rootfs.mmdebstrap_argv(recipe, Path("/c/x"), [])[0] == "mmdebstrap"
 
 
 def test_rootfs_key_follows_sources_and_packages(tmp_path: Path) -> None:
     src = tmp_path / "debian.sources"
     src.write_text("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n")
-    key = buildhost.recipe_key(buildhost.rootfs_recipe("bookworm", "amd64", [src]))
-    assert key == buildhost.recipe_key(buildhost.rootfs_recipe("bookworm", "amd64", [src]))
-    assert key != buildhost.recipe_key(buildhost.rootfs_recipe("bookworm", "amd64", [src], ("python3",)))
+    key = rootfs.recipe_key(rootfs.rootfs_recipe("bookworm", "amd64", [src]))
+    assert key == rootfs.recipe_key(rootfs.rootfs_recipe("bookworm", "amd64", [src]))
+    assert key != rootfs.recipe_key(rootfs.rootfs_recipe("bookworm", "amd64", [src], ("python3",)))
     src.write_text(src.read_text().replace("mirror.example", "other.example"))
-    assert key != buildhost.recipe_key(buildhost.rootfs_recipe("bookworm", "amd64", [src]))
+    assert key != rootfs.recipe_key(rootfs.rootfs_recipe("bookworm", "amd64", [src]))
 
 
 def test_host_apt_sources_skips_disabled_files(tmp_path: Path) -> None:
@@ -260,16 +260,16 @@ def test_host_apt_sources_skips_disabled_files(tmp_path: Path) -> None:
     (tmp_path / "sources.list").write_text("# nothing here\n")
     for name in ("debian.sources", "extra.list", "old.list.disabled-by-farm", "x.sources.save"):
         (tmp_path / "sources.list.d" / name).write_text("deb http://mirror.example/debian bookworm main\n")
-    assert [p.name for p in buildhost.host_apt_sources(tmp_path)] == ["debian.sources", "extra.list"]
+    assert [p.name for p in rootfs.host_apt_sources(tmp_path)] == ["debian.sources", "extra.list"]
 
 
 def test_unit_parsing_for_services_without_systemd() -> None:
-    env = buildhost.parse_env_file("# c\nA=1\nB='two words'\nC=\"x\"\n\n")
+    env = systemd.parse_env_file("# c\nA=1\nB='two words'\nC=\"x\"\n\n")
     assert env == {"A": "1", "B": "two words", "C": "x"}
-    unit = buildhost.parse_unit(
+    unit = systemd.parse_unit(
         "[Unit]\nExecStart=/wrong\n[Service]\nExecStart=-/bin/app \\\n  --port ${A} $B\n"
     )
-    assert buildhost.expand_exec(unit["ExecStart"][-1], env) == ["/bin/app", "--port", "1", "two", "words"]
+    assert systemd.expand_exec(unit["ExecStart"][-1], env) == ["/bin/app", "--port", "1", "two", "words"]
 
 
 def test_a_failed_bake_keeps_nothing(build_host: BuildHost) -> None:

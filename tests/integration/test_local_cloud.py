@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,8 +22,10 @@ import boto3
 import pytest
 
 from baker.cli import main
-from baker.local import cloud, netns
+from baker.local import cloud, kernel, netns
 from baker.local.moto_ext import SOURCE_AMI_NAME
+from tests.livefleet import bake_probe, wait_for
+from tests.localcloud import LocalCloud
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +144,35 @@ def test_instances_addresses_are_unreachable_from_inside(second_cloud: tuple[Pat
         return reached
 
     assert cloud.in_netns(name, try_connect) == {}
+
+
+def test_down_leaves_no_container_mount_or_namespace(second_cloud: tuple[Path, str]) -> None:
+    if not shutil.which("systemd-nspawn"):
+        pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
+    state_dir, name = second_cloud
+    info = cloud.up(state_dir, name, rootfs=False)
+    handle = LocalCloud(state_dir=state_dir, endpoint=info["endpoint"], netns=name)
+
+    def launch() -> str:
+        ami = bake_probe(handle, "9.9.9")
+        ec2 = handle.client("ec2")
+        return str(ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"])
+
+    iid = cloud.in_netns(name, launch)
+
+    def container() -> int | None:
+        found = [i for i in cloud.status(state_dir)["instances"] if i["instance_id"] == iid]
+        return found[0].get("container_pid") if found else None
+
+    pid = wait_for("the instance's container", container, 30)
+    result = cloud.down(state_dir)
+    assert not kernel.alive(pid)
+    assert _mounts_under(state_dir) == [] and not netns.exists(name)
+    assert not (state_dir / "instances").exists()
+    assert (state_dir / "images").is_dir(), "images stay without --purge"
+    assert result["images_purged"] == 0
+    assert cloud.down(state_dir, purge=True)["images_purged"] == 1
+    assert not (state_dir / "images").exists()
 
 
 @pytest.fixture

@@ -1,0 +1,302 @@
+"""Live instances: an instance of an AMI baked in this local cloud boots its image (systemd-nspawn).
+
+Few and quick on purpose: one probe image (tests/livefleet.py), a handful of containers shared by
+the tests of this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import shutil
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from baker.local import kernel
+from baker.local.instances import LocalReach
+from baker.verify import console_host_keys
+from tests.livefleet import bake_probe, in_instance, runtime_env_user_data, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def probe_ami(local_cloud: Any) -> str:
+    if not shutil.which("systemd-nspawn"):
+        pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
+    return bake_probe(local_cloud, "1.0.0")
+
+
+def instance_status(local_cloud: Any, instance_id: str) -> dict[str, Any]:
+    return next(i for i in local_cloud.status()["instances"] if i["instance_id"] == instance_id)
+
+
+def booted(local_cloud: Any, instance_id: str, unit: str = "probe") -> int:
+    """Wait until the unit is active inside the instance; its container's init PID."""
+
+    def active() -> int | None:
+        pid = instance_status(local_cloud, instance_id).get("container_pid")
+        if pid and in_instance(pid, "systemctl", "is-active", unit).stdout.strip() == "active":
+            return int(pid)
+        return None
+
+    return int(wait_for(f"{unit} active in {instance_id}", active, deadline=60))
+
+
+def get(pid: int, path: str, port: int = 8080) -> tuple[int, str]:
+    """GET 127.0.0.1:port inside the instance's own network namespace (the unit may still be binding)."""
+
+    def fetch() -> tuple[int, str] | None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        except ConnectionRefusedError:
+            return None
+
+    return wait_for(f"port {port} answering", lambda: kernel.in_netns(f"/proc/{pid}/ns/net", fetch), 20)
+
+
+def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, probe_ami: str) -> None:
+    ec2 = local_cloud.client("ec2")
+    user_data = runtime_env_user_data("PROBE_DIR=/srv/broken\n")
+    iid = ec2.run_instances(ImageId=probe_ami, MinCount=1, MaxCount=1, UserData=user_data)["Instances"][0][
+        "InstanceId"
+    ]
+    try:
+        pid = booted(local_cloud, iid)
+        status = instance_status(local_cloud, iid)
+        assert status["live"] and status["rss_mib"] > 0
+        # the runtime env from user data (cloud-init, NoCloud seed) reached the unit
+        assert in_instance(pid, "cat", "/etc/probe/runtime.env").stdout == "PROBE_DIR=/srv/broken\n"
+        assert get(pid, "/version") == (200, "1.0.0\n")
+        assert get(pid, "/healthz")[0] == 404
+        # the container has only loopback
+        assert kernel.in_netns(f"/proc/{pid}/ns/net", kernel.net_interfaces) == ["lo"]
+
+        # the console, as GetConsoleOutput gives it, vouches for the host key cloud-init generated
+        def console_keys() -> list[str]:
+            return console_host_keys(ec2.get_console_output(InstanceId=iid)["Output"])  # botocore decodes it
+
+        keys = wait_for("host keys on the console", console_keys, 30)
+        assert keys == LocalReach(local_cloud.state_dir).host_keys({"InstanceId": iid})
+
+        ec2.stop_instances(InstanceIds=[iid])
+        wait_for("container stopped", lambda: not instance_status(local_cloud, iid)["live"], 30)
+        assert not kernel.alive(pid)
+        ec2.start_instances(InstanceIds=[iid])
+        again = booted(local_cloud, iid)
+        assert again != pid
+        assert get(again, "/healthz")[0] == 404, "the disk (runtime.env) survives a stop"
+    finally:
+        ec2.terminate_instances(InstanceIds=[iid])
+    disk = local_cloud.state_dir / "instances" / iid
+    wait_for("the instance's disk gone", lambda: not disk.exists(), 30)
+    assert kernel.mounts_under(disk) == []
+
+
+def test_an_ami_without_content_stays_a_record(local_cloud: Any) -> None:
+    from baker.local.moto_ext import SOURCE_AMI_NAME
+
+    ec2 = local_cloud.client("ec2")
+    source = ec2.describe_images(Filters=[{"Name": "name", "Values": [SOURCE_AMI_NAME]}])["Images"][0]
+    iid = ec2.run_instances(ImageId=source["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    try:
+        status = instance_status(local_cloud, iid)
+        assert status["live"] is False and "record only" in status["note"]
+    finally:
+        ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_live_instances_are_capped(local_cloud: Any, probe_ami: str) -> None:
+    ec2 = local_cloud.client("ec2")
+    before = local_cloud.settings()
+    live = sum(1 for i in local_cloud.status()["instances"] if i.get("live"))
+    local_cloud.settings(max_instances=live + 1)
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            ec2.run_instances(ImageId=probe_ami, MinCount=2, MaxCount=2)
+        assert caught.value.response["Error"]["Code"] == "InstanceLimitExceeded"
+        assert "max-instances" in caught.value.response["Error"]["Message"]
+    finally:
+        local_cloud.settings(max_instances=before["max_instances"])
+
+
+def test_a_deregistered_ami_loses_its_content(local_cloud: Any) -> None:
+    ec2 = local_cloud.client("ec2")
+    ami = bake_probe(local_cloud, "0.0.1-gone")
+    content = local_cloud.state_dir / "images" / ami
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.deregister_image(ImageId=ami)
+    assert content.is_dir(), "kept while an instance still boots from it"
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_for("the image's content gone", lambda: not content.exists(), 30)
+
+
+@pytest.fixture(scope="module")
+def target_group(local_cloud: Any) -> Any:
+    """A target group with the quickest checks AWS allows (5 s apart, 2 in a row decide)."""
+    elb, ec2 = local_cloud.client("elbv2"), local_cloud.client("ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    tg = elb.create_target_group(
+        Name="live-health",
+        Protocol="HTTP",
+        Port=8080,
+        VpcId=vpc,
+        HealthCheckPath="/healthz",
+        HealthCheckIntervalSeconds=5,
+        HealthCheckTimeoutSeconds=2,
+        HealthyThresholdCount=2,
+        UnhealthyThresholdCount=2,
+        Matcher={"HttpCode": "200"},
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elb.modify_target_group_attributes(
+        TargetGroupArn=tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}]
+    )
+    yield tg
+    elb.delete_target_group(TargetGroupArn=tg)
+
+
+def test_target_health_comes_from_real_checks_inside_each_instance(
+    local_cloud: Any, probe_ami: str, target_group: str
+) -> None:
+    ec2, elb = local_cloud.client("ec2"), local_cloud.client("elbv2")
+    good = ec2.run_instances(ImageId=probe_ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    bad = ec2.run_instances(
+        ImageId=probe_ami, MinCount=1, MaxCount=1, UserData=runtime_env_user_data("PROBE_DIR=/srv/broken\n")
+    )["Instances"][0]["InstanceId"]
+    try:
+        elb.register_targets(TargetGroupArn=target_group, Targets=[{"Id": good}, {"Id": bad}])
+
+        def health() -> dict[str, dict[str, Any]]:
+            found = elb.describe_target_health(TargetGroupArn=target_group)["TargetHealthDescriptions"]
+            return {t["Target"]["Id"]: t["TargetHealth"] for t in found}
+
+        assert {h["State"] for h in health().values()} == {"initial"}
+
+        def decided() -> dict[str, dict[str, Any]] | None:
+            found = health()
+            return found if all(v["State"] != "initial" for v in found.values()) else None
+
+        settled = wait_for("both targets decided", decided, 60)
+        assert settled[good]["State"] == "healthy"
+        assert settled[bad] == {
+            "State": "unhealthy",
+            "Reason": "Target.ResponseCodeMismatch",
+            "Description": "Health checks failed with these codes: [404]",
+        }
+        # no knob anywhere: the emulator's fault-injection override is not set for this AMI
+        image = next(i for i in local_cloud.status()["images"] if i["ami_id"] == probe_ami)
+        assert image["health"] is None and image["content"]
+
+        elb.deregister_targets(TargetGroupArn=target_group, Targets=[{"Id": good}])
+        assert health()[good]["State"] == "draining"
+        wait_for("draining over", lambda: good not in health(), 20)
+    finally:
+        ec2.terminate_instances(InstanceIds=[good, bad])
+
+
+def test_an_elb_health_checked_group_replaces_an_instance_that_fails_its_checks(
+    local_cloud: Any, probe_ami: str, target_group: str
+) -> None:
+    ec2, asg = local_cloud.client("ec2"), local_cloud.client("autoscaling")
+    template = ec2.create_launch_template(
+        LaunchTemplateName="live-elb-replace",
+        LaunchTemplateData={
+            "ImageId": probe_ami,
+            "UserData": base64.b64encode(runtime_env_user_data("PROBE_DIR=/srv/broken\n").encode()).decode(),
+        },
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="live-elb-replace",
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=subnet,
+        TargetGroupARNs=[target_group],
+        HealthCheckType="ELB",
+        HealthCheckGracePeriod=1,  # moto reads 0 as its default, 300
+    )
+
+    def members() -> list[str]:
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["live-elb-replace"])
+        return [i["InstanceId"] for i in groups["AutoScalingGroups"][0]["Instances"]]
+
+    try:
+        first = members()
+        assert len(first) == 1 and instance_status(local_cloud, first[0])["live"]
+        replaced = wait_for("the unhealthy instance replaced", lambda: (m := members()) != first and m, 60)
+        assert len(replaced) == 1
+        gone = ec2.describe_instances(InstanceIds=first)["Reservations"][0]["Instances"][0]
+        assert gone["State"]["Name"] == "terminated"
+    finally:
+        asg.delete_auto_scaling_group(AutoScalingGroupName="live-elb-replace", ForceDelete=True)
+        ec2.delete_launch_template(LaunchTemplateId=template)
+
+
+def test_the_load_balancer_answers_on_loopback_and_forwards_to_healthy_targets(
+    local_cloud: Any, probe_ami: str
+) -> None:
+    ec2, elb = local_cloud.client("ec2"), local_cloud.client("elbv2")
+    other = bake_probe(local_cloud, "2.0.0")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    tg = elb.create_target_group(
+        Name="live-lb", Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/healthz",
+        HealthCheckIntervalSeconds=5, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    lb = elb.create_load_balancer(Name="live-lb", Subnets=subnets, Type="application")["LoadBalancers"][0]
+    listener = elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+    )["Listeners"][0]["ListenerArn"]
+    ids = [
+        ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, **extra)["Instances"][0]["InstanceId"]
+        for ami, extra in (
+            (probe_ami, {}),
+            (other, {}),
+            (other, {"UserData": runtime_env_user_data("PROBE_DIR=/srv/broken\n")}),
+        )
+    ]
+    try:
+        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i} for i in ids])
+
+        def url() -> str | None:
+            found = [b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener]
+            return found[0]["url"] if found else None
+
+        base = wait_for("the listener's loopback port", url, 10)
+        entry = next(b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener)
+        assert entry["dns_name"] == lb["DNSName"] and base.startswith("http://127.0.0.1:")
+        assert fetch(base, "/version")[0] == 503, "no healthy target yet"
+
+        def healthy() -> list[str] | None:
+            found = next(b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener)
+            return found["healthy_targets"] if len(found["healthy_targets"]) == 2 else None
+
+        assert sorted(wait_for("two healthy targets", healthy, 60)) == sorted(ids[:2])
+        answers = [fetch(base, "/version") for _ in range(6)]
+        assert sorted(set(answers)) == [(200, "1.0.0\n"), (200, "2.0.0\n")], "round robin, healthy only"
+    finally:
+        elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
+        ec2.terminate_instances(InstanceIds=ids)
+        elb.delete_target_group(TargetGroupArn=tg)
+    wait_for("the listener closed", lambda: url() is None, 10)
+
+
+def fetch(base: str, path: str) -> tuple[int, str]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
