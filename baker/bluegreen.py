@@ -26,10 +26,11 @@ target groups (terraform/bluegreen.tf). A release goes to the *idle* color:
    For CI, ``retire`` in a scheduled job fits best: the release job ends when the new color is
    live, and the rollback window is kept whatever the release cadence.
 
-What the local cloud emulates: weighted forward actions, both listeners and every color's target
-health come from the emulator's API (moto); 5xx counts are whatever CloudWatch holds for the target
-group (tests put them there); the smoke checks through the test route run once the local load
-balancer answers on loopback (``Deploy.test_route``), and are reported as skipped before.
+What the local cloud does: both listeners answer on loopback and forward by weight to the healthy
+live instances of each color (baker/local/lb.py), so the smoke checks go through the test route
+(``Deploy.test_route``); they are reported as skipped (``ok: None``, with why) behind record-only
+instances, for which nothing answers. 5xx counts are what the emulator's CloudWatch holds for the
+target group: its load balancer does not count what it relays (tests put the counts there).
 """
 
 from __future__ import annotations
@@ -334,14 +335,12 @@ class BlueGreen:
             return [
                 {"name": c.name, "ok": None, "output": "skipped: the color served before"} for c in checks
             ]
-        base = self.deploy.test_route(colors) if colors.test == color else None
+        base, why = self.deploy.test_route(colors) if colors.test == color else (None, "not under test")
         out: list[dict[str, Any]] = []
         for check in checks:
             assert check.http is not None
             if base is None:
-                out.append(
-                    {"name": check.name, "ok": None, "output": "skipped: the test route does not answer here"}
-                )
+                out.append({"name": check.name, "ok": None, "output": f"skipped: {why}"})
                 continue
             parts = urlsplit(check.http)
             url = base.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

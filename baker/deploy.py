@@ -294,13 +294,25 @@ class Deploy:
             unhealthy_timeout=self.env.settings.deploy.unhealthy_timeout,
         )
 
-    def test_route(self, colors: Colors) -> str | None:
-        """Blue/green: the base URL of the test listener (None where nothing answers on it)."""
-        if self.local:
-            return None  # the emulator's load balancers do not answer yet
-        if colors.lb_dns_name and colors.test_port:
-            return f"http://{colors.lb_dns_name}:{colors.test_port}"
-        return None
+    def test_route(self, colors: Colors) -> tuple[str | None, str]:
+        """Blue/green: the base URL of the test listener, or None and why nothing answers on it.
+        The local cloud's listeners answer on loopback ports of their own (baker/local/lb.py)."""
+        if not self.local:
+            if colors.lb_dns_name and colors.test_port:
+                return f"http://{colors.lb_dns_name}:{colors.test_port}", ""
+            return None, "the load balancer has no DNS name"
+        if not (colors.test_listener_arn and self.aws.endpoint_url):
+            return None, "no test listener"
+        from baker.local import cloud
+
+        found = cloud.listener(self.aws.endpoint_url, colors.test_listener_arn)
+        if found is None:
+            return None, "the local load balancer does not serve the test listener"
+        if not found.get("healthy_targets"):
+            # healthy by the emulator's API, yet no live target: instances of an AMI whose content
+            # this local cloud does not hold are records only, and nothing answers for them
+            return None, "no live instance behind the test route (record-only instances)"
+        return str(found["url"]), ""
 
     # -- the whole deploy
 

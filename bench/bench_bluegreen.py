@@ -1,17 +1,16 @@
-"""Rolling against blue/green in one local cloud, side by side (real Terraform + AWS provider).
+"""Rolling against blue/green in one local cloud, side by side, with live instances.
 
-Two environments of the same app, one per strategy, each: v1 deployed, v2 deployed, then
-``baker rollback``. An observer polls the emulator every 0.1 s, independently of baker, and
-prints:
+Two environments of the same app, one per strategy (real Terraform + AWS provider against the
+emulator; instances of the probe app of tests/livefleet.py booted for real, the load balancer's
+listeners answering on loopback). Each: v1 deployed, then v2 while a client sends GET /version
+through the users' listener (one connection per request, --rate per second), then ``baker
+rollback``. Prints, per strategy:
 
-- time from "rollback" to the old version serving every request: rolling, until every in-service
-  instance behind the users' listener runs v1 and is healthy; blue/green, until the users'
-  listener forwards only to the v1 color and its targets are healthy (plus when ``Rollback.run``
-  returned, Terraform having recorded the weights);
-- requests that would have failed during the v2 deploy: this is the API-level figure (the
-  emulator's load balancer does not answer yet): the share of samples during the deploy in which
-  the users' listener had no healthy target to forward to (an ALB answers 503 then). Requests cut
-  by an instance terminated under them need a load balancer that answers and are not counted.
+- time from "rollback" to v1 answering every request (the last answer that was not v1);
+- when ``Rollback.run`` returned, and whether it launched instances;
+- requests sent and failed (not 200) during the v2 deploy and during the rollback;
+- API level, from an observer polling the emulator every 0.1 s: time from "rollback" until the
+  users' listener forwards only to v1 targets, all healthy.
 
 Run as root: ``python bench/bench_bluegreen.py``. It makes its own loopback-only network namespace,
 local cloud and project copy under a temp dir, and removes all of it at the end.
@@ -32,6 +31,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench_live import Client  # noqa: E402
 from privatecloud import private_cloud  # noqa: E402
 
 from baker.aws import AWS  # noqa: E402
@@ -39,24 +39,10 @@ from baker.config import load_project  # noqa: E402
 from baker.deploy import Deploy, Options  # noqa: E402
 from baker.local import cloud  # noqa: E402
 from baker.rollback import Rollback  # noqa: E402
+from tests.livefleet import bake_probe  # noqa: E402
+from tests.localcloud import LocalCloud  # noqa: E402
 
 REGION = "us-east-1"
-
-
-def register(aws: AWS, version: str) -> str:
-    ec2 = aws.client("ec2")
-    image = ec2.register_image(
-        Name=f"bench-bg-{version}-{time.time_ns()}",
-        RootDeviceName="/dev/xvda",
-        Architecture="x86_64",
-        VirtualizationType="hvm",
-        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
-    )["ImageId"]
-    ec2.create_tags(
-        Resources=[image],
-        Tags=[{"Key": "baker:app", "Value": "hello-web"}, {"Key": "baker:version", "Value": version}],
-    )
-    return image
 
 
 def serving(aws: AWS, lb_name: str) -> dict[str, Any]:
@@ -150,68 +136,117 @@ def environment(root: Path, name: str, strategy: str) -> None:
     (root / "environments" / f"{name}.yml").write_text(yaml.safe_dump(data))
 
 
-def story(root: Path, aws: AWS, name: str) -> dict[str, Any]:
+def users_port(aws: AWS, endpoint: str, lb_name: str) -> int:
+    """The loopback port on which the local cloud serves the users' listener (port 80) of ``lb_name``."""
+    elb = aws.client("elbv2")
+    lb = elb.describe_load_balancers(Names=[lb_name])["LoadBalancers"][0]
+    arn = next(
+        x["ListenerArn"]
+        for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+        if x["Port"] == 80
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = cloud.listener(endpoint, arn)
+        if found and found.get("healthy_targets"):
+            return int(str(found["url"]).rsplit(":", 1)[1])
+        time.sleep(0.5)
+    raise RuntimeError(f"the users' listener of {lb_name} has no live target")
+
+
+def answers(client: Client, start: float, end: float) -> list[tuple[float, int, str]]:
+    return [a for a in list(client.answers) if start <= a[0] <= end]
+
+
+def story(root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate: float) -> dict[str, Any]:
     project = load_project(root)
     env = project.environment(name)
+    lb_name = f"hello-web-{name}-lb"
 
     def deploy() -> Deploy:
         return Deploy(project, env, aws, local=True, poll_min=0.5, poll_max=2)
 
-    v1, v2 = register(aws, "1.0.0"), register(aws, "2.0.0")
-    assert deploy().run(v1, options=Options(timeout=300))["outcome"] == "healthy"
-    with Observer(aws, f"hello-web-{name}-lb") as obs:
+    assert deploy().run(v1, options=Options(timeout=600))["outcome"] == "healthy"
+    client = Client(users_port(aws, endpoint, lb_name), rate)
+    client.start()
+    with Observer(aws, lb_name) as obs:
+        time.sleep(2)
         started = time.monotonic()
-        assert deploy().run(v2, options=Options(timeout=300))["outcome"] == "healthy"
+        assert deploy().run(v2, options=Options(timeout=600))["outcome"] == "healthy"
         deployed = time.monotonic()
-        time.sleep(0.5)
+        time.sleep(2)
         back_at = time.monotonic()
-        result = Rollback(deploy()).run(options=Options(timeout=300))
+        result = Rollback(deploy()).run(options=Options(timeout=600))
         returned = time.monotonic()
         assert result["outcome"] == "healthy", result
-        time.sleep(0.5)
-    unserved, samples = obs.unserved(started, deployed)
+        time.sleep(3)
+        client.stop()
+        ended = time.monotonic()
+    during_deploy = answers(client, started, deployed)
+    during_back = answers(client, back_at, ended)
+    not_v1 = [at for at, status, body in during_back if status != 200 or body != "1"]
     return {
-        "deploy_s": deployed - started,
-        "serving_v1_s": obs.first(back_at, v1),
+        "serving_v1_s": (max(not_v1) - back_at) if not_v1 else 0.0,
+        "api_v1_s": obs.first(back_at, v1),
         "returned_s": returned - back_at,
         "launched": result.get("launched", True),
-        "unserved": unserved,
-        "samples": samples,
+        "deploy_s": deployed - started,
+        "deploy_sent": len(during_deploy),
+        "deploy_failed": sum(1 for _, status, _ in during_deploy if status != 200),
+        "back_sent": len(during_back),
+        "back_failed": sum(1 for _, status, _ in during_back if status != 200),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
     with private_cloud("bluegreen", parts=("environments", "terraform"), keep=args.keep) as (state, root):
-        aws = cloud.aws(REGION, state_dir=state)
-        environment(root, "roll", "rolling")
-        environment(root, "bg", "blue_green")
-        figures = {name: story(root, aws, name) for name in ("roll", "bg")}
-
-        def s(v: float | None) -> str:
-            return f"{v:.1f} s" if v is not None else "n/a"
-
-        def row(label: str, rolling: str, blue_green: str) -> None:
-            print(f"  {label:50}{rolling:>10}{blue_green:>12}")
-
-        r, b = figures["roll"], figures["bg"]
-        print("rolling vs blue/green in the local cloud (Terraform 1.11 + AWS provider, moto emulator;")
-        print("API level: the emulator's load balancer does not answer, weights and health are its API)")
-        row("", "rolling", "blue/green")
-        row("rollback: until v1 alone serves, all healthy", s(r["serving_v1_s"]), s(b["serving_v1_s"]))
-        row("rollback: until Rollback.run returned", s(r["returned_s"]), s(b["returned_s"]))
-        row("rollback launched instances", str(r["launched"]), str(b["launched"]))
-        row("v2 deploy: duration", s(r["deploy_s"]), s(b["deploy_s"]))
-        row(
-            "v2 deploy: samples with no healthy target served",
-            f"{r['unserved']}/{r['samples']}",
-            f"{b['unserved']}/{b['samples']}",
-        )
-        if r["serving_v1_s"] and b["serving_v1_s"]:
-            print(f"  blue/green serves v1 alone {r['serving_v1_s'] / b['serving_v1_s']:.1f}x sooner")
+        info = cloud.status(state)
+        handle = LocalCloud(state_dir=state, endpoint=info["endpoint"], netns=info["netns"])
+        try:
+            aws = cloud.aws(REGION, state_dir=state)
+            v1, v2 = bake_probe(handle, "1"), bake_probe(handle, "2")
+            environment(root, "roll", "rolling")
+            environment(root, "bg", "blue_green")
+            figures = {n: story(root, aws, info["endpoint"], n, v1, v2, args.rate) for n in ("roll", "bg")}
+        finally:
+            if handle._build_host is not None:
+                handle._build_host.down()
+        report(figures, args.rate)
         return 0
+
+
+def report(figures: dict[str, dict[str, Any]], rate: float) -> None:
+    def s(v: float | None) -> str:
+        return f"{v:.1f} s" if v is not None else "n/a"
+
+    def row(label: str, rolling: str, blue_green: str) -> None:
+        print(f"  {label:54}{rolling:>12}{blue_green:>12}")
+
+    r, b = figures["roll"], figures["bg"]
+    print("rolling vs blue/green in the local cloud: live instances (systemd-nspawn), the local load")
+    print(f"balancer on loopback, real Terraform 1.11 + AWS provider; GET /version at {rate:g}/s")
+    row("", "rolling", "blue/green")
+    row("rollback: until v1 answers every request", s(r["serving_v1_s"]), s(b["serving_v1_s"]))
+    row("rollback: until Rollback.run returned", s(r["returned_s"]), s(b["returned_s"]))
+    row("rollback launched instances", str(r["launched"]), str(b["launched"]))
+    row(
+        "rollback: failed / sent",
+        f"{r['back_failed']}/{r['back_sent']}",
+        f"{b['back_failed']}/{b['back_sent']}",
+    )
+    row("v2 deploy: duration", s(r["deploy_s"]), s(b["deploy_s"]))
+    row(
+        "v2 deploy: failed / sent",
+        f"{r['deploy_failed']}/{r['deploy_sent']}",
+        f"{b['deploy_failed']}/{b['deploy_sent']}",
+    )
+    row("API level: until the listener serves only v1, healthy", s(r["api_v1_s"]), s(b["api_v1_s"]))
+    if r["serving_v1_s"] and b["serving_v1_s"]:
+        print(f"  blue/green answers v1 everywhere {r['serving_v1_s'] / b['serving_v1_s']:.1f}x sooner")
 
 
 if __name__ == "__main__":
