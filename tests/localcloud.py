@@ -9,6 +9,7 @@ the build host's root filesystem in the shared cache dir. $BAKER_LOCAL_DIR point
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,24 @@ def launcher_netns() -> str | None:
     except OSError:
         pass
     return None
+
+
+def register_ami(
+    aws: AWS, version: str, app: str = "hello-web", ebs: dict[str, Any] | None = None, **tags: str
+) -> str:
+    """An AMI of ``app`` registered in the emulator (with a root snapshot of its own): what tests
+    deploy, promote or clean up when they need no Packer run. ``tags`` add to the provenance ones."""
+    ec2 = aws.client("ec2")
+    image = ec2.register_image(
+        Name=f"{app}-{version}-{time.time_ns()}",
+        RootDeviceName="/dev/xvda",
+        Architecture="x86_64",
+        VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, **(ebs or {})}}],
+    )["ImageId"]
+    all_tags = {"baker:app": app, "baker:version": version, "baker:git-sha": f"sha-{version}", **tags}
+    ec2.create_tags(Resources=[image], Tags=[{"Key": k, "Value": v} for k, v in all_tags.items()])
+    return image
 
 
 @dataclass

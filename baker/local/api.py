@@ -100,12 +100,12 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
             return 200, {"health_by_ami": dict(SETTINGS.health_by_ami)}
         if path == "/_baker/settings":
             with LOCK:
-                for key in ("initial_seconds", "refresh_timeout", "tick_seconds"):
+                for key in ("initial_seconds", "refresh_timeout", "tick_seconds", "copy_seconds"):
                     if key in data:
                         setattr(SETTINGS, key, float(data[key]))
                 if "max_instances" in data:
                     SETTINGS.max_instances = int(data["max_instances"])
-                keys = ("initial_seconds", "refresh_timeout", "tick_seconds", "max_instances")
+                keys = ("initial_seconds", "refresh_timeout", "tick_seconds", "max_instances", "copy_seconds")
                 return 200, {k: getattr(SETTINGS, k) for k in keys}
         if path == "/_baker/status":
             return 200, {**inventory(), "load_balancers": BALANCERS.describe()}

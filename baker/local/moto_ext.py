@@ -57,6 +57,9 @@ record is not replaced by the group; warm pools during a refresh.
     (baker.local.instances); stop, start and terminate act on its container; a deregistered AMI
     loses its content; GetConsoleOutput answers the container's console (cloud-init prints the
     SSH host keys there, as on EC2). Each ALB HTTP listener answers on loopback (baker.local.lb).
+14. A copied image is ``available`` at once. With ``Settings.copy_seconds`` it stays ``pending``
+    that long, as EC2 keeps a copy while its snapshots copy (the promotion benchmark measures
+    whether copies to several regions run concurrently).
 
 The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all of
 it once per process, before the server starts.
@@ -71,6 +74,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,6 +104,8 @@ class Settings:
     health_by_ami: dict[str, str] = field(default_factory=dict)
     #: live instances (containers) this local cloud runs at most
     max_instances: int = 12
+    #: seconds a copied image stays ``pending`` (0: available at once); promotion benches use it
+    copy_seconds: float = 0.0
 
 
 SETTINGS = Settings()
@@ -570,6 +576,18 @@ def _patch_images() -> None:
             ebs = {"SnapshotId": self.ebs_snapshot.id, "DeleteOnTermination": True, **self.root}
             return [{"DeviceName": self.root_device_name, "Ebs": ebs}]
 
+        @property
+        def state(self) -> str:
+            """``pending`` while a copy is still copying (Settings.copy_seconds), as EC2 says."""
+            until = self.__dict__.get("baker_pending_until")
+            if until is not None and time.monotonic() < until:
+                return "pending"
+            return str(self.__dict__.get("_state") or self.__dict__.get("state") or "available")
+
+        @state.setter
+        def state(self, value: str) -> None:
+            self.__dict__["_state"] = value
+
     def make_ebs(ami: Any, root: dict[str, Any], root_device_name: str) -> None:
         """Turn one of moto's images into an EbsAmi with ``root`` as its root volume."""
         ami.__class__ = EbsAmi
@@ -655,6 +673,8 @@ def _patch_images() -> None:
             root["Encrypted"] = True
             root["KmsKeyId"] = self._get_param("KmsKeyId") or root.get("KmsKeyId") or "alias/aws/ebs"
         make_ebs(image, root, source.root_device_name)
+        if SETTINGS.copy_seconds > 0:  # gap 14: a copy is pending while EC2 copies its snapshots
+            image.baker_pending_until = time.monotonic() + SETTINGS.copy_seconds
         if self._get_bool_param("CopyImageTags", False):
             for key, value in tag_map(source).items():
                 image.add_tag(key, value)

@@ -3,8 +3,9 @@
 A fresh environment is released (bake, verify on a booted instance, first deploy), released again
 (the same recipe: a cache hit, nothing rebaked or re-verified), then released with a runtime
 setting that breaks the app's /healthz: the live instances' real health checks fail and baker
-rolls back to the good release, its AMI and its runtime. Every step is a `python -m baker --local --output json ...` child
-process against the session's local cloud; the test only looks at what AWS then says.
+rolls back to the good release, its AMI and its runtime. Every step is a `python -m baker --local
+--output json ...` child process against the session's local cloud; the test only looks at what
+AWS then says.
 """
 
 from __future__ import annotations

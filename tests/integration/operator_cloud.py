@@ -17,6 +17,7 @@ import yaml
 from baker.aws import AWS
 from baker.ledger import Ledger, Release
 from tests.conftest import REPO
+from tests.localcloud import register_ami
 
 APP = "ops-web"
 TABLE = "baker-state"
@@ -54,17 +55,7 @@ def project_environments(dest: Path, files: dict[str, dict[str, Any]]) -> None:
 
 def register(aws: AWS, version: str, app: str = APP, **tags: str) -> str:
     """An AMI of ``app`` (moto gives it a root snapshot of its own)."""
-    ec2 = aws.client("ec2")
-    image = ec2.register_image(
-        Name=f"{app}-{version}-{time.time_ns()}",
-        RootDeviceName="/dev/xvda",
-        Architecture="x86_64",
-        VirtualizationType="hvm",
-        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
-    )["ImageId"]
-    all_tags = {"baker:app": app, "baker:version": version, "baker:git-sha": f"sha-{version}", **tags}
-    ec2.create_tags(Resources=[image], Tags=[{"Key": k, "Value": v} for k, v in all_tags.items()])
-    return image
+    return register_ami(aws, version, app, **tags)
 
 
 def fleet(aws: AWS, name: str, ami: str, size: int = 2) -> dict[str, str]:

@@ -32,6 +32,7 @@ from baker.ledger import Ledger, lock_for
 from baker.pin import Pin
 from baker.promote import Promote
 from tests.conftest import copy_project, need_tools
+from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
 
@@ -51,24 +52,7 @@ class Fleet:
         self._n = 0
 
     def ami(self, version: str) -> str:
-        ec2 = self.aws.client("ec2")
-        self._n += 1
-        image = ec2.register_image(
-            Name=f"hello-web-{version}-{self._n}-{time.time_ns()}",
-            RootDeviceName="/dev/xvda",
-            Architecture="x86_64",
-            VirtualizationType="hvm",
-            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
-        )["ImageId"]
-        ec2.create_tags(
-            Resources=[image],
-            Tags=[
-                {"Key": "baker:app", "Value": "hello-web"},
-                {"Key": "baker:version", "Value": version},
-                {"Key": "baker:git-sha", "Value": f"sha-{version}"},
-            ],
-        )
-        return image
+        return register_ami(self.aws, version)
 
     def variant(self, dest: Path, edit: Callable[[dict[str, Any]], None]) -> Any:
         """The same project and Terraform state with ``edit`` applied to environments/dev.yml."""

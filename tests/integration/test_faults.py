@@ -24,6 +24,7 @@ import yaml
 
 from baker.ledger import Ledger, lock_for
 from tests.conftest import copy_project, need_tools
+from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
 
@@ -78,17 +79,11 @@ class Env:
         self.n = 0
 
     def ami(self, label: str) -> str:
-        ec2 = self.aws.client("ec2")
+        return register_ami(self.aws, f"9.9.{self.next()}-{label}")
+
+    def next(self) -> int:
         self.n += 1
-        image = ec2.register_image(
-            Name=f"hello-web-faults-{label}-{time.time_ns()}",
-            RootDeviceName="/dev/xvda",
-            Architecture="x86_64",
-            VirtualizationType="hvm",
-            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
-        )["ImageId"]
-        ec2.create_tags(Resources=[image], Tags=[{"Key": "baker:app", "Value": "hello-web"}])
-        return image
+        return self.n
 
     def baker(self, *args: str) -> subprocess.Popen:
         argv = [

@@ -4,7 +4,6 @@ AMIs registered in the emulator: promote never bakes, so they need no Packer run
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from baker.errors import Refused
 from baker.ledger import Ledger
 from baker.promote import Promote
 from tests.conftest import copy_project
+from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
 
@@ -56,22 +56,14 @@ class World:
     def healthy_ami(self, env: str, *, verified: bool = False, encrypted: bool = False) -> str:
         """An AMI of the app, live and healthy in ``env`` according to its ledger."""
         aws = self.aws(env)
-        ec2 = aws.client("ec2")
-        mapping: dict[str, Any] = {"VolumeSize": 8}
+        ebs: dict[str, Any] = {}
         if encrypted:
             key = aws.client("kms").create_key(Description="the source account's image key")["KeyMetadata"]
-            mapping.update(Encrypted=True, KmsKeyId=key["Arn"])
-        ami = ec2.register_image(
-            Name=f"hello-web-1.2.3-{time.time_ns()}",
-            RootDeviceName="/dev/xvda",
-            Architecture="x86_64",
-            VirtualizationType="hvm",
-            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": mapping}],
-        )["ImageId"]
-        tags = {provenance.APP: "hello-web", provenance.VERSION: "1.2.3", provenance.RECIPE: "r" * 64}
+            ebs.update(Encrypted=True, KmsKeyId=key["Arn"])
+        tags = {provenance.RECIPE: "r" * 64}
         if verified:
             tags[provenance.VERIFIED] = provenance.verified_value(provenance.utc_now(), "0" * 16)
-        ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        ami = register_ami(aws, "1.2.3", ebs=ebs, **tags)
         ledger = Ledger(aws, table="baker-state", app="hello-web", env=env)
         release = ledger.new("deploy", ami, version="1.2.3")
         release.outcome, release.healthy_at = "healthy", provenance.iso(provenance.utc_now())
