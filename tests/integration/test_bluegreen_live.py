@@ -12,6 +12,7 @@ import http.client
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,22 @@ class LiveFleet:
 
 
 @pytest.fixture(scope="module")
-def live(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> LiveFleet:
+def live(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFleet]:
     need_tools("terraform")
     if not shutil.which("systemd-nspawn"):
         pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
-    return LiveFleet(
+    fleet = LiveFleet(
         local_cloud, copy_project(tmp_path_factory.mktemp("bglive"), "environments", "terraform")
     )
+    yield fleet
+    # the live containers would go on running (and being health-checked) for the rest of the
+    # session: scale both colors to zero
+    asg = fleet.aws.client("autoscaling")
+    names = [NAME, f"{NAME}-green"]
+    for group in asg.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]:
+        asg.update_auto_scaling_group(
+            AutoScalingGroupName=group["AutoScalingGroupName"], MinSize=0, DesiredCapacity=0
+        )
 
 
 @pytest.fixture(scope="module")
