@@ -471,11 +471,48 @@ class DeploySettings(Model):
     )
     min_healthy_percent: int = Field(90, ge=0, le=100)
     instance_warmup: int = Field(60, ge=0)
+    strategy: Literal["rolling", "blue_green"] = Field(
+        "rolling",
+        description="rolling: one group, an instance refresh per release; blue_green: two groups behind "
+        "one weighted listener, the idle one tested before it takes traffic (switching replaces the fleet)",
+    )
+    traffic_steps: list[int] = Field(
+        default_factory=lambda: [100],
+        description="blue_green: the new color's share of user traffic, step by step, ending at 100",
+    )
+    step_seconds: int = Field(
+        30,
+        ge=0,
+        description="blue_green: how long each traffic step is watched (health, 5xx) before the next",
+    )
+    keep_previous: int = Field(
+        3600,
+        ge=0,
+        description="blue_green: how long the previous color keeps its capacity for a rollback by weights "
+        "(seconds, or 30m, 2h, 1d); then 'baker retire' or the next deploy scales it to zero",
+    )
+    max_5xx: int = Field(
+        0, ge=0, description="blue_green: 5xx answers of the new color a traffic step tolerates"
+    )
 
     @field_validator("variables")
     @classmethod
     def _variables(cls, v: dict[str, Any]) -> dict[str, Any]:
         return plain_data(v)
+
+    @field_validator("keep_previous", mode="before")
+    @classmethod
+    def _keep(cls, v: Any) -> Any:
+        return seconds(v)
+
+    @field_validator("traffic_steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        if not v or v[-1] != 100 or any(not 0 < s <= 100 for s in v) or v != sorted(set(v)):
+            raise ValueError(
+                "traffic_steps must rise strictly, each 1-100, and end at 100 (e.g. [10, 50, 100])"
+            )
+        return v
 
 
 class RuntimeSettings(Model):

@@ -24,6 +24,7 @@ from typing import Any
 
 from baker import images
 from baker.aws import AWS, error_code
+from baker.bluegreen import BlueGreen, Colors
 from baker.config import Environment, Project
 from baker.errors import AWSError, BakerError, Interrupted, Refused
 from baker.health import Rollout, Watch, assess, duration
@@ -75,6 +76,13 @@ def gate(plan: Plan, *, allow_replace: bool = False, never_served: bool = False)
     return named
 
 
+def applied_strategy(outputs: Mapping[str, Any]) -> str | None:
+    """The strategy of what Terraform last applied (None before the first apply)."""
+    if outputs.get("blue_green"):
+        return "blue_green"
+    return "rolling" if outputs.get("asg_name") else None
+
+
 def plan_text(plan: Plan) -> str:
     """One line per change, Terraform's words: what --dry-run prints."""
     counts = plan.counts
@@ -120,7 +128,11 @@ class Handoff:
         self.terraform = terraform
         self._initialized = False
 
-    def variables(self, ami_id: str, runtime: Mapping[str, str]) -> dict[str, Any]:
+    def variables(
+        self, ami_id: str, runtime: Mapping[str, str], blue_green: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The module's variables; ``blue_green``: the colors, live color and weights (baker/bluegreen.py).
+        A rolling environment gets exactly the variables it always got."""
         d = self.env.settings.deploy
         out: dict[str, Any] = {"name": f"{self.project.app.name}-{self.env.name}", **d.variables}
         out.update(
@@ -133,6 +145,8 @@ class Handoff:
                 "region": self.aws.region,
             }
         )
+        if d.strategy == "blue_green":
+            out.update({"strategy": "blue_green", **(blue_green or {})})
         if self.local:
             out.update(
                 {
@@ -169,9 +183,11 @@ class Handoff:
             self.terraform.init()
             self._initialized = True
 
-    def plan(self, ami_id: str, runtime: Mapping[str, str]) -> Plan:
+    def plan(
+        self, ami_id: str, runtime: Mapping[str, str], blue_green: Mapping[str, Any] | None = None
+    ) -> Plan:
         self.init()
-        return self.terraform.plan(self.variables(ami_id, runtime))
+        return self.terraform.plan(self.variables(ami_id, runtime, blue_green))
 
     def outputs(self) -> dict[str, Any]:
         """What Terraform last applied ({} before the first apply, or when it cannot say)."""
@@ -242,6 +258,12 @@ class Deploy:
         self._open: list[Release] = []
         #: the watch of the rollout under way (its refresh is cancelled on Ctrl-C)
         self._watch: Watch | None = None
+        #: instance refreshes of the group that existed before the last apply
+        self._known: frozenset[str] = frozenset()
+        #: blue/green: the colors as they were before this run's rollout (what a rollback goes back to)
+        self.bg_before: Colors | None = None
+        #: blue/green: the last rollback moved the weights back and launched nothing
+        self.bg_by_weights = False
         self.on_poll: Callable[[Rollout], None] | None = None
 
     # -- pieces
@@ -271,6 +293,26 @@ class Deploy:
             on_poll=self.on_poll,
             unhealthy_timeout=self.env.settings.deploy.unhealthy_timeout,
         )
+
+    def test_route(self, colors: Colors) -> tuple[str | None, str]:
+        """Blue/green: the base URL of the test listener, or None and why nothing answers on it.
+        The local cloud's listeners answer on loopback ports of their own (baker/local/lb.py)."""
+        if not self.local:
+            if colors.lb_dns_name and colors.test_port:
+                return f"http://{colors.lb_dns_name}:{colors.test_port}", ""
+            return None, "the load balancer has no DNS name"
+        if not (colors.test_listener_arn and self.aws.endpoint_url):
+            return None, "no test listener"
+        from baker.local import cloud
+
+        found = cloud.listener(self.aws.endpoint_url, colors.test_listener_arn)
+        if found is None:
+            return None, "the local load balancer does not serve the test listener"
+        if not found.get("healthy_targets"):
+            # healthy by the emulator's API, yet no live target: instances of an AMI whose content
+            # this local cloud does not hold are records only, and nothing answers for them
+            return None, "no live instance behind the test route (record-only instances)"
+        return str(found["url"]), ""
 
     # -- the whole deploy
 
@@ -348,7 +390,8 @@ class Deploy:
 
     def _planned(self, result: dict[str, Any], runtime: dict[str, str], options: Options) -> dict[str, Any]:
         """--dry-run: the plan and the ledger writes a real run would make; nothing changes."""
-        plan = self.handoff.plan(result["ami_id"], runtime)
+        blue_green = BlueGreen(self).planned(result["ami_id"], runtime, result) if self.blue_green else None
+        plan = self.handoff.plan(result["ami_id"], runtime, blue_green)
         self.terraform.discard(plan)
         unsafe = gate(plan, allow_replace=True)
         result.update(
@@ -406,12 +449,63 @@ class Deploy:
         log.info("%s is healthy on %s", self.env.name, release.ami_id)
         return result
 
+    @property
+    def blue_green(self) -> bool:
+        return self.env.settings.deploy.strategy == "blue_green"
+
     def roll(
         self, release: Release, allow_replace: bool, health_timeout: int, result: dict[str, Any]
     ) -> tuple[Rollout, str | None]:
-        """Plan and gate, write the intent, apply, wait: one rollout of one release."""
+        """Plan and gate, write the intent, apply, wait: one rollout of one release (blue/green:
+        the idle color's, tested and given the traffic, baker/bluegreen.py)."""
+        if self.blue_green:
+            return BlueGreen(self).roll(release, allow_replace, health_timeout, result)
         assert release.ami_id is not None
-        plan = self.handoff.plan(release.ami_id, release.runtime)
+        outputs = self.apply(release, allow_replace, result)
+        watch = self._watch = self.watch(outputs, self._known)
+        applied = self.applied_at = time.monotonic()
+        state, failure = watch.wait(release.ami_id, applied + health_timeout, started=applied)
+        self._watch = None
+        return state, failure
+
+    def _back_to_rolling(self, applied: Mapping[str, Any]) -> None:
+        """From blue_green back to rolling, the rolling fleet is blue: refuse while blue does not
+        serve everyone at capacity (the switch would move users onto it at once)."""
+        colors = Colors.from_outputs(applied)
+        if colors is None or self.blue_green:
+            return
+        blue = colors.fleets["blue"]
+        if colors.live == "blue" and colors.weights.get("blue") == 100 and blue.capacity > 0:
+            return
+        origin = self.env.origin("deploy", "strategy")
+        raise Refused(
+            f"switching deploy.strategy from blue_green to rolling ({origin}): "
+            f"the rolling fleet is blue, and {colors.live} is live (blue: {blue.capacity} instances, "
+            f"weight {colors.weights.get('blue', 0)}). Release onto blue with blue_green first "
+            f"(or 'baker rollback -e {self.env.name}' to it), then switch",
+            details={
+                "outcome": "refused",
+                "rule": "plan",
+                "strategy_from": "blue_green",
+                "strategy_to": "rolling",
+            },
+        )
+
+    def apply(
+        self,
+        release: Release,
+        allow_replace: bool,
+        result: dict[str, Any],
+        blue_green: Mapping[str, Any] | None = None,
+        *,
+        before: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Plan and gate, write the intent, apply; returns Terraform's outputs after the apply.
+        The refreshes that existed before it are kept in ``_known`` (ours is the newest other)."""
+        assert release.ami_id is not None
+        applied = self.handoff.outputs()
+        self._back_to_rolling(applied)
+        plan = self.handoff.plan(release.ami_id, release.runtime, blue_green)
         try:
             gate(plan, allow_replace=allow_replace, never_served=self.ledger.live() is None)
         except Refused as exc:
@@ -419,14 +513,24 @@ class Deploy:
             exc.details.update(
                 {"env": self.env.name, "ami_id": release.ami_id, "previous_ami_id": release.previous_ami_id}
             )
-            raise
-        before = self.handoff.outputs()
-        known: frozenset[str] = frozenset()
+            was = applied_strategy(applied)
+            wanted = self.env.settings.deploy.strategy
+            if was is None or was == wanted:
+                raise
+            origin = self.env.origin("deploy", "strategy")
+            raise Refused(
+                f"switching deploy.strategy from {was} to {wanted} ({origin}) replaces the fleet: "
+                f"{exc.message}. README 'Switching strategies' says how to move without downtime",
+                details={**exc.details, "strategy_from": was, "strategy_to": wanted},
+            ) from None
+        before = applied if before is None else before
+        self._known = frozenset()
         if before.get("asg_name"):
             with contextlib.suppress(AWSError):
-                known = frozenset(r["InstanceRefreshId"] for r in self.watch(before).refreshes())
+                self._known = frozenset(r["InstanceRefreshId"] for r in self.watch(before).refreshes())
         self.ledger.write(release)
-        self._open.append(release)
+        if all(r.id != release.id for r in self._open):
+            self._open.append(release)
         log.info("applying: %s", plan_text(plan).splitlines()[0])
         self.terraform.apply(plan)
         outputs = self.terraform.outputs()
@@ -444,11 +548,7 @@ class Deploy:
                 "plan": plan.summary(),
             }
         )
-        watch = self._watch = self.watch(outputs, known)
-        applied = self.applied_at = time.monotonic()
-        state, failure = watch.wait(release.ami_id, applied + health_timeout, started=applied)
-        self._watch = None
-        return state, failure
+        return outputs
 
     def _close(self, release: Release) -> None:
         """Write a release's outcome; it is no longer open."""

@@ -33,6 +33,7 @@ def entry(release: Release) -> dict[str, Any]:
         "asg_name": release.asg_name,
         "launch_template_id": release.launch_template_id,
         "launch_template_version": release.launch_template_version,
+        "color": release.color,
     }
 
 

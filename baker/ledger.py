@@ -112,6 +112,8 @@ class Release:
     rollback_of: str | None = None
     #: pin: the pin's reason
     pin_reason: str | None = None
+    #: blue_green: the color (blue or green) this release runs on; None for rolling
+    color: str | None = None
     recorded_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

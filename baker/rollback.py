@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from baker.bluegreen import BlueGreen
 from baker.errors import BakerError, Interrupted, RollbackFailed, RolledBack, UsageError
 from baker.health import Rollout
 from baker.ledger import Release
@@ -123,13 +124,18 @@ class Rollback:
         result["rollback"] = rb
         back_state: Rollout | None = None
         try:
-            back_state, back_failure = deploy.roll(back, options.allow_replace, health_timeout, {})
+            if deploy.blue_green:  # the previous color kept its capacity: the weights go back
+                back_state, back_failure = BlueGreen(deploy).roll_back(back, failed, health_timeout)
+            else:
+                back_state, back_failure = deploy.roll(back, options.allow_replace, health_timeout, {})
         except (KeyboardInterrupt, Interrupted):
             raise
         except BakerError as exc:
             back_failure = f"{type(exc).__name__}: {exc.message}"
         if back_state is not None:
             result["instances"] = back_state.instances
+        if deploy.blue_green:
+            rb["by_weights"] = deploy.bg_by_weights
         if back_failure is None:
             back.outcome, back.healthy_at = "healthy", iso(utc_now())
             deploy._close(back)

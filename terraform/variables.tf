@@ -18,6 +18,67 @@ variable "image_id" {
   }
 }
 
+variable "strategy" {
+  description = "How a release reaches the fleet: rolling (one group, instance refresh) or blue_green (two groups behind weighted forwarding). Switching replaces the groups and target groups."
+  type        = string
+  default     = "rolling"
+
+  validation {
+    condition     = contains(["rolling", "blue_green"], var.strategy)
+    error_message = "The strategy must be rolling or blue_green."
+  }
+}
+
+variable "colors" {
+  description = "Blue/green: each color's image, runtime_env and capacity (a color not given runs image_id with no instances)."
+  type = map(object({
+    image_id    = string
+    capacity    = number
+    runtime_env = map(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for c in keys(var.colors) : contains(["blue", "green"], c)])
+    error_message = "The colors are blue and green."
+  }
+}
+
+variable "live_color" {
+  description = "Blue/green: the color users are served by (the weights say how much)."
+  type        = string
+  default     = "blue"
+
+  validation {
+    condition     = contains(["blue", "green"], var.live_color)
+    error_message = "The live_color must be blue or green."
+  }
+}
+
+variable "test_color" {
+  description = "Blue/green: the color the test listener forwards to; null for the live color."
+  type        = string
+  default     = null
+}
+
+variable "weights" {
+  description = "Blue/green: the users' listener's weight of each color (0-999); a color not given gets 100 when live, else 0."
+  type        = map(number)
+  default     = {}
+}
+
+variable "test_listener_port" {
+  description = "Blue/green: port of the test listener, which forwards only to test_color."
+  type        = number
+  default     = 8081
+}
+
+variable "test_allowed_cidrs" {
+  description = "Blue/green: who may reach the test listener; empty for the VPC's own range."
+  type        = list(string)
+  default     = []
+}
+
 variable "runtime_env" {
   description = "The environment's runtime configuration (runtime.env): written at first boot to runtime_env_file, never baked. A change is a new launch template version and a rolling refresh of the same AMI."
   type        = map(string)

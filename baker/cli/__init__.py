@@ -31,6 +31,7 @@ COMMANDS = [
     ("baker.cli.pin_cmd", "pin"),
     ("baker.cli.pin_cmd", "unpin"),
     ("baker.cli.rollback_cmd", "rollback"),
+    ("baker.cli.retire_cmd", "retire"),
     ("baker.cli.init_cmd", "init"),
     ("baker.cli.doctor_cmd", "doctor"),
     ("baker.cli.completion_cmd", "completion"),

@@ -372,6 +372,14 @@ def aws(region: str, account_id: str | None = None, state_dir: str | Path | None
     )
 
 
+def listener(endpoint_url: str, listener_arn: str) -> dict[str, Any] | None:
+    """A load balancer listener as the local cloud serves it (``url``: the loopback address it
+    answers on, ``healthy_targets``: the live targets it forwards to); None when it does not answer.
+    Called from inside the local cloud's network namespace (``--local``, the tests, the benches)."""
+    found = _request(endpoint_url.rstrip("/") + "/_baker/status")
+    return next((b for b in found.get("load_balancers", []) if b.get("listener_arn") == listener_arn), None)
+
+
 def set_health(ami_id: str, state: str | None, state_dir: str | Path | None = None) -> dict[str, Any]:
     """Make every target of instances of ``ami_id`` report ``state`` (None: back to normal)."""
     from baker.local.moto_ext import HEALTH_STATES

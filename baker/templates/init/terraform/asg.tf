@@ -18,12 +18,14 @@ locals {
 
 # The launch template carries no tags of its own: every version is the image, the runtime
 # configuration and the instance settings only, so a plan shows a change exactly when one changes.
+# With strategy blue_green this template, the group and the target group are the blue color
+# (terraform/bluegreen.tf adds green): a rolling fleet becomes blue in place, launching nothing.
 resource "aws_launch_template" "this" {
   name_prefix            = "${var.name}-"
   description            = "${var.name}: baker points image_id at the release"
-  image_id               = var.image_id
+  image_id               = local.rolling ? var.image_id : local.color.blue.image_id
   instance_type          = var.instance_type
-  user_data              = base64encode(local.user_data)
+  user_data              = base64encode(local.rolling ? local.user_data : local.color_user_data.blue)
   key_name               = var.key_name
   vpc_security_group_ids = [aws_security_group.instance.id]
   update_default_version = true
@@ -48,9 +50,9 @@ resource "aws_launch_template" "this" {
 
 resource "aws_autoscaling_group" "this" {
   name                      = var.name
-  min_size                  = var.min_size
-  max_size                  = var.max_size
-  desired_capacity          = var.desired_capacity
+  min_size                  = local.rolling ? var.min_size : local.color.blue.capacity
+  max_size                  = local.rolling ? var.max_size : max(var.max_size, local.color.blue.capacity)
+  desired_capacity          = local.rolling ? var.desired_capacity : local.color.blue.capacity
   vpc_zone_identifier       = local.subnet_ids
   target_group_arns         = [aws_lb_target_group.this.arn]
   health_check_type         = "ELB"
@@ -68,14 +70,17 @@ resource "aws_autoscaling_group" "this" {
 
   instance_refresh {
     strategy = "Rolling"
+    # blue/green: a color gets a new image only while it takes no user traffic, so what still
+    # runs the old one (a previous release kept at capacity) is replaced at once, new ones skipped
     preferences {
-      min_healthy_percentage = var.min_healthy_percentage
+      min_healthy_percentage = local.rolling ? var.min_healthy_percentage : 0
+      skip_matching          = local.rolling ? null : true
       instance_warmup        = var.instance_warmup
     }
   }
 
   dynamic "tag" {
-    for_each = local.tags
+    for_each = local.rolling ? local.tags : merge(local.tags, { "baker:color" = "blue" })
     content {
       key                 = tag.key
       value               = tag.value

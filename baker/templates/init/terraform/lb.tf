@@ -14,7 +14,7 @@ resource "aws_lb_target_group" "this" {
   vpc_id               = data.aws_vpc.selected.id
   target_type          = "instance"
   deregistration_delay = 30
-  tags                 = local.tags
+  tags                 = local.rolling ? local.tags : merge(local.tags, { "baker:color" = "blue" })
 
   health_check {
     path                = var.health_check_path
@@ -34,6 +34,25 @@ resource "aws_lb_listener" "http" {
 
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.this.arn
+    target_group_arn = local.rolling ? aws_lb_target_group.this.arn : null
+
+    # blue/green: the two colors' target groups, weighed (baker moves the weights)
+    dynamic "forward" {
+      for_each = local.rolling ? [] : [1]
+      content {
+        target_group {
+          arn    = aws_lb_target_group.this.arn
+          weight = local.weights.blue
+        }
+        target_group {
+          arn    = aws_lb_target_group.green[0].arn
+          weight = local.weights.green
+        }
+        stickiness {
+          enabled  = false
+          duration = 1
+        }
+      }
+    }
   }
 }

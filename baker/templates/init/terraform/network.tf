@@ -31,6 +31,17 @@ resource "aws_security_group" "lb" {
     cidr_blocks = var.allowed_cidrs
   }
 
+  dynamic "ingress" {
+    for_each = local.rolling ? [] : [1]
+    content {
+      description = "Blue/green test listener (not for users)"
+      from_port   = var.test_listener_port
+      to_port     = var.test_listener_port
+      protocol    = "tcp"
+      cidr_blocks = length(var.test_allowed_cidrs) > 0 ? var.test_allowed_cidrs : [data.aws_vpc.selected.cidr_block]
+    }
+  }
+
   egress {
     description = "To the instances"
     from_port   = 0

@@ -1,27 +1,60 @@
 output "asg_name" {
   description = "Name of the Auto Scaling group."
-  value       = aws_autoscaling_group.this.name
+  value       = local.green_live ? one(aws_autoscaling_group.green[*].name) : aws_autoscaling_group.this.name
 }
 
 output "target_group_arn" {
   description = "ARN of the target group whose health gates a release."
-  value       = aws_lb_target_group.this.arn
+  value       = local.green_live ? one(aws_lb_target_group.green[*].arn) : aws_lb_target_group.this.arn
 }
 
 output "launch_template_id" {
-  value = aws_launch_template.this.id
+  value = local.green_live ? one(aws_launch_template.green[*].id) : aws_launch_template.this.id
 }
 
 output "launch_template_version" {
   description = "The launch template version the group launches from."
-  value       = aws_launch_template.this.latest_version
+  value       = local.green_live ? one(aws_launch_template.green[*].latest_version) : aws_launch_template.this.latest_version
 }
 
 output "image_id" {
   description = "The AMI of that launch template version."
-  value       = aws_launch_template.this.image_id
+  value       = local.green_live ? one(aws_launch_template.green[*].image_id) : aws_launch_template.this.image_id
 }
 
 output "lb_dns_name" {
   value = aws_lb.this.dns_name
+}
+
+output "blue_green" {
+  description = "Blue/green only (null when rolling): the live color, the weights, the test route and each color's fleet as last applied."
+  value = local.rolling ? null : {
+    live_color         = local.live_color
+    test_color         = local.test_color
+    weights            = local.weights
+    load_balancer_arn  = aws_lb.this.arn
+    listener_arn       = aws_lb_listener.http.arn
+    test_listener_arn  = one(aws_lb_listener.test[*].arn)
+    test_listener_port = var.test_listener_port
+    colors = {
+      blue = {
+        asg_name                = aws_autoscaling_group.this.name
+        target_group_arn        = aws_lb_target_group.this.arn
+        launch_template_id      = aws_launch_template.this.id
+        launch_template_version = aws_launch_template.this.latest_version
+        image_id                = local.color.blue.image_id
+        capacity                = local.color.blue.capacity
+        runtime_env             = local.color.blue.runtime_env
+      }
+      green = {
+        asg_name                = one(aws_autoscaling_group.green[*].name)
+        target_group_arn        = one(aws_lb_target_group.green[*].arn)
+        launch_template_id      = one(aws_launch_template.green[*].id)
+        launch_template_version = one(aws_launch_template.green[*].latest_version)
+        image_id                = local.color.green.image_id
+        capacity                = local.color.green.capacity
+        runtime_env             = local.color.green.runtime_env
+      }
+    }
+  }
 }

@@ -1,0 +1,576 @@
+"""Blue/green deploys (``deploy.strategy: blue_green``): test the new fleet before it takes traffic,
+move traffic by weight, roll back by moving the weights back.
+
+Two Auto Scaling groups (blue, green), each with its own launch template (image and runtime user
+data) and target group, behind the one listener users reach, whose forward action weighs the two
+target groups (terraform/bluegreen.tf). A release goes to the *idle* color:
+
+1. the idle color gets the new AMI and runtime at the live color's capacity (one Terraform apply;
+   user traffic stays where it was: the weights do not change);
+2. the same health gate as a rolling deploy (health.Watch: the deadline and the fail-early rule of
+   ``deploy.unhealthy_timeout``), pointed at the idle color's group and target group;
+3. the smoke checks with an ``http`` URL are fetched through the **test route**, a second listener
+   of the same load balancer (``test_listener_port``, 8081 by default) that forwards only to the
+   color under test. A second port rather than a header rule on the users' listener: a port is
+   closed to users by the load balancer's security group (``test_allowed_cidrs``, the VPC by
+   default), so nobody reaches the untested fleet by guessing or replaying a header, and a rule
+   that a typo breaks never sits in front of user traffic;
+4. traffic moves in ``deploy.traffic_steps`` (``[100]``: at once), each step watched for
+   ``deploy.step_seconds``: every target of the new color healthy, and no more than
+   ``deploy.max_5xx`` 5xx answers of its target group (CloudWatch ``HTTPCode_Target_5XX_Count``);
+   the listener's weights are set directly (ModifyListener: effective at once) and then recorded
+   by a Terraform apply of the same variables, so the next plan shows nothing to change;
+5. the previous color keeps its capacity for ``deploy.keep_previous``: a failure at any step, or
+   ``baker rollback`` while it has capacity, moves the weights back and launches nothing. After
+   that, ``baker retire -e ENV`` scales it to zero (the next deploy reuses the idle color anyway).
+   For CI, ``retire`` in a scheduled job fits best: the release job ends when the new color is
+   live, and the rollback window is kept whatever the release cadence.
+
+What the local cloud does: both listeners answer on loopback and forward by weight to the healthy
+live instances of each color (baker/local/lb.py), so the smoke checks go through the test route
+(``Deploy.test_route``); they are reported as skipped (``ok: None``, with why) behind record-only
+instances, for which nothing answers. 5xx counts are what the emulator's CloudWatch holds for the
+target group: its load balancer does not count what it relays (tests put the counts there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from baker.errors import BakerError
+from baker.health import Rollout, Watch, duration
+from baker.ledger import Release
+from baker.provenance import parse_iso, utc_now
+
+if TYPE_CHECKING:
+    from baker.deploy import Deploy
+
+log = logging.getLogger("baker")
+
+COLORS = ("blue", "green")
+#: seconds one HTTP smoke check through the test route may take
+SMOKE_TIMEOUT = 5.0
+
+
+def other(color: str) -> str:
+    return "green" if color == "blue" else "blue"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One color as Terraform last applied it."""
+
+    color: str
+    asg_name: str
+    target_group_arn: str
+    image_id: str
+    capacity: int
+    runtime_env: dict[str, str]
+    launch_template_id: str | None = None
+    launch_template_version: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        return {"image_id": self.image_id, "capacity": self.capacity, "runtime_env": dict(self.runtime_env)}
+
+
+@dataclass(frozen=True)
+class Colors:
+    """The blue/green state of an environment as Terraform last applied it (its ``blue_green`` output)."""
+
+    live: str
+    test: str
+    weights: dict[str, int]
+    fleets: dict[str, Fleet]
+    listener_arn: str
+    test_listener_arn: str | None
+    test_port: int | None
+    load_balancer_arn: str | None
+    lb_dns_name: str | None
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any]) -> Colors | None:
+        bg = outputs.get("blue_green")
+        if not isinstance(bg, dict):
+            return None
+        fleets = {
+            c: Fleet(
+                color=c,
+                asg_name=f["asg_name"],
+                target_group_arn=f["target_group_arn"],
+                image_id=f["image_id"],
+                capacity=int(f["capacity"]),
+                runtime_env=dict(f.get("runtime_env") or {}),
+                launch_template_id=f.get("launch_template_id"),
+                launch_template_version=str(f.get("launch_template_version")),
+            )
+            for c, f in (bg.get("colors") or {}).items()
+        }
+        return cls(
+            live=bg["live_color"],
+            test=bg.get("test_color") or bg["live_color"],
+            weights={c: int(w) for c, w in (bg.get("weights") or {}).items()},
+            fleets=fleets,
+            listener_arn=bg["listener_arn"],
+            test_listener_arn=bg.get("test_listener_arn"),
+            test_port=bg.get("test_listener_port"),
+            load_balancer_arn=bg.get("load_balancer_arn"),
+            lb_dns_name=outputs.get("lb_dns_name"),
+        )
+
+    @property
+    def idle(self) -> str:
+        return other(self.live)
+
+    def spec(self) -> dict[str, dict[str, Any]]:
+        return {c: f.spec() for c, f in self.fleets.items()}
+
+
+def variables(
+    spec: Mapping[str, Mapping[str, Any]], *, live: str, test: str, weights: Mapping[str, int]
+) -> dict[str, Any]:
+    """The module's blue/green variables (pure)."""
+    return {
+        "colors": {c: dict(s) for c, s in spec.items()},
+        "live_color": live,
+        "test_color": test,
+        "weights": {c: int(weights.get(c, 0)) for c in COLORS},
+    }
+
+
+def step_weights(new: str, percent: int) -> dict[str, int]:
+    """The users' listener's weights when ``new`` takes ``percent`` of the traffic (pure)."""
+    return {new: percent, other(new): 100 - percent}
+
+
+def arn_suffix(arn: str, marker: str) -> str:
+    """The CloudWatch dimension of a load balancer (``app/...``) or target group (``targetgroup/...``)."""
+    return arn.split(":", 5)[-1].removeprefix(marker) if marker else arn.split(":", 5)[-1]
+
+
+class BlueGreen:
+    """The blue/green side of one Deploy: rollouts, rollbacks by weight, and retiring a color."""
+
+    def __init__(self, deploy: Deploy) -> None:
+        self.deploy = deploy
+        self.aws = deploy.aws
+        self.settings = deploy.env.settings.deploy
+
+    # -- reading
+
+    def current(self) -> Colors | None:
+        return Colors.from_outputs(self.deploy.handoff.outputs())
+
+    def watch(self, fleet: Fleet, known: frozenset[str] = frozenset()) -> Watch:
+        d = self.deploy
+        return Watch(
+            self.aws,
+            fleet.asg_name,
+            fleet.target_group_arn,
+            poll_min=d.poll_min,
+            poll_max=d.poll_max,
+            known_refreshes=known,
+            on_poll=d.on_poll,
+            unhealthy_timeout=self.settings.unhealthy_timeout,
+        )
+
+    def _known(self, fleet: Fleet | None) -> frozenset[str]:
+        if fleet is None:
+            return frozenset()
+        try:
+            return frozenset(r["InstanceRefreshId"] for r in self.watch(fleet).refreshes())
+        except BakerError as exc:
+            log.debug("refreshes of %s: %s", fleet.asg_name, exc.message)
+            return frozenset()
+
+    def _ready(self, colors: Colors, color: str, release: Release) -> bool:
+        """Whether ``color`` already runs ``release`` at the live color's capacity, all healthy:
+        then it takes the traffic by weights alone, launching nothing."""
+        fleet, live = colors.fleets[color], colors.fleets[colors.live]
+        if fleet.image_id != release.ami_id or fleet.runtime_env != release.runtime:
+            return False
+        if fleet.capacity <= 0 or fleet.capacity < live.capacity:
+            return False
+        try:
+            return self.watch(fleet).look(fleet.image_id).done
+        except BakerError as exc:
+            log.info("cannot read %s: %s", fleet.asg_name, exc.message)
+            return False
+
+    # -- a rollout
+
+    def next(
+        self, colors: Colors | None, ami_id: str, runtime: Mapping[str, str]
+    ) -> tuple[str, str | None, dict[str, dict[str, Any]], dict[str, int]]:
+        """Where a release goes: (new color, live color or None, every color's spec, the weights
+        kept while it is tested). The idle color gets it at the live color's capacity."""
+        mine: dict[str, Any] = {"image_id": ami_id, "runtime_env": dict(runtime)}
+        capacity = int(self.settings.variables.get("desired_capacity", 2))
+        if colors is None:
+            migrated = self.migrated()
+            if migrated is not None:  # switched from rolling: the rolling fleet is blue, and live
+                spec = {"blue": migrated, "green": {**mine, "capacity": migrated["capacity"]}}
+                return "green", "blue", spec, step_weights("blue", 100)
+            # the first blue/green deploy: nobody is served yet, blue takes everything at once
+            spec = {"blue": {**mine, "capacity": capacity}, "green": {**mine, "capacity": 0}}
+            return "blue", None, spec, step_weights("blue", 100)
+        new, live = colors.idle, colors.live
+        spec = colors.spec()
+        spec[new] = {**mine, "capacity": colors.fleets[live].capacity}
+        return new, live, spec, dict(colors.weights)
+
+    def migrated(self) -> dict[str, Any] | None:
+        """Blue's spec right after a switch from rolling (the rolling fleet is blue) when it has
+        served: its live release's AMI and runtime, at the group's capacity."""
+        d = self.deploy
+        outputs = d.handoff.outputs()
+        live = d.ledger.live()
+        if not outputs.get("asg_name") or live is None or live.ami_id is None:
+            return None
+        groups = (
+            self.aws.client("autoscaling")
+            .describe_auto_scaling_groups(AutoScalingGroupNames=[outputs["asg_name"]])
+            .get("AutoScalingGroups", [])
+        )
+        capacity = int(groups[0]["DesiredCapacity"]) if groups else 0
+        if capacity == 0:
+            return None
+        return {"image_id": live.ami_id, "capacity": capacity, "runtime_env": dict(live.runtime)}
+
+    def planned(self, ami_id: str, runtime: Mapping[str, str], result: dict[str, Any]) -> dict[str, Any]:
+        """--dry-run: the variables of the first apply (the new color launched, traffic unmoved)."""
+        new, live, spec, weights = self.next(self.current(), ami_id, runtime)
+        result.update({"color": new, "previous_color": live})
+        return variables(spec, live=live or new, test=new, weights=weights)
+
+    def roll(
+        self, release: Release, allow_replace: bool, health_timeout: int, result: dict[str, Any]
+    ) -> tuple[Rollout, str | None]:
+        """One release onto the idle color: launch, health gate, smoke checks through the test
+        route, traffic by steps. Returns the last look at the new color and the failure (None:
+        it is live). The colors as they were before are kept for the rollback (``before``)."""
+        d = self.deploy
+        assert release.ami_id is not None
+        colors = self.current()
+        d.bg_before = colors
+        new, live, spec, weights = self.next(colors, release.ami_id, release.runtime)
+        release.color = new
+        result.update({"color": new, "previous_color": live})
+        by_weights = colors is not None and self._ready(colors, new, release)
+        if by_weights:
+            assert colors is not None
+            log.info(
+                "%s already runs %s at capacity and healthy: traffic moves by weights alone",
+                new,
+                release.ami_id,
+            )
+            result["launched"] = False
+            d.ledger.write(release)
+            if all(r.id != release.id for r in d._open):
+                d._open.append(release)
+            d.applied_at = time.monotonic()
+            fleet = colors.fleets[new]
+            state = self.watch(fleet).look(release.ami_id)
+        else:
+            known = self._known(colors.fleets.get(new) if colors else None)
+            outputs = d.apply(
+                release,
+                allow_replace,
+                result,
+                variables(spec, live=live or new, test=new, weights=weights),
+                before={},
+            )
+            colors_now = Colors.from_outputs(outputs)
+            if colors_now is None:
+                raise BakerError("terraform applied no blue_green output: is paths.terraform baker's module?")
+            if d.bg_before is None and live is not None:
+                d.bg_before = colors_now  # migrated: this apply moved no traffic, blue is what was live
+            fleet = colors_now.fleets[new]
+            self._record(release, fleet)
+            d.ledger.write(release)
+            result["launched"] = True
+            watch = d._watch = self.watch(fleet, known)
+            applied = d.applied_at = time.monotonic()
+            state, failure = watch.wait(release.ami_id, applied + health_timeout, started=applied)
+            d._watch = None
+            if failure is not None:
+                return (
+                    state,
+                    f"the new color {new} did not get healthy (no user traffic reached it): {failure}",
+                )
+            colors = colors_now
+        self._record(release, fleet)
+        smoke = self.smoke(colors, new, skip=by_weights)
+        result["smoke"] = smoke
+        bad = next((c for c in smoke if c["ok"] is False), None)
+        if bad is not None:
+            return state, (
+                f"smoke check {bad['name']!r} failed through the test route of {new} "
+                f"(no user traffic reached it): {bad['output']}"
+            )
+        if live is None:
+            return state, None
+        steps = [100] if release.kind == "rollback" else list(self.settings.traffic_steps)
+        return self.shift(release, colors, new, steps, result)
+
+    def _record(self, release: Release, fleet: Fleet) -> None:
+        release.asg_name = fleet.asg_name
+        release.launch_template_id = fleet.launch_template_id
+        release.launch_template_version = fleet.launch_template_version
+
+    # -- the test route
+
+    def smoke(self, colors: Colors, color: str, *, skip: bool = False) -> list[dict[str, Any]]:
+        """The ``http`` smoke checks, fetched through the test route (the test listener, which
+        forwards to ``color`` only). ``ok`` None: not run, and why."""
+        checks = [c for c in self.deploy.project.settings.smoke_checks if c.http]
+        if skip:
+            return [
+                {"name": c.name, "ok": None, "output": "skipped: the color served before"} for c in checks
+            ]
+        base, why = self.deploy.test_route(colors) if colors.test == color else (None, "not under test")
+        out: list[dict[str, Any]] = []
+        for check in checks:
+            assert check.http is not None
+            if base is None:
+                out.append({"name": check.name, "ok": None, "output": f"skipped: {why}"})
+                continue
+            parts = urlsplit(check.http)
+            url = base.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            ok, output = fetch(url, check.expect)
+            log.info("smoke %s through the test route (%s): %s", check.name, url, "ok" if ok else output)
+            out.append({"name": check.name, "ok": ok, "output": output, "url": url})
+        return out
+
+    # -- traffic
+
+    def shift(
+        self, release: Release, colors: Colors, new: str, steps: list[int], result: dict[str, Any]
+    ) -> tuple[Rollout, str | None]:
+        """Move the users' traffic to ``new`` step by step, each watched; the failure or None."""
+        fleet = colors.fleets[new]
+        state = self.watch(fleet).look(fleet.image_id)
+        result["steps"] = []
+        for percent in steps:
+            last = percent == 100
+            try:
+                colors = self.weigh(
+                    colors,
+                    step_weights(new, percent),
+                    live=new if last else colors.live,
+                    test=new,
+                    ami_id=fleet.image_id,
+                    runtime=fleet.runtime_env,
+                )
+            except BakerError as exc:  # the weights may have moved: the rollback moves them back
+                result["steps"].append({"percent": percent, "failure": exc.message})
+                return state, f"traffic step {percent}% to {new} failed: {exc.message}"
+            log.info("traffic: %d%% on %s (%s)", percent, new, release.ami_id)
+            state, failure = self.watch_step(colors.fleets[new], colors)
+            result["steps"].append({"percent": percent, "failure": failure})
+            if failure is not None:
+                return state, f"traffic step {percent}% to {new} failed: {failure}"
+        return state, None
+
+    def watch_step(self, fleet: Fleet, colors: Colors) -> tuple[Rollout, str | None]:
+        """Watch the new color for ``deploy.step_seconds``: every target healthy, 5xx within bounds."""
+        d = self.deploy
+        started, since = time.monotonic(), utc_now()
+        watch = self.watch(fleet)
+        interval = d.poll_min
+        while True:
+            state = watch.look(fleet.image_id)
+            if d.on_poll is not None:
+                d.on_poll(state)
+            if state.healthy < max(state.desired, 1) or state.new_states.get("unhealthy"):
+                return (
+                    state,
+                    f"{state.healthy}/{state.desired} targets of {fleet.color} healthy ({state.live()})",
+                )
+            errors = self.errors_5xx(fleet, colors, since)
+            if errors > self.settings.max_5xx:
+                return state, (
+                    f"{errors} 5xx answers from {fleet.color}'s targets since the step began "
+                    f"(deploy.max_5xx: {self.settings.max_5xx})"
+                )
+            left = self.settings.step_seconds - (time.monotonic() - started)
+            if left <= 0:
+                return state, None
+            log.info("watching %s for %s more", fleet.color, duration(left))
+            time.sleep(min(interval, left))
+            interval = min(interval * 1.5, d.poll_max)
+
+    def errors_5xx(self, fleet: Fleet, colors: Colors, since: dt.datetime) -> int:
+        """5xx answers of the color's targets since ``since``, as CloudWatch has them."""
+        dims = [{"Name": "TargetGroup", "Value": arn_suffix(fleet.target_group_arn, "")}]
+        if colors.load_balancer_arn:
+            dims.insert(
+                0, {"Name": "LoadBalancer", "Value": arn_suffix(colors.load_balancer_arn, "loadbalancer/")}
+            )
+        resp = self.aws.client("cloudwatch").get_metric_statistics(
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Dimensions=dims,
+            StartTime=since,
+            EndTime=utc_now() + dt.timedelta(minutes=1),
+            Period=60,
+            Statistics=["Sum"],
+        )
+        return int(sum(p.get("Sum", 0) for p in resp.get("Datapoints", [])))
+
+    def weigh(
+        self,
+        colors: Colors,
+        weights: Mapping[str, int],
+        *,
+        live: str,
+        test: str,
+        ami_id: str,
+        runtime: Mapping[str, str],
+        spec: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Colors:
+        """Set the users' listener's weights now (ModifyListener), then let Terraform record the
+        same variables (with ``spec``, e.g. a failed color scaled to zero). Returns the new state."""
+        self.aws.client("elbv2").modify_listener(
+            ListenerArn=colors.listener_arn,
+            DefaultActions=[
+                {
+                    "Type": "forward",
+                    "ForwardConfig": {
+                        "TargetGroups": [
+                            {
+                                "TargetGroupArn": colors.fleets[c].target_group_arn,
+                                "Weight": int(weights.get(c, 0)),
+                            }
+                            for c in COLORS
+                        ],
+                        "TargetGroupStickinessConfig": {"Enabled": False},
+                    },
+                }
+            ],
+        )
+        values = variables(spec or colors.spec(), live=live, test=test, weights=weights)
+        d = self.deploy
+        plan = d.handoff.plan(ami_id, runtime, values)
+        from baker.deploy import gate
+
+        try:
+            gate(plan, allow_replace=False)
+        except BakerError:
+            d.terraform.discard(plan)
+            raise
+        d.terraform.apply(plan)
+        now = Colors.from_outputs(d.terraform.outputs())
+        if now is None:
+            raise BakerError("terraform applied no blue_green output")
+        return now
+
+    # -- back
+
+    def roll_back(
+        self, back: Release, failed: Release, health_timeout: int
+    ) -> tuple[Rollout | None, str | None]:
+        """After a failed blue/green deploy: the weights back to the color that was live (it kept
+        its capacity), the failed color scaled to zero; nothing is launched. When the previous
+        color cannot take the traffic as it is, a normal blue/green deploy of ``back``."""
+        d = self.deploy
+        before = d.bg_before
+        failed_color = failed.color
+        if before is None or failed_color is None:
+            return d.roll(back, False, health_timeout, {})
+        prev = other(failed_color)
+        fleet = before.fleets[prev]
+        if fleet.image_id != back.ami_id or fleet.capacity <= 0:
+            log.warning("%s does not run %s at capacity: rolling back by a new deploy", prev, back.ami_id)
+            return d.roll(back, False, health_timeout, {})
+        back.color = prev
+        d.bg_by_weights = True
+        self._record(back, fleet)
+        d.ledger.write(back)
+        d._open.append(back)
+        now = self.current() or before
+        spec = now.spec()
+        spec[failed_color] = {**spec[failed_color], "capacity": 0}
+        self.weigh(
+            now,
+            step_weights(prev, 100),
+            live=prev,
+            test=prev,
+            ami_id=fleet.image_id,
+            runtime=fleet.runtime_env,
+            spec=spec,
+        )
+        log.info("weights back on %s (%s); %s scaled to zero", prev, back.ami_id, failed_color)
+        state = self.watch(fleet).look(back.ami_id)
+        if not state.done:
+            return state, f"{prev} is not all healthy after the weights came back: {state.live()}"
+        return state, None
+
+    # -- retire
+
+    def retire(self, *, force: bool = False) -> dict[str, Any]:
+        """Scale the idle color to zero once ``deploy.keep_previous`` has passed since the live
+        release got healthy (``force``: now). Under the deploy lock; launches nothing."""
+        d = self.deploy
+        with d.lock("retire"):
+            colors = self.current()
+            result: dict[str, Any] = {"env": d.env.name, "retired": None}
+            if colors is None:
+                result["reason"] = "no blue/green fleet yet"
+                return result
+            idle = colors.fleets[colors.idle]
+            result.update({"live_color": colors.live, "idle_color": idle.color, "idle_ami_id": idle.image_id})
+            if idle.capacity == 0:
+                result["reason"] = f"{idle.color} has no capacity already"
+                return result
+            live = d.ledger.live()
+            since = parse_iso(live.healthy_at or live.at) if live else None
+            age = (utc_now() - since).total_seconds() if since else None
+            keep = self.settings.keep_previous
+            if not force and age is not None and age < keep:
+                result["reason"] = (
+                    f"{idle.color} is kept for a rollback by weights for {duration(keep - age)} more "
+                    f"(deploy.keep_previous: {keep}s); --force retires it now"
+                )
+                result["kept_seconds"] = int(keep - age)
+                return result
+            spec = colors.spec()
+            spec[idle.color] = {**spec[idle.color], "capacity": 0}
+            live_fleet = colors.fleets[colors.live]
+            self.weigh(
+                colors,
+                colors.weights,
+                live=colors.live,
+                test=colors.live,
+                ami_id=live_fleet.image_id,
+                runtime=live_fleet.runtime_env,
+                spec=spec,
+            )
+            result.update({"retired": idle.color, "capacity_was": idle.capacity})
+            log.info("%s (%s) scaled to zero; %s stays live", idle.color, idle.image_id, colors.live)
+            return result
+
+
+def fetch(url: str, expect: str | None) -> tuple[bool, str]:
+    """GET ``url`` (no proxy: the test route is the load balancer itself); 2xx and ``expect`` in the body."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=SMOKE_TIMEOUT) as resp:
+            body = resp.read(65536).decode("utf-8", "replace")
+            code = resp.status
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    if not 200 <= code < 300:
+        return False, f"HTTP {code}"
+    if expect and expect not in body:
+        return False, f"HTTP {code}, {expect!r} not in the answer"
+    return True, f"HTTP {code}"
