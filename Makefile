@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 # lintian: tests/unit/test_package.py lints the .deb as Debian would; systemd-container: live instances
 APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container
-# what `make test` runs; .ci/run runs exactly this
+# what `make test` runs; .ci/run runs exactly this. -n: files run on parallel workers, each in its
+# own namespace with its own local cloud (tests/conftest.py); loadfile keeps a file's tests together
+# (they share a module's fleet); the slow files start first. `make unit` runs serially.
 PYTEST := $(PYTHON) -m pytest -q
+PYTEST_WORKERS ?= 4
 
 .PHONY: deps test unit lint demo clean init-templates
 
@@ -15,12 +18,12 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@$(PYTHON) -c "import baker, moto, ansible, pytest" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
+	@$(PYTHON) -c "import baker, moto, ansible, pytest, xdist" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
 	  && command -v actionlint >/dev/null && command -v zizmor >/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 
 test: deps
-	$(PYTEST)
+	$(PYTEST) -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: deps
 	$(PYTEST) tests/unit

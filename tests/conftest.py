@@ -4,6 +4,11 @@ The whole pytest process moves into a private, loopback-only network namespace b
 (and before any thread) starts: whatever a test starts (emulator, sshd, Packer, Terraform) inherits
 it, so nothing can reach the emulator's fake instance addresses. Without root the integration
 and end-to-end levels skip with a message saying so.
+
+Under pytest-xdist (``make test`` runs ``-n``) every worker is a pytest process of its own: it makes
+its own namespace and its own local cloud (session fixtures are per process), and finds the
+namespace that reaches the apt sources through $BAKER_FETCH_NETNS, which the controller sets
+to an open descriptor of the namespace it was started in before it leaves it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tests.localcloud import (  # noqa: F401  (shared by every level)
 REPO = Path(__file__).resolve().parent.parent
 NETNS = f"baker-test-{os.getpid()}"
 _isolation_error: str | None = None
+_launch_netns_fd: int | None = None  # kept open for the run: workers reach it through /proc
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,7 +41,16 @@ def pytest_configure(config: pytest.Config) -> None:
         _isolation_error = "needs iproute2 ('ip') for the network namespace"
         return
     from baker.local import netns
+    from tests.localcloud import launcher_netns
 
+    global _launch_netns_fd
+    if "PYTEST_XDIST_WORKER" not in os.environ and "BAKER_FETCH_NETNS" not in os.environ:
+        # the run's first pytest process: remember the namespace that reaches the apt sources
+        fetch = launcher_netns()
+        if fetch is None:
+            _launch_netns_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+            fetch = f"/proc/{os.getpid()}/fd/{_launch_netns_fd}"
+        os.environ["BAKER_FETCH_NETNS"] = fetch
     netns.create(NETNS)
     netns.enter(NETNS)
     os.environ["BAKER_TEST_NETNS"] = NETNS
@@ -94,3 +109,26 @@ def commit_all(root: Path) -> None:
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "app")
+
+
+#: the files that take minutes (Terraform load balancers, live fleets, whole CLI stories), longest
+#: first: under pytest-xdist (``--dist loadfile``) a file runs on one worker, so these start at once
+#: and the short ones fill the gaps. Without xdist the order is unchanged.
+HEAVY_FIRST = (
+    "tests/integration/test_deploy.py",
+    "tests/e2e/test_release_story.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_bluegreen.py",
+    "tests/integration/test_bluegreen_live.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "numprocesses", None):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+        return HEAVY_FIRST.index(path) if path in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: file order and test order within a file stay as written
