@@ -29,8 +29,9 @@ target groups (terraform/bluegreen.tf). A release goes to the *idle* color:
 What the local cloud does: both listeners answer on loopback and forward by weight to the healthy
 live instances of each color (baker/local/lb.py), so the smoke checks go through the test route
 (``Deploy.test_route``); they are reported as skipped (``ok: None``, with why) behind record-only
-instances, for which nothing answers. 5xx counts are what the emulator's CloudWatch holds for the
-target group: its load balancer does not count what it relays (tests put the counts there).
+instances, for which nothing answers. Its load balancer counts each answer it relays as an ALB
+does, and the emulator's CloudWatch serves the counts (baker/local/metrics.py), so a step fails on
+the 5xx real users got there too.
 """
 
 from __future__ import annotations

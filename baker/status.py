@@ -233,6 +233,7 @@ class EnvironmentStatus:
             "deployed_at": (live.healthy_at or live.at) if live else None,
             "by": live.by if live else None,
             "kind": live.kind if live else None,
+            "color": live.color if live else None,  # blue_green: the color users reach
             "release_id": live.id if live else None,
             "pinned": pin,
             "drift": bool(reasons),

@@ -4,15 +4,24 @@ written straight into its overlay, committed under an AMI id the emulator issued
 The probe app is a real systemd unit (python3's http.server) that reads its runtime environment
 file as the baked app does (``EnvironmentFile=-/etc/probe/runtime.env``): a cloud-config written
 by user data can point it at a directory without ``healthz``, a real defect with no knob set.
+``bake_hello`` makes an image of the example app itself (examples/hello-web, its unit reading the
+runtime environment file as the .deb's does): its runtime settings make real defects too
+(``HELLO_UNHEALTHY``, ``HELLO_BROKEN_PATHS``). ``Users`` is a client sending user requests
+through a load balancer's listener.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+HELLO_APP = Path(__file__).resolve().parents[1] / "examples" / "hello-web" / "hello_web.py"
 
 PROBE_UNIT = """[Unit]
 Description=probe app of baker's live instance tests
@@ -29,18 +38,92 @@ WantedBy=multi-user.target
 """
 
 
-def bake_probe(local_cloud: Any, version: str, *, healthy: bool = True) -> str:
-    """An AMI (issued by the emulator) whose content is the probe app at ``version``."""
+HELLO_UNIT = """[Unit]
+Description=hello-web (the example app) in baker's live instance tests
+After=network.target cloud-config.service
+
+[Service]
+Environment=HELLO_BIND=127.0.0.1 HELLO_PORT=8080
+EnvironmentFile=-/etc/hello-web/runtime.env
+ExecStart=/usr/bin/python3 /opt/hello-web/hello_web.py
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _image(local_cloud: Any, name: str, write: Callable[[Path], None]) -> str:
+    """An AMI issued by the emulator whose content is the build host's root with ``write`` applied."""
     from baker.local.moto_ext import SOURCE_AMI_NAME
 
     ec2 = local_cloud.client("ec2")
     source = ec2.describe_images(Filters=[{"Name": "name", "Values": [SOURCE_AMI_NAME]}])["Images"][0]
     seed = ec2.run_instances(ImageId=source["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
-    ami = ec2.create_image(InstanceId=seed, Name=f"probe-{version}-{time.time_ns()}")["ImageId"]
+    ami = ec2.create_image(InstanceId=seed, Name=f"{name}-{time.time_ns()}")["ImageId"]
     ec2.terminate_instances(InstanceIds=[seed])
     host = local_cloud.build_host
     with host.session() as sess:
-        root = sess.root
+        write(sess.root)
+        host.commit(sess, ami)
+    return ami
+
+
+def bake_hello(local_cloud: Any, version: str) -> str:
+    """An AMI whose content is the example app (hello-web) at ``version``, started by systemd."""
+
+    def write(root: Path) -> None:
+        (root / "opt/hello-web").mkdir(parents=True)
+        (root / "opt/hello-web/hello_web.py").write_text(HELLO_APP.read_text())
+        (root / "opt/hello-web/VERSION").write_text(f"{version}\n")
+        (root / "etc/systemd/system/hello-web.service").write_text(HELLO_UNIT)
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / "hello-web.service").symlink_to("/etc/systemd/system/hello-web.service")
+
+    return _image(local_cloud, f"hello-{version}", write)
+
+
+class Users:
+    """GET ``path`` through a listener on 127.0.0.1:``port``, one connection per request, every
+    answer kept as (status, body); status 0 when the connection failed."""
+
+    def __init__(self, port: int, path: str = "/version", pause: float = 0.1) -> None:
+        self.port, self.path, self.pause = port, path, pause
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="users", daemon=True)
+
+    def get(self) -> tuple[int, str]:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                return resp.status, resp.read().decode().strip()
+            finally:
+                conn.close()
+        except OSError as exc:
+            return 0, type(exc).__name__
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.answers.append(self.get())
+            self._stop.wait(self.pause)
+
+    def __enter__(self) -> Users:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def bake_probe(local_cloud: Any, version: str, *, healthy: bool = True) -> str:
+    """An AMI (issued by the emulator) whose content is the probe app at ``version``."""
+
+    def write(root: Path) -> None:
         (root / "srv/probe").mkdir(parents=True)
         (root / "srv/probe/version").write_text(f"{version}\n")
         if healthy:
@@ -51,8 +134,8 @@ def bake_probe(local_cloud: Any, version: str, *, healthy: bool = True) -> str:
         wants = root / "etc/systemd/system/multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         (wants / "probe.service").symlink_to("/etc/systemd/system/probe.service")
-        host.commit(sess, ami)
-    return ami
+
+    return _image(local_cloud, f"probe-{version}", write)
 
 
 def runtime_env_user_data(text: str, package: str = "probe") -> str:

@@ -14,11 +14,14 @@ connection alive stays on one target; ``curl`` and the bench make one request pe
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from baker.local import kernel
@@ -27,6 +30,8 @@ log = logging.getLogger("baker")
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 5.0
+#: a message head longer than this is not HTTP we follow: the rest of the connection is not counted
+MAX_HEAD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,164 @@ class Target:
     instance_id: str
     netns_file: str
     port: int
+    target_group_arn: str = ""
+
+
+class Meter:
+    """The answers the load balancers relayed or made, per second, as CloudWatch sums them.
+
+    Keys are (second, load balancer ARN, target group ARN or "" for the load balancer's own
+    answers, metric name). Relay threads add; the emulator's CloudWatch reads (``rows``).
+    Seconds older than ``keep`` are dropped (CloudWatch keeps minutes for 15 days; a local cloud
+    needs the last hours at most).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, keep: float = 3 * 3600) -> None:
+        self.clock = clock
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[tuple[int, str, str, str]] = collections.Counter()
+        self._pruned = 0
+
+    def target(self, load_balancer_arn: str, target_group_arn: str, code: int) -> None:
+        """A target answered ``code`` through the load balancer."""
+        if 200 <= code < 600:
+            self._add(load_balancer_arn, target_group_arn, f"HTTPCode_Target_{code // 100}XX_Count")
+
+    def elb(self, load_balancer_arn: str, code: int) -> None:
+        """The load balancer answered ``code`` itself (no healthy target, a target that failed)."""
+        if 500 <= code < 600:
+            self._add(load_balancer_arn, "", "HTTPCode_ELB_5XX_Count")
+            if code in (500, 502, 503, 504):
+                self._add(load_balancer_arn, "", f"HTTPCode_ELB_{code}_Count")
+
+    def _add(self, load_balancer_arn: str, target_group_arn: str, metric: str) -> None:
+        now = int(self.clock())
+        with self._lock:
+            self._counts[(now, load_balancer_arn, target_group_arn, metric)] += 1
+            if now - self._pruned >= 60:
+                self._pruned = now
+                for key in [k for k in self._counts if k[0] < now - self.keep]:
+                    del self._counts[key]
+
+    def rows(self) -> list[tuple[int, str, str, str, int]]:
+        """(second, load balancer ARN, target group ARN or "", metric, count), oldest first."""
+        with self._lock:
+            return sorted((*key, n) for key, n in self._counts.items())
+
+
+class Framing:
+    """Where HTTP/1.x messages start and end in one direction of a relayed connection.
+
+    Fed the bytes as they pass; calls ``on_start(start_line_words)`` for each message head. For
+    responses, ``methods`` (the requests' methods, oldest first, filled by the other direction's
+    Framing before the request reaches the target) says which answers carry no body (HEAD).
+    Anything it cannot follow (an upgrade, CONNECT, a head past MAX_HEAD, a body until close)
+    ends the counting for this connection; the bytes are relayed all the same.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        on_start: Callable[[list[str]], None],
+        methods: collections.deque[str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.on_start = on_start
+        self.methods: collections.deque[str] = methods if methods is not None else collections.deque()
+        self.buf = b""
+        self.state = "head"
+        self.left = 0  # bytes of body or chunk still to skip
+
+    def feed(self, data: bytes) -> None:
+        while data and self.state != "opaque":
+            if self.state in ("body", "chunk"):
+                skip = min(self.left, len(data))
+                self.left -= skip
+                data = data[skip:]
+                if self.left == 0:
+                    self.state = "head" if self.state == "body" else "chunk-end"
+                continue
+            self.buf += data
+            data = b""
+            if not self._lines():
+                return
+            data, self.buf = self.buf, b""
+
+    def _lines(self) -> bool:
+        """Consume what ``buf`` holds of a head, a chunk size line or a trailer; False: need more."""
+        while self.state not in ("opaque", "body", "chunk"):
+            if self.state == "head":
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buf) > MAX_HEAD:
+                        self.state = "opaque"
+                    return False
+                head, self.buf = self.buf[:end], self.buf[end + 4 :]
+                self._head(head.decode("latin-1"))
+            else:  # chunk-size, chunk-end (the CRLF after the data), trailer
+                end = self.buf.find(b"\r\n")
+                if end < 0:
+                    if len(self.buf) > MAX_HEAD:
+                        self.state = "opaque"
+                    return False
+                line, self.buf = self.buf[:end].decode("latin-1"), self.buf[end + 2 :]
+                self._line(line.strip())
+            if not self.buf and self.state not in ("opaque",):
+                return False
+        return True
+
+    def _line(self, line: str) -> None:
+        if self.state == "chunk-end":
+            self.state = "chunk-size"
+        elif self.state == "chunk-size":
+            try:
+                size = int(line.split(";", 1)[0], 16)
+            except ValueError:
+                self.state = "opaque"
+                return
+            self.state, self.left = ("trailer", 0) if size == 0 else ("chunk", size)
+        elif self.state == "trailer" and not line:
+            self.state = "head"
+
+    def _head(self, head: str) -> None:
+        lines = head.lstrip("\r\n").split("\r\n")
+        words = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip().lower()
+        chunked = "chunked" in headers.get("transfer-encoding", "")
+        length = headers.get("content-length", "")
+        if self.kind == "request":
+            method = words[0].upper()
+            self.methods.append(method)
+            self.on_start(words)
+            if method == "CONNECT" or "upgrade" in headers.get("connection", ""):
+                self.state = "opaque"
+            else:
+                self._body(chunked, length, until_close=False)
+            return
+        code = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+        if code == 101 or code == 0:
+            self.state = "opaque"
+            return
+        self.on_start(words)
+        if 100 <= code < 200:  # an interim answer: the final one follows, for the same request
+            return
+        method = self.methods.popleft() if self.methods else "GET"
+        if method == "HEAD" or code in (204, 304):
+            self._body(False, "0", until_close=False)
+        else:
+            self._body(chunked, length, until_close=True)
+
+    def _body(self, chunked: bool, length: str, *, until_close: bool) -> None:
+        if chunked:
+            self.state = "chunk-size"
+        elif length.isdigit():
+            self.state, self.left = ("body", int(length)) if int(length) else ("head", 0)
+        else:
+            self.state = "opaque" if until_close else "head"
 
 
 def _answer(code: int, reason: str) -> bytes:
@@ -45,15 +208,22 @@ def _answer(code: int, reason: str) -> bytes:
     return head.encode() + body
 
 
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
+def _pipe(src: socket.socket, dst: socket.socket, framing: Framing) -> int:
+    """Relay ``src`` to ``dst`` until ``src`` ends, framing what passes; the bytes relayed."""
+    relayed = 0
     try:
         while data := src.recv(65536):
+            framing.feed(data)  # before the peer has it: a request's method is known before its answer
             dst.sendall(data)
+            relayed += len(data)
     except OSError:
         pass
-    finally:
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+    return relayed
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
 
 
 @dataclass
@@ -65,6 +235,8 @@ class Listener:
     dns_name: str
     port: int
     sock: socket.socket
+    load_balancer_arn: str = ""
+    meter: Meter = field(default_factory=Meter)
     targets: list[Target] = field(default_factory=list)
     _turn: itertools.count = field(default_factory=itertools.count)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -87,12 +259,17 @@ class Listener:
             return None
         return targets[next(self._turn) % len(targets)]
 
+    def _answer(self, client: socket.socket, code: int, reason: str) -> None:
+        """An answer of the load balancer itself, counted as CloudWatch counts it."""
+        self.meter.elb(self.load_balancer_arn, code)
+        with contextlib.suppress(OSError):
+            client.sendall(_answer(code, reason))
+
     def _relay(self, client: socket.socket) -> None:
         with client:
             target = self.pick()
             if target is None:
-                with contextlib.suppress(OSError):
-                    client.sendall(_answer(503, "Service Temporarily Unavailable"))
+                self._answer(client, 503, "Service Temporarily Unavailable")
                 return
             try:
                 upstream = kernel.in_netns(
@@ -100,16 +277,32 @@ class Listener:
                     lambda: socket.create_connection((HOST, target.port), timeout=CONNECT_TIMEOUT),
                     name="lb-connect",
                 )
-            except OSError:
-                with contextlib.suppress(OSError):
-                    client.sendall(_answer(502, "Bad Gateway"))
+            except TimeoutError:
+                self._answer(client, 504, "Gateway Time-out")
                 return
+            except OSError:
+                self._answer(client, 502, "Bad Gateway")
+                return
+            methods: collections.deque[str] = collections.deque()
+            requests = Framing("request", lambda words: None, methods)
+
+            def counted(words: list[str]) -> None:
+                self.meter.target(self.load_balancer_arn, target.target_group_arn, int(words[1]))
+
+            answers = Framing("response", counted, methods)
             with upstream:
                 upstream.settimeout(None)
-                back = threading.Thread(target=_pipe, args=(upstream, client), name="lb-back", daemon=True)
-                back.start()
-                _pipe(client, upstream)
-                back.join()
+
+                def back() -> None:
+                    if _pipe(upstream, client, answers) == 0 and methods:
+                        self._answer(client, 502, "Bad Gateway")  # closed without answering
+                    _shut(client)
+
+                thread = threading.Thread(target=back, name="lb-back", daemon=True)
+                thread.start()
+                _pipe(client, upstream, requests)
+                _shut(upstream)
+                thread.join()
 
     def close(self) -> None:
         self._closed.set()
@@ -135,15 +328,18 @@ class LoadBalancers:
 
     def __init__(self) -> None:
         self.listeners: dict[str, Listener] = {}
+        #: every listener's answers (a load balancer's metrics add up its listeners)
+        self.meter = Meter()
 
-    def sync(self, wanted: dict[str, tuple[str, str, int, list[Target]]]) -> None:
-        """``wanted``: listener ARN -> (load balancer name, DNS name, listener port, healthy targets)."""
+    def sync(self, wanted: dict[str, tuple[str, str, str, int, list[Target]]]) -> None:
+        """``wanted``: listener ARN -> (load balancer ARN, its name, DNS name, listener port,
+        healthy targets)."""
         for arn in [a for a in self.listeners if a not in wanted]:
             self.listeners.pop(arn).close()
-        for arn, (name, dns, port, targets) in wanted.items():
+        for arn, (lb_arn, name, dns, port, targets) in wanted.items():
             listener = self.listeners.get(arn)
             if listener is None:
-                listener = Listener(arn, name, dns, 0, _bind(port))
+                listener = Listener(arn, name, dns, 0, _bind(port), lb_arn, self.meter)
                 listener.port = int(listener.sock.getsockname()[1])
                 self.listeners[arn] = listener
                 threading.Thread(target=listener.serve, name=f"lb-{name}", daemon=True).start()

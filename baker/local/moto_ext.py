@@ -60,6 +60,10 @@ record is not replaced by the group; warm pools during a refresh.
 14. A copied image is ``available`` at once. With ``Settings.copy_seconds`` it stays ``pending``
     that long, as EC2 keeps a copy while its snapshots copy (the promotion benchmark measures
     whether copies to several regions run concurrently).
+15. CloudWatch has no load balancer metrics, and GetMetricStatistics matches any datapoint whose
+    dimensions include the asked ones (AWS: exactly the asked set). Now the answers the local load
+    balancers relay or make are ``AWS/ApplicationELB`` metrics (``HTTPCode_Target_5XX_Count`` per
+    target group, ``HTTPCode_ELB_5XX_Count``, ...), matched exactly (baker.local.metrics).
 
 The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all of
 it once per process, before the server starts.
@@ -249,7 +253,7 @@ def sync_load_balancers() -> None:
     """Every ALB HTTP listener answers on loopback and forwards to its healthy live targets (under LOCK)."""
     from moto.elbv2 import elbv2_backends
 
-    wanted: dict[str, tuple[str, str, int, list[Target]]] = {}
+    wanted: dict[str, tuple[str, str, str, int, list[Target]]] = {}
     for _account, regions in list(elbv2_backends.items()):
         for _region, backend in list(regions.items()):
             for lb in list(backend.load_balancers.values()):
@@ -263,7 +267,7 @@ def sync_load_balancers() -> None:
                         for arn, weight in _forwarded(action):
                             tg = backend.target_groups.get(arn)
                             targets += _healthy_targets(backend, tg) * max(weight, 0) if tg else []
-                    wanted[listener.arn] = (lb.name, lb.dns_name, int(listener.port), targets)
+                    wanted[listener.arn] = (lb.arn, lb.name, lb.dns_name, int(listener.port), targets)
     BALANCERS.sync(wanted)
 
 
@@ -276,7 +280,7 @@ def _healthy_targets(backend: Any, tg: Any) -> list[Target]:
             continue
         netns_file = INSTANCES.netns_file(iid)
         if netns_file and target_health(tg, instance)[0] == "healthy":
-            found.append(Target(iid, netns_file, int(target.get("Port") or tg.port)))
+            found.append(Target(iid, netns_file, int(target.get("Port") or tg.port), tg.arn))
     return found
 
 
@@ -767,7 +771,7 @@ def _patch_tags() -> None:
 
 def install() -> None:
     """Apply every extension (idempotent). Call before the server starts."""
-    from baker.local import refresh
+    from baker.local import metrics, refresh
 
     global _installed
     if _installed:
@@ -780,4 +784,5 @@ def install() -> None:
     _patch_accounts()
     _patch_tags()
     _patch_live_instances()
+    metrics.install()
     _installed = True

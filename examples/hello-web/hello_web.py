@@ -2,8 +2,9 @@
 """hello-web: the example app baker packages, bakes and deploys.
 
 A deliberately small, real HTTP service (standard library only) with what a health-gated rollout
-needs: /healthz for the load balancer, /version to see which release answers, and a switch
-(HELLO_UNHEALTHY=1) that makes /healthz fail so a bad release can be rehearsed.
+needs: /healthz for the load balancer, /version to see which release answers, and switches that
+rehearse a bad release: HELLO_UNHEALTHY=1 makes /healthz fail, HELLO_BROKEN_PATHS makes the app
+fail its users while /healthz stays healthy.
 
 Settings come from the environment, which systemd fills from /etc/default/hello-web:
 
@@ -11,6 +12,9 @@ Settings come from the environment, which systemd fills from /etc/default/hello-
     HELLO_PORT       port (default 8080; 0 picks a free one, printed at start)
     HELLO_GREETING   what / answers
     HELLO_UNHEALTHY  "1" (or true/yes/on) makes /healthz answer 503
+    HELLO_BROKEN_PATHS  comma-separated paths (e.g. "/version,/") answered 500: a release that
+                     passes its health checks and fails its users, what a blue/green traffic
+                     step's 5xx watch is for
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Settings:
         self.port = int(port)
         self.greeting = environ.get("HELLO_GREETING", "hello from hello-web")
         self.unhealthy = flag(environ.get("HELLO_UNHEALTHY"))
+        self.broken = {p.strip() for p in environ.get("HELLO_BROKEN_PATHS", "").split(",") if p.strip()}
         self.version = read_version()
 
 
@@ -54,7 +59,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/healthz":
+        if path in self.settings.broken:
+            self.answer(500, "broken (HELLO_BROKEN_PATHS)")
+        elif path == "/healthz":
             if self.settings.unhealthy:
                 self.answer(503, "unhealthy")
             else:

@@ -10,36 +10,18 @@ AWS then says.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import commit_all, copy_project, git, need_tools
+from tests.e2e.story import Baker
 
 pytestmark = pytest.mark.e2e
 
 ENV = "e2e"  # its own Terraform state and fleet: the integration tests' dev and staging stay theirs
 NAME = "hello-web-e2e"
-
-
-class Baker:
-    """`baker` as a user runs it: a child process, JSON on stdout, progress on stderr."""
-
-    def __init__(self, project: Path) -> None:
-        self.project = project
-
-    def __call__(self, *args: str, local: bool = True) -> tuple[int, dict[str, Any], str]:
-        argv = [sys.executable, "-m", "baker", "--project", str(self.project), "--output", "json"]
-        argv += ["--local", *args] if local else list(args)
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-        lines = proc.stdout.strip().splitlines()
-        assert len(lines) == 1, f"--output json prints exactly one JSON object, got:\n{proc.stdout}"
-        return proc.returncode, json.loads(lines[0]), proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,13 @@ def test_unhealthy_switch_makes_healthz_fail(tmp_path):
         assert get(url + "/")[0] == 200
 
 
+def test_broken_paths_answer_500_while_healthz_stays_healthy(tmp_path):
+    with hello_web(tmp_path, version="2.0.0", HELLO_BROKEN_PATHS="/version, /") as url:
+        assert get(url + "/version") == (500, "broken (HELLO_BROKEN_PATHS)\n")
+        assert get(url + "/")[0] == 500
+        assert get(url + "/healthz") == (200, "ok\n"), "the health gate sees nothing wrong"
+
+
 def test_unhealthy_zero_is_healthy(tmp_path):
     with hello_web(tmp_path, HELLO_UNHEALTHY="0") as url:
         assert get(url + "/healthz") == (200, "ok\n")

@@ -1,0 +1,172 @@
+"""The blue/green story, told through the `baker` command as a release manager and an operator type
+it, in an environment with ``deploy.strategy: blue_green``:
+
+v1 is released (blue), v2 is released (green, tested through the test route, then given the
+users); the load balancer answers v2. ``baker rollback`` makes it answer v1 again by weights, with
+no instance launched. A v3 (v2's image with a runtime that fails /healthz and a greeting of its
+own) goes to the idle color, fails its health gate and exits 4: a user client running the whole
+time sees only v1 and v2 answer, and never v3's greeting. ``baker status`` and ``baker history``
+tell it as it happened. Every step is a `python -m baker --local --output json ...` child process
+against the session's local cloud; the test reads the load balancer the way a user does (HTTP to
+the listener's loopback URL that ``baker local status`` lists) and AWS through the emulator's API.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import commit_all, copy_project, git, need_tools
+from tests.e2e.story import Baker
+from tests.livefleet import Users
+
+pytestmark = pytest.mark.e2e
+
+ENV = "bge2e"  # its own Terraform state and fleet
+NAME = "hello-web-bge2e"
+GREETING = "hello from bge2e"
+
+
+def environment(runtime: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "aws": {"region": "us-east-1"},
+        "runtime": {"env": {"HELLO_GREETING": GREETING, **(runtime or {})}},
+        "deploy": {
+            "backend": {
+                "bucket": "baker-tfstate-123456789012",
+                "key": f"hello-web/{ENV}.tfstate",
+                "region": "us-east-1",
+            },
+            "variables": {"name": NAME, "min_size": 1, "desired_capacity": 1},
+            "strategy": "blue_green",
+            "step_seconds": 2,
+            "unhealthy_timeout": 10,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def baker(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Baker]:
+    need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen", "terraform")
+    if not shutil.which("systemd-nspawn"):
+        pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
+    assert local_cloud.build_host  # the root filesystem, fetched from outside the namespace if not cached
+    parts = ("environments", "packer", "ansible", "terraform", "examples/hello-web")
+    root = copy_project(tmp_path_factory.mktemp("bge2e-project"), *parts)
+    (root / "environments" / f"{ENV}.yml").write_text(yaml.safe_dump(environment()))
+    commit_all(root)
+    git(root, "tag", "v1.0.0")
+    yield Baker(root)
+    # the live containers would run (and be health-checked) through the rest of the session
+    asg = local_cloud.client("autoscaling")
+    names = [NAME, f"{NAME}-green"]
+    for group in asg.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]:
+        asg.update_auto_scaling_group(
+            AutoScalingGroupName=group["AutoScalingGroupName"], MinSize=0, DesiredCapacity=0
+        )
+
+
+def users_port(baker: Baker, local_cloud: Any) -> int:
+    """The loopback port of the users' listener (port 80), as `baker local status` lists it."""
+    elb = local_cloud.client("elbv2")
+    lb = elb.describe_load_balancers(Names=[f"{NAME}-lb"])["LoadBalancers"][0]
+    listeners = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    users = next(x["ListenerArn"] for x in listeners if x["Port"] == 80)
+    code, status, err = baker("local", "status", local=False)
+    assert code == 0, err
+    (found,) = [b for b in status["load_balancers"] if b["listener_arn"] == users]
+    assert found["dns_name"] == lb["DNSName"]
+    return int(found["url"].rsplit(":", 1)[1])
+
+
+def instance_ids(local_cloud: Any) -> set[str]:
+    """Every instance the emulator ever ran in the account and region (a launch shows up here)."""
+    reservations = local_cloud.client("ec2").describe_instances()["Reservations"]
+    return {i["InstanceId"] for r in reservations for i in r["Instances"]}
+
+
+def test_blue_green_release_rollback_by_weights_and_a_bad_release_no_user_sees(
+    baker: Baker, local_cloud: Any
+):
+    # v1: the first blue/green release goes to blue and takes every user at once
+    code, first, err = baker("release", "-e", ENV)
+    assert code == 0, err
+    v1 = first["ami_id"]
+    assert (first["outcome"], first["color"], first["bake"]["version"]) == ("healthy", "blue", "1.0.0")
+    port = users_port(baker, local_cloud)
+    versions = Users(port)
+    assert {versions.get() for _ in range(4)} == {(200, "1.0.0")}
+
+    with versions:  # a user asking for /version through the users' listener, all along
+        # v2: a new commit and tag, baked, verified, launched on green, tested, given the users
+        git(baker.project, "commit", "-q", "--allow-empty", "-m", "v2")
+        git(baker.project, "tag", "v2.0.0")
+        code, second, err = baker("release", "-e", ENV)
+        assert code == 0, err
+        v2 = second["ami_id"]
+        assert (second["outcome"], second["color"], second["previous_ami_id"]) == ("healthy", "green", v1)
+        assert second["bake"]["cached"] is False and second["bake"]["version"] == "2.0.0"
+        assert {c["name"]: c["ok"] for c in second["smoke"]}["healthz answers"] is True
+        assert {versions.get() for _ in range(4)} == {(200, "2.0.0")}
+
+        # rollback: the weights go back to blue, which kept its capacity: nothing is launched
+        before = instance_ids(local_cloud)
+        code, back, err = baker("rollback", "-e", ENV)
+        assert code == 0, err
+        assert (back["outcome"], back["ami_id"], back["color"], back["launched"]) == (
+            "healthy",
+            v1,
+            "blue",
+            False,
+        )
+        assert instance_ids(local_cloud) == before, "no instance launched"
+        assert {versions.get() for _ in range(4)} == {(200, "1.0.0")}
+
+        # v3: v2's image with a runtime whose app fails /healthz (and greets as v3): it goes to the
+        # idle color, fails the health gate there and never reaches a user
+        env_file = baker.project / "environments" / f"{ENV}.yml"
+        env_file.write_text(
+            yaml.safe_dump(environment({"HELLO_UNHEALTHY": "1", "HELLO_GREETING": "hello from v3"}))
+        )
+        try:
+            with Users(port, path="/") as greetings:
+                code, third, err = baker("release", "-e", ENV)
+        finally:
+            env_file.write_text(yaml.safe_dump(environment()))
+        assert code == 4, err
+        assert (third["ok"], third["outcome"], third["ami_id"], third["color"]) == (
+            False,
+            "rolled_back",
+            v2,
+            "green",
+        )
+        assert "[packer]" not in err, "v2's image by its recipe: nothing baked"
+        assert "no user traffic reached it" in third["error"]
+        assert third["rollback"]["ami_id"] == v1 and third["rollback"]["outcome"] == "healthy"
+        assert {versions.get() for _ in range(4)} == {(200, "1.0.0")}
+
+    assert greetings.answers and set(greetings.answers) == {(200, GREETING)}, "v3 answered no user"
+    seen = set(versions.answers)
+    assert seen == {(200, "1.0.0"), (200, "2.0.0")}, f"only v1 and v2 answered, and every request: {seen}"
+
+    code, status, err = baker("status", "-e", ENV)
+    assert code == 0, err
+    (mine,) = status["environments"]
+    assert (mine["ami_id"], mine["version"], mine["color"], mine["drift"]) == (v1, "1.0.0", "blue", False), (
+        mine
+    )
+
+    code, history, err = baker("history", "-e", ENV)
+    assert code == 0, err
+    steps = [(r["kind"], r["ami_id"], r["color"], r["outcome"]) for r in history["releases"]]
+    assert steps == [
+        ("rollback", v1, "blue", "healthy"),
+        ("release", v2, "green", "rolled_back"),
+        ("rollback", v1, "blue", "healthy"),
+        ("release", v2, "green", "healthy"),
+        ("release", v1, "blue", "healthy"),
+    ], steps
