@@ -117,9 +117,11 @@ def commit_all(root: Path) -> None:
 HEAVY_FIRST = (
     "tests/integration/test_deploy.py",
     "tests/e2e/test_release_story.py",
+    "tests/e2e/test_bluegreen_story.py",
     "tests/integration/test_faults.py",
     "tests/integration/test_bluegreen.py",
     "tests/integration/test_bluegreen_live.py",
+    "tests/integration/test_bluegreen_5xx.py",
 )
 
 
