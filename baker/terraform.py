@@ -13,6 +13,7 @@ file that is removed as soon as the plan is written.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -362,6 +363,8 @@ class Terraform:
     mirror: Path | None = None
     timeout: float = 1800
     _prepared: bool = field(default=False, repr=False)
+    #: what ``output`` last said; only an apply (or a new init) changes the state under the lock
+    _outputs: dict[str, Any] | None = field(default=None, repr=False)
 
     # -- working directory
 
@@ -462,6 +465,7 @@ class Terraform:
         return result
 
     def init(self) -> None:
+        self._outputs = None
         self._run(
             "init",
             init_argv(self.binary, self.work_dir, self.backend),
@@ -506,11 +510,13 @@ class Terraform:
             if text:
                 log.info("[terraform] %s", text)
 
+        self._outputs = None
         try:
             self._run(
                 "apply", apply_argv(self.binary, self.work_dir, plan.path.name), on_line=each, json_lines=True
             )
         finally:
+            self._outputs = None  # also a failed or interrupted apply may have changed the state
             plan.path.unlink(missing_ok=True)
 
     def discard(self, plan: Plan) -> None:
@@ -518,11 +524,16 @@ class Terraform:
         plan.path.unlink(missing_ok=True)
 
     def outputs(self) -> dict[str, Any]:
-        result = self._run("output", output_argv(self.binary, self.work_dir), capture=True)
-        try:
-            raw = json.loads(_json_text(result.lines) or "{}")
-        except ValueError as exc:
-            raise ToolError(
-                "terraform output -json printed no JSON", tool="terraform", output_tail=result.lines[-10:]
-            ) from exc
-        return {k: v.get("value") for k, v in raw.items() if isinstance(v, dict)}
+        """The root module's outputs. Read once per state: a deploy asks several times (before the
+        plan, for the rollout's watch, for what is live) and each ``terraform output`` reads the
+        whole state from its backend; only ``apply`` and ``init`` change what it would say."""
+        if self._outputs is None:
+            result = self._run("output", output_argv(self.binary, self.work_dir), capture=True)
+            try:
+                raw = json.loads(_json_text(result.lines) or "{}")
+            except ValueError as exc:
+                raise ToolError(
+                    "terraform output -json printed no JSON", tool="terraform", output_tail=result.lines[-10:]
+                ) from exc
+            self._outputs = {k: v.get("value") for k, v in raw.items() if isinstance(v, dict)}
+        return copy.deepcopy(self._outputs)

@@ -1,3 +1,8 @@
+locals {
+  # ALB refuses a health check whose timeout is not below its interval
+  health_check_timeout = coalesce(var.health_check_timeout, min(5, var.health_check_interval - 1))
+}
+
 resource "aws_lb" "this" {
   name               = "${local.short_name}-lb"
   load_balancer_type = "application"
@@ -13,16 +18,23 @@ resource "aws_lb_target_group" "this" {
   protocol             = "HTTP"
   vpc_id               = data.aws_vpc.selected.id
   target_type          = "instance"
-  deregistration_delay = 30
+  deregistration_delay = var.deregistration_delay
   tags                 = local.rolling ? local.tags : merge(local.tags, { "baker:color" = "blue" })
 
   health_check {
     path                = var.health_check_path
     matcher             = "200"
-    interval            = 10
-    timeout             = 5
-    healthy_threshold   = 2
-    unhealthy_threshold = 2
+    interval            = var.health_check_interval
+    timeout             = local.health_check_timeout
+    healthy_threshold   = var.healthy_threshold
+    unhealthy_threshold = var.unhealthy_threshold
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.health_check_timeout < var.health_check_interval
+      error_message = "The health_check_timeout must be less than the health_check_interval."
+    }
   }
 }
 

@@ -158,6 +158,61 @@ variable "health_check_path" {
   default     = "/healthz"
 }
 
+variable "health_check_interval" {
+  description = "Seconds between the target groups' health checks of each target (ALB: 5 to 300)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.health_check_interval >= 5 && var.health_check_interval <= 300
+    error_message = "The health_check_interval must be between 5 and 300 seconds."
+  }
+}
+
+variable "health_check_timeout" {
+  description = "Seconds a health check may take before it counts as failed (2 to 120, below the interval; null: 5, or the interval minus one when that is less)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.health_check_timeout == null || (coalesce(var.health_check_timeout, 5) >= 2 && coalesce(var.health_check_timeout, 5) <= 120)
+    error_message = "The health_check_timeout must be between 2 and 120 seconds."
+  }
+}
+
+variable "healthy_threshold" {
+  description = "Consecutive passed checks before a target is healthy (2 to 10)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.healthy_threshold >= 2 && var.healthy_threshold <= 10
+    error_message = "The healthy_threshold must be between 2 and 10."
+  }
+}
+
+variable "unhealthy_threshold" {
+  description = "Consecutive failed checks before a target is unhealthy (2 to 10)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.unhealthy_threshold >= 2 && var.unhealthy_threshold <= 10
+    error_message = "The unhealthy_threshold must be between 2 and 10."
+  }
+}
+
+variable "deregistration_delay" {
+  description = "Seconds a target leaving its group keeps getting the connections it has (draining, 0 to 3600)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.deregistration_delay >= 0 && var.deregistration_delay <= 3600
+    error_message = "The deregistration_delay must be between 0 and 3600 seconds."
+  }
+}
+
 variable "listener_port" {
   description = "Port of the load balancer's HTTP listener."
   type        = number

@@ -41,7 +41,7 @@ def baker(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Baker:
                         "key": f"hello-web/{ENV}.tfstate",
                         "region": "us-east-1",
                     },
-                    "variables": {"name": NAME},
+                    "variables": {"name": NAME, "health_check_interval": 5, "deregistration_delay": 5},
                 },
             }
         )

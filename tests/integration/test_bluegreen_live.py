@@ -8,9 +8,7 @@ The app is the probe of tests/livefleet.py (images made without Packer); its own
 
 from __future__ import annotations
 
-import http.client
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,47 +23,13 @@ from baker.errors import RolledBack
 from baker.local import cloud
 from baker.rollback import Rollback
 from tests.conftest import copy_project, need_tools
-from tests.livefleet import bake_probe
+from tests.livefleet import Users, bake_probe
 
 pytestmark = pytest.mark.integration
 
 ENV = "bglive"
 NAME = "hello-web-bglive"
 TIMEOUT = Options(timeout=300)
-
-
-class Users:
-    """GET /version through the users' listener, one connection per request, every answer kept."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.answers: list[tuple[int, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def get(self) -> tuple[int, str]:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            conn.request("GET", "/version")
-            resp = conn.getresponse()
-            answer = resp.status, resp.read().decode().strip()
-            conn.close()
-        except OSError as exc:
-            answer = 0, type(exc).__name__
-        return answer
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.answers.append(self.get())
-            time.sleep(0.1)
-
-    def __enter__(self) -> Users:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 class LiveFleet:
@@ -80,7 +44,7 @@ class LiveFleet:
                     "key": "hello-web/bglive.tfstate",
                     "region": "us-east-1",
                 },
-                "variables": {"name": NAME},
+                "variables": {"name": NAME, "health_check_interval": 5, "deregistration_delay": 5},
                 "strategy": "blue_green",
                 "unhealthy_timeout": 15,
                 "step_seconds": 2,

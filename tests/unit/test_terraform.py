@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,27 @@ def test_a_held_state_lock_is_named_with_what_to_do():
     ]
     assert state_lock_id(said) == "3f0c1e0a-2b1c-4d6e-9f10-0a1b2c3d4e5f"
     assert state_lock_id(["Error: Invalid provider configuration"]) is None
+
+
+def test_outputs_are_read_once_per_state_and_again_after_an_apply(tmp_path: Path):
+    need_tools("terraform")
+    module = tmp_path / "m"
+    module.mkdir()
+    (module / "main.tf").write_text('variable "v" {}\noutput "x" {\n  value = var.v\n}\n')
+    t = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60)
+    calls: list[str] = []
+    run = t._run
+
+    def counted(what: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(what)
+        return run(what, *args, **kwargs)
+
+    t._run = counted  # type: ignore[method-assign]
+    t.init()
+    t.apply(t.plan({"v": "one"}))
+    assert t.outputs() == {"x": "one"}
+    assert t.outputs() == {"x": "one"}
+    assert calls.count("output") == 1, calls
+    t.apply(t.plan({"v": "two"}))
+    assert t.outputs() == {"x": "two"}, "an apply makes the next read ask Terraform again"
+    assert calls.count("output") == 2, calls

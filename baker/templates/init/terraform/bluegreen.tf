@@ -108,16 +108,16 @@ resource "aws_lb_target_group" "green" {
   protocol             = "HTTP"
   vpc_id               = data.aws_vpc.selected.id
   target_type          = "instance"
-  deregistration_delay = 30
+  deregistration_delay = var.deregistration_delay
   tags                 = merge(local.tags, { "baker:color" = "green" })
 
   health_check {
     path                = var.health_check_path
     matcher             = "200"
-    interval            = 10
-    timeout             = 5
-    healthy_threshold   = 2
-    unhealthy_threshold = 2
+    interval            = var.health_check_interval
+    timeout             = local.health_check_timeout
+    healthy_threshold   = var.healthy_threshold
+    unhealthy_threshold = var.unhealthy_threshold
   }
 }
 
