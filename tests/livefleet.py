@@ -167,3 +167,30 @@ def wait_for(what: str, check: Callable[[], Any], deadline: float = 90) -> Any:
         if time.monotonic() > end:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.3)
+
+
+def blue_green_environment(
+    name: str, env: str, greeting: str, runtime: dict[str, str] | None = None, **deploy: Any
+) -> dict[str, Any]:
+    """environments/<env>.yml of a small blue/green fleet of live instances: one instance a color,
+    checks every 5 s, 5 s of draining; ``deploy`` adds to (or overrides) its deploy settings."""
+    return {
+        "aws": {"region": "us-east-1"},
+        "runtime": {"env": {"HELLO_GREETING": greeting, **(runtime or {})}},
+        "deploy": {
+            "backend": {
+                "bucket": "baker-tfstate-123456789012",
+                "key": f"hello-web/{env}.tfstate",
+                "region": "us-east-1",
+            },
+            "variables": {
+                "name": name,
+                "min_size": 1,
+                "desired_capacity": 1,
+                "health_check_interval": 5,
+                "deregistration_delay": 5,
+            },
+            "strategy": "blue_green",
+            **deploy,
+        },
+    }

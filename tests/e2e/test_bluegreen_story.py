@@ -22,7 +22,7 @@ import yaml
 
 from tests.conftest import commit_all, copy_project, git, need_tools
 from tests.e2e.story import Baker
-from tests.livefleet import Users
+from tests.livefleet import Users, blue_green_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -32,27 +32,7 @@ GREETING = "hello from bge2e"
 
 
 def environment(runtime: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "aws": {"region": "us-east-1"},
-        "runtime": {"env": {"HELLO_GREETING": GREETING, **(runtime or {})}},
-        "deploy": {
-            "backend": {
-                "bucket": "baker-tfstate-123456789012",
-                "key": f"hello-web/{ENV}.tfstate",
-                "region": "us-east-1",
-            },
-            "variables": {
-                "name": NAME,
-                "min_size": 1,
-                "desired_capacity": 1,
-                "health_check_interval": 5,
-                "deregistration_delay": 5,
-            },
-            "strategy": "blue_green",
-            "step_seconds": 2,
-            "unhealthy_timeout": 10,
-        },
-    }
+    return blue_green_environment(NAME, ENV, GREETING, runtime, step_seconds=2, unhealthy_timeout=10)
 
 
 @pytest.fixture(scope="module")

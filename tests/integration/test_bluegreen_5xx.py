@@ -26,7 +26,7 @@ from baker.errors import RolledBack
 from baker.ledger import Ledger
 from baker.local import cloud
 from tests.conftest import copy_project, need_tools
-from tests.livefleet import Users, bake_hello
+from tests.livefleet import Users, bake_hello, blue_green_environment
 
 pytestmark = pytest.mark.integration
 
@@ -44,28 +44,16 @@ class Fleet:
         self.configure({})
 
     def configure(self, runtime: dict[str, str]) -> None:
-        data = {
-            "runtime": {"env": {"HELLO_GREETING": "hello from bg5xx", **runtime}},
-            "deploy": {
-                "backend": {
-                    "bucket": "baker-tfstate-123456789012",
-                    "key": f"hello-web/{ENV}.tfstate",
-                    "region": "us-east-1",
-                },
-                "variables": {
-                    "name": NAME,
-                    "min_size": 1,
-                    "desired_capacity": 1,
-                    "health_check_interval": 5,
-                    "deregistration_delay": 5,
-                },
-                "strategy": "blue_green",
-                "unhealthy_timeout": 15,
-                "traffic_steps": [50, 100],
-                "step_seconds": 4,
-                "max_5xx": MAX_5XX,
-            },
-        }
+        data = blue_green_environment(
+            NAME,
+            ENV,
+            "hello from bg5xx",
+            runtime,
+            unhealthy_timeout=15,
+            traffic_steps=[50, 100],
+            step_seconds=4,
+            max_5xx=MAX_5XX,
+        )
         (self.root / "environments" / f"{ENV}.yml").write_text(yaml.safe_dump(data))
         self.project = load_project(self.root)
 
