@@ -10,8 +10,9 @@ stderr (and build.log in the build folder), the artifact's AMI id per region, an
 lines for the ToolError when it fails. Packer removes its instance, key pair and security group
 when a build fails; instances tagged with this build's id are swept once more as a safety net.
 The build folder stays for debugging and holds nothing secret: the vault password reaches only
-the vault password client, through baker's handoff (baker/vault.py); the variable it came from is
-withheld from every child (runner.withhold).
+the vault password client, through baker's handoff (baker/vault.py) on a socket named from the
+build id, which the client gets as its ``--vault-id`` label (no environment variable); the
+variable the password came from is withheld from every child (runner.withhold).
 """
 
 from __future__ import annotations
@@ -273,8 +274,10 @@ class Bake:
             # the secret's own variable reaches no child; the password only the vault client
             stack.enter_context(runner.withhold(withheld_variables(self.env), [secret] if secret else []))
             if secret is not None:
+                # served on the socket named from the build id, which reaches the client as its
+                # --vault-id label through the template: packer's environment gets nothing
                 client = self.project.path(self.project.settings.paths.ansible) / render.VAULT_CLIENT
-                env.update(stack.enter_context(vault.handoff(secret, client)))
+                stack.enter_context(vault.handoff(secret, client, build_id))
             session = None
             if self.build_host is not None:
                 session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
