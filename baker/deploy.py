@@ -25,7 +25,7 @@ from typing import Any
 from baker import images
 from baker.aws import AWS, error_code
 from baker.bluegreen import BlueGreen, Colors
-from baker.config import Environment, Project
+from baker.config import VARIABLES, Environment, Project, resolve_secret_refs, secret_values
 from baker.errors import AWSError, BakerError, Interrupted, Refused
 from baker.health import Rollout, Watch, assess, duration
 from baker.images import Image
@@ -134,7 +134,7 @@ class Handoff:
         """The module's variables; ``blue_green``: the colors, live color and weights (baker/bluegreen.py).
         A rolling environment gets exactly the variables it always got."""
         d = self.env.settings.deploy
-        out: dict[str, Any] = {"name": f"{self.project.app.name}-{self.env.name}", **d.variables}
+        out: dict[str, Any] = {"name": f"{self.project.app.name}-{self.env.name}", **self.user_variables()}
         out.update(
             {
                 "image_id": ami_id,
@@ -157,6 +157,16 @@ class Handoff:
                 }
             )
         return out
+
+    def user_variables(self) -> dict[str, Any]:
+        """``deploy.variables`` with their secret references (``db_password: {env: NAME}``) read."""
+        return resolve_secret_refs(self.env.settings.deploy.variables, self.project.root)
+
+    def secrets(self, variables: Mapping[str, Any]) -> list[str]:
+        """The values Terraform's output must never show: those of secret-bearing variables."""
+        return secret_values(
+            {k: v for k, v in variables.items() if k in self.env.settings.deploy.variables}, VARIABLES
+        )
 
     def ensure_backend(self) -> None:
         """The local cloud starts empty: create the state bucket (versioned) the first time."""
@@ -187,7 +197,8 @@ class Handoff:
         self, ami_id: str, runtime: Mapping[str, str], blue_green: Mapping[str, Any] | None = None
     ) -> Plan:
         self.init()
-        return self.terraform.plan(self.variables(ami_id, runtime, blue_green))
+        variables = self.variables(ami_id, runtime, blue_green)
+        return self.terraform.plan(variables, secrets=self.secrets(variables))
 
     def outputs(self) -> dict[str, Any]:
         """What Terraform last applied ({} before the first apply, or when it cannot say)."""
