@@ -26,7 +26,7 @@ from baker import images
 from baker.aws import AWS, error_code
 from baker.bluegreen import BlueGreen, Colors
 from baker.config import VARIABLES, Environment, Project, resolve_secret_refs, secret_values
-from baker.errors import AWSError, BakerError, Interrupted, Refused
+from baker.errors import AWSError, BakerError, Interrupted, Refused, RollbackFailed
 from baker.health import Rollout, Watch, assess, duration
 from baker.images import Image
 from baker.ledger import Ledger, Lock, Release, lock_for
@@ -388,14 +388,24 @@ class Deploy:
                 if failure is None:
                     return self._healthy(release, result, on_healthy)
                 release.outcome, release.reason = "failed", failure
-                self._close(release)
                 result["reason"] = failure
                 log.warning("%s of %s to %s failed: %s", kind, ami_id, self.env.name, failure)
                 from baker.rollback import Rollback
 
-                return Rollback(self).after_failure(
-                    release, state, result, options=options, health_timeout=health_timeout
-                )
+                try:
+                    self._close(release)
+                    return Rollback(self).after_failure(
+                        release, state, result, options=options, health_timeout=health_timeout
+                    )
+                except AWSError as exc:
+                    # AWS failing us while we handle the failure (its state gone, the endpoint
+                    # away): the failure itself is what the operator must read first
+                    result["outcome"] = "rollback_failed"
+                    raise RollbackFailed(
+                        f"{kind} of {ami_id} to {self.env.name} failed ({failure}); then {exc.message}, so "
+                        f"neither the outcome could be recorded nor a rollback made. Live: {state.live()}",
+                        details={**result, "aws_error": exc.details.get("aws_error")},
+                    ) from exc
             except (KeyboardInterrupt, Interrupted):
                 raise self._interrupted(release, result) from None
 
