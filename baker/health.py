@@ -274,9 +274,16 @@ class Watch:
                 interval = min(interval * 1.5, self.poll_max)
                 continue
             except GroupGone:
+                # it was there when the wait began: the rollout failed, and this says how
+                gone = Rollout(
+                    ami_id, desired=0, new_states={}, old=0, refresh_status=None, refresh_percent=None
+                )
                 if outage is None:
-                    raise
-                return state, (
+                    return gone, (
+                        f"the Auto Scaling group {self.asg_name} is gone (deleted outside Terraform, or "
+                        "the AWS endpoint restarted without its state)"
+                    )
+                return gone, (
                     f"the Auto Scaling group {self.asg_name} is gone: the AWS endpoint {outage[2]} stopped "
                     f"answering at {outage[0]} ({outage[1]}) and answered again without it (restarted "
                     "without its state, or the group was deleted meanwhile)"
