@@ -235,7 +235,7 @@ class AWS:
             if attempts is not None:
                 config = RETRIES.merge(
                     botocore.config.Config(
-                        retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=5
+                        retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5
                     )
                 )
             raw = self.session().client(
