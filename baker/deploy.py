@@ -402,8 +402,9 @@ class Deploy:
                     # away): the failure itself is what the operator must read first
                     result["outcome"] = "rollback_failed"
                     raise RollbackFailed(
-                        f"{kind} of {ami_id} to {self.env.name} failed ({failure}); then {exc.message}, so "
-                        f"neither the outcome could be recorded nor a rollback made. Live: {state.live()}",
+                        f"{kind} of {ami_id} to {self.env.name} failed ({failure}); handling that failed too "
+                        f"({exc.message}): the ledger may not record it and no rollback was completed. "
+                        f"Live when last seen: {state.live()}",
                         details={**result, "aws_error": exc.details.get("aws_error")},
                     ) from exc
             except (KeyboardInterrupt, Interrupted):
