@@ -11,7 +11,8 @@ state and nothing is written into the source tree.
 Variables go to Terraform in a JSON var file, never on a command line or in an environment. The
 var file, the saved plan and Terraform's plan and apply output (all of which hold the values of
 the variables) live in a private directory outside the build folder (``mkdtemp``: 0700), which is
-removed when the plan is applied or discarded (the var file as soon as the plan is written).
+removed when the plan is applied or discarded (the var file as soon as the plan is written); what
+a killed baker leaves there is removed by a later plan of the same environment.
 Values of secret-bearing variables (``config.secret_bearing``: a name that says password, secret,
 token, ... and whatever a ``{env: NAME}`` / ``{file: PATH}`` reference under such a name resolves
 to) are masked in every line baker relays or keeps and so in every error message, as written and
@@ -21,11 +22,14 @@ as Terraform quotes them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -508,12 +512,34 @@ class Terraform:
             on_line=lambda line: log.debug("[terraform init] %s", line),
         )
 
+    def _private_prefix(self) -> str:
+        """Private directories of this working directory's runs: ``baker-terraform-<hash>-...``."""
+        digest = hashlib.sha256(str(self.work_dir.resolve()).encode()).hexdigest()[:12]
+        return f"baker-terraform-{digest}-"
+
+    def _private(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix=self._private_prefix()))  # 0700
+
+    def _sweep_private(self) -> None:
+        """A baker killed between plan and apply leaves its private directory (the var file, the
+        plan): the next plan of the same environment removes those older than Terraform's timeout
+        (a younger one may belong to a run going on now, such as a deploy while a --dry-run plans)."""
+        stale = time.time() - self.timeout
+        for path in Path(tempfile.gettempdir()).glob(self._private_prefix() + "*"):
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mtime < stale:
+                log.info("removing %s, left by a Terraform run of this environment that was killed", path)
+                _remove(path)
+
     @contextlib.contextmanager
     def var_file(self, variables: Mapping[str, Any], directory: Path | None = None) -> Iterator[Path]:
         """Variables in a 0600 JSON file in a private directory (never on the command line, nor in
         the build folder), removed when done."""
         own = directory is None
-        where = Path(tempfile.mkdtemp(prefix="baker-terraform-")) if directory is None else directory
+        where = self._private() if directory is None else directory
         path = where / "baker.tfvars.json"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -532,7 +558,8 @@ class Terraform:
         every line of this Terraform's commands. The plan (which holds every value) is written
         into a private directory that ``apply`` or ``discard`` removes."""
         self.secrets = sorted({*self.secrets, *(s for s in secrets if s)})
-        private = Path(tempfile.mkdtemp(prefix="baker-terraform-"))  # 0700
+        self._sweep_private()
+        private = self._private()
         out = private / PLAN_FILE
         try:
             with self.var_file(variables, private) as vf:

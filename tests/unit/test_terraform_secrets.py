@@ -13,8 +13,10 @@ import contextlib
 import io
 import json
 import logging
+import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +148,16 @@ class _AWS:
 
 
 @pytest.fixture
-def module(tmp_path: Path) -> tf.Terraform:
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own temporary directory, where Terraform's private run directories go."""
+    where = tmp_path / "tmp"
+    where.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+    return where
+
+
+@pytest.fixture
+def module(tmp_path: Path, private_tmp: Path) -> tf.Terraform:
     need_tools("terraform")
     source = tmp_path / "module"
     source.mkdir()
@@ -174,7 +185,18 @@ def test_terraform_failing_on_a_secret_shows_its_words_not_the_value(
     message = str(info.value) + json.dumps(info.value.details)
     assert "Invalid value for variable" in message and "The password is too short." in message
     assert short not in message and short not in everything_kept(module, caplog)
-    assert not list(Path(tempfile.gettempdir()).glob("baker-terraform-*/baker.tfvars.json"))
+    assert not list(Path(tempfile.gettempdir()).iterdir()), "the private directory went with the failed plan"
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_plan(module: tf.Terraform, private_tmp: Path):
+    left = Path(tempfile.mkdtemp(prefix=module._private_prefix()))  # as a baker killed after its plan
+    (left / "baker.tfvars.json").write_text('{"db_password": "x"}')
+    young = Path(tempfile.mkdtemp(prefix=module._private_prefix()))  # a run going on now
+    other = Path(tempfile.mkdtemp(prefix="baker-terraform-0123456789ab-"))  # another environment's
+    os.utime(left, (time.time() - module.timeout - 5,) * 2)
+    os.utime(other, (time.time() - module.timeout - 5,) * 2)
+    module.discard(module.plan({"db_password": "long-enough-pw"}))
+    assert not left.exists() and young.exists() and other.exists()
 
 
 def test_a_plan_and_apply_with_a_secret_variable_never_show_it(
