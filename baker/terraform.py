@@ -373,6 +373,16 @@ def masks(secrets: Sequence[str]) -> list[str]:
     return sorted(out, key=len, reverse=True)  # the longest first: no half-masked quoted form
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _remove(directory: Path) -> None:
     try:
         shutil.rmtree(directory)
@@ -518,20 +528,26 @@ class Terraform:
         return f"baker-terraform-{digest}-"
 
     def _private(self) -> Path:
-        return Path(tempfile.mkdtemp(prefix=self._private_prefix()))  # 0700
+        """A private (0700) directory for one run, named for this process: ``<prefix><pid>-...``."""
+        return Path(tempfile.mkdtemp(prefix=f"{self._private_prefix()}{os.getpid()}-"))
 
     def _sweep_private(self) -> None:
         """A baker killed between plan and apply leaves its private directory (the var file, the
-        plan): the next plan of the same environment removes those older than Terraform's timeout
-        (a younger one may belong to a run going on now, such as a deploy while a --dry-run plans)."""
+        plan): the next plan of the same environment removes those whose baker is gone, or that
+        are older than Terraform's timeout (a run of a live baker may be going on now, such as a
+        deploy while a --dry-run plans)."""
         stale = time.time() - self.timeout
-        for path in Path(tempfile.gettempdir()).glob(self._private_prefix() + "*"):
+        prefix = self._private_prefix()
+        for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
             try:
                 st = path.lstat()
             except FileNotFoundError:
                 continue
-            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mtime < stale:
-                log.info("removing %s, left by a Terraform run of this environment that was killed", path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            owner = path.name.removeprefix(prefix).split("-", 1)[0]
+            if st.st_mtime < stale or not (owner.isdigit() and _alive(int(owner))):
+                log.info("removing %s, left by a Terraform run of this environment whose baker died", path)
                 _remove(path)
 
     @contextlib.contextmanager

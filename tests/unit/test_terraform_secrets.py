@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import stat
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -189,14 +190,21 @@ def test_terraform_failing_on_a_secret_shows_its_words_not_the_value(
 
 
 def test_what_a_killed_run_left_is_removed_by_the_next_plan(module: tf.Terraform, private_tmp: Path):
-    left = Path(tempfile.mkdtemp(prefix=module._private_prefix()))  # as a baker killed after its plan
-    (left / "baker.tfvars.json").write_text('{"db_password": "x"}')
-    young = Path(tempfile.mkdtemp(prefix=module._private_prefix()))  # a run going on now
-    other = Path(tempfile.mkdtemp(prefix="baker-terraform-0123456789ab-"))  # another environment's
-    os.utime(left, (time.time() - module.timeout - 5,) * 2)
-    os.utime(other, (time.time() - module.timeout - 5,) * 2)
+    prefix = module._private_prefix()
+    killed = Path(tempfile.mkdtemp(prefix=f"{prefix}{_ended_pid()}-"))  # as a baker killed after its plan
+    (killed / "baker.tfvars.json").write_text('{"db_password": "x"}')
+    old = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))  # alive, but older than the timeout
+    os.utime(old, (time.time() - module.timeout - 5,) * 2)
+    live = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getppid()}-"))  # a run of a live baker, going on now
+    other = Path(tempfile.mkdtemp(prefix=f"baker-terraform-0123456789ab-{_ended_pid()}-"))  # another env's
     module.discard(module.plan({"db_password": "long-enough-pw"}))
-    assert not left.exists() and young.exists() and other.exists()
+    assert not killed.exists() and not old.exists() and live.exists() and other.exists()
+
+
+def _ended_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_a_plan_and_apply_with_a_secret_variable_never_show_it(
