@@ -42,6 +42,60 @@ RETRIES = botocore.config.Config(
 )
 
 
+#: a poll that runs its own loop against a deadline (the health wait): botocore retries a failed
+#: call a few times only, so one call cannot outlast the deadline by a minute of backoff
+POLL_ATTEMPTS = 3
+#: what AWS answers a caller that asks too often (botocore retries these itself)
+THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+    }
+)
+
+
+def transient(exc: BaseException) -> str | None:
+    """Why a call failed, when that may pass by itself (the endpoint did not answer, or throttled us
+    after botocore's retries): None for every other error. The words name the cause."""
+    cause = exc.__cause__ if isinstance(exc, AWSError) else exc
+    if isinstance(cause, botocore.exceptions.ClientError):
+        code = str(cause.response.get("Error", {}).get("Code", ""))
+        return f"throttled: {code}" if code in THROTTLING else None
+    if isinstance(cause, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
+        return "timed out"
+    if isinstance(
+        cause, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError
+    ):
+        text = str(getattr(cause, "kwargs", {}).get("error", "")) or str(cause)
+        for words in (
+            "Connection refused",
+            "Connection reset",
+            "No route to host",
+            "Name or service not known",
+        ):
+            if words.lower() in text.lower():
+                return words.lower()
+        return "connection failed"
+    return None
+
+
+def endpoint_of(exc: BaseException) -> str | None:
+    """The endpoint a connection error names (scheme://host[:port]), if it names one."""
+    cause = exc.__cause__ if isinstance(exc, AWSError) else exc
+    url = str(getattr(cause, "kwargs", {}).get("endpoint_url", "") or "")
+    if not url:
+        return None
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a wrapped or raw botocore error ('' when there is none)."""
     cause = exc.__cause__ if isinstance(exc, AWSError) else exc
@@ -125,7 +179,7 @@ class AWS:
     #: static credentials (the local cloud's); never logged
     credentials: dict[str, str] | None = None
     _session: boto3.Session | None = field(default=None, repr=False)
-    _clients: dict[tuple[str, str], Client] = field(default_factory=dict, repr=False)
+    _clients: dict[tuple[Any, ...], Client] = field(default_factory=dict, repr=False)
 
     def session(self) -> boto3.Session:
         if self._session is None:
@@ -169,11 +223,23 @@ class AWS:
         core._credentials = creds  # the documented way to give a session refreshing credentials
         return _boto3_session(core, region_name=self.region)
 
-    def client(self, service: str, region: str | None = None) -> Client:
-        key = (service, region or self.region)
+    def client(self, service: str, region: str | None = None, *, attempts: int | None = None) -> Client:
+        """``attempts``: botocore's attempts per call, when not RETRIES' (a poll with its own loop)."""
+        key = (
+            (service, region or self.region)
+            if attempts is None
+            else (service, region or self.region, attempts)
+        )
         if key not in self._clients:
+            config = RETRIES
+            if attempts is not None:
+                config = RETRIES.merge(
+                    botocore.config.Config(
+                        retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5
+                    )
+                )
             raw = self.session().client(
-                service, region_name=key[1], endpoint_url=self.endpoint_url, config=RETRIES
+                service, region_name=key[1], endpoint_url=self.endpoint_url, config=config
             )
             self._clients[key] = Client(raw, service)
         return self._clients[key]

@@ -8,10 +8,13 @@ look the recipe up) and no Packer run.
 Packer runs with -machine-readable; its lines are parsed as they come: readable progress to
 stderr (and build.log in the build folder), the artifact's AMI id per region, and its own error
 lines for the ToolError when it fails. Packer removes its instance, key pair and security group
-when a build fails; instances tagged with this build's id are swept once more as a safety net.
+when a build fails; when it is killed (no cleanup runs) baker removes what the build left: the
+instance tagged with the build id, Packer's security group found through it, and the key pair
+named from the build id.
 The build folder stays for debugging and holds nothing secret: the vault password reaches only
-the vault password client, through baker's handoff (baker/vault.py); the variable it came from is
-withheld from every child (runner.withhold).
+the vault password client, through baker's handoff (baker/vault.py) on a socket named from the
+build id, which the client gets as its ``--vault-id`` label (no environment variable); the
+variable the password came from is withheld from every child (runner.withhold).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import re
+import signal
 import time
 import uuid
 from contextlib import ExitStack
@@ -28,7 +32,7 @@ from typing import IO, Any
 from baker import images, provenance, render, runner, vault
 from baker.aws import AWS
 from baker.config import Environment, Project, secret_values, withheld_variables
-from baker.errors import ToolError
+from baker.errors import AWSError, ToolError
 
 log = logging.getLogger("baker")
 
@@ -37,6 +41,10 @@ PROVENANCE = provenance.BAKED
 _COMMA = "%!(PACKER_COMMA)"
 #: variables of packer's environment whose values must never reach a log line
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+#: Packer's temporary key pair is named from the build id (packer/ami.pkr.hcl.j2)
+KEY_PAIR_PREFIX = "baker-build-"
+#: the description Packer 1.6 gives the temporary security group it makes (named packer_<uuid>)
+PACKER_SG = "Temporary group for Packer"
 #: what site.yml's first task prints: the version of the Ansible that really provisions the image
 _ANSIBLE_VERSION = re.compile(r"baker-ansible-version=([0-9][^\s\"']*)")
 
@@ -273,8 +281,10 @@ class Bake:
             # the secret's own variable reaches no child; the password only the vault client
             stack.enter_context(runner.withhold(withheld_variables(self.env), [secret] if secret else []))
             if secret is not None:
+                # served on the socket named from the build id, which reaches the client as its
+                # --vault-id label through the template: packer's environment gets nothing
                 client = self.project.path(self.project.settings.paths.ansible) / render.VAULT_CLIENT
-                env.update(stack.enter_context(vault.handoff(secret, client)))
+                stack.enter_context(vault.handoff(secret, client, build_id))
             session = None
             if self.build_host is not None:
                 session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
@@ -336,13 +346,18 @@ class Bake:
                 redact=self._secrets(env, secret),
             )
         if result.returncode != 0:
-            self._sweep(build_id)
+            swept = self._sweep(build_id)
+            what = "packer build failed"
+            if result.returncode < 0:
+                # killed (OOM killer, a CI runner's timeout, a kill -9): its own cleanup never ran
+                what = f"packer was killed by {_signal_name(-result.returncode)} mid-build"
+            left = f"; removed what it left: {', '.join(swept)}" if swept else ""
             raise ToolError(
-                f"packer build failed for {self.env.name}; build folder kept: {rendered.directory}",
+                f"{what} for {self.env.name}{left}; build folder kept: {rendered.directory}",
                 tool="packer",
                 output_tail=watch.error_lines(),
                 returncode=result.returncode,
-                details={"build_dir": str(rendered.directory)},
+                details={"build_dir": str(rendered.directory), "swept": swept},
             )
         return watch
 
@@ -354,19 +369,62 @@ class Bake:
             found += [v for k, v in env.items() if k in _SECRET_ENV and v]
         return found
 
-    def _sweep(self, build_id: str) -> None:
-        """Packer cleans up after a failed build; terminate anything of this build it left running."""
+    def _sweep(self, build_id: str) -> list[str]:
+        """What a failed build of ``build_id`` left: its instance (tagged with the build id), the
+        temporary security group Packer made for it (found through that instance: Packer 1.6
+        does not tag it) and the temporary key pair (named from the build id). Packer removes
+        them itself when a build fails; when Packer is killed, nothing else would. Returns what
+        it removed; what it cannot remove is logged and named in the result."""
         ec2 = self.aws.client("ec2")
-        left: list[str] = []
+        running: list[str] = []
+        groups: set[str] = set()
         pages = ec2.get_paginator("describe_instances").paginate(
-            Filters=[
-                {"Name": "tag:baker:build-id", "Values": [build_id]},
-                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-            ]
+            Filters=[{"Name": "tag:baker:build-id", "Values": [build_id]}]
         )
         for page in pages:
             for reservation in page.get("Reservations", []):
-                left += [i["InstanceId"] for i in reservation.get("Instances", [])]
-        if left:
-            log.warning("terminating instances packer left behind: %s", ", ".join(left))
-            ec2.terminate_instances(InstanceIds=left)
+                for instance in reservation.get("Instances", []):
+                    if instance.get("State", {}).get("Name") in ("pending", "running", "stopping", "stopped"):
+                        running.append(instance["InstanceId"])
+                    groups.update(g["GroupId"] for g in instance.get("SecurityGroups", []))
+        removed: list[str] = []
+        if running:
+            log.warning("terminating instances packer left behind: %s", ", ".join(running))
+            ec2.terminate_instances(InstanceIds=running)
+            removed += running
+            if groups:  # a security group in use cannot be deleted: wait for the instances to go
+                ec2.get_waiter("instance_terminated").wait(
+                    InstanceIds=running, WaiterConfig={"Delay": 2, "MaxAttempts": 150}
+                )
+        if groups:
+            found = ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": sorted(groups)}])
+            for group in found.get("SecurityGroups", []):
+                if not (
+                    group.get("GroupName", "").startswith("packer_") and group.get("Description") == PACKER_SG
+                ):
+                    continue  # not Packer's temporary group: never ours to delete
+                try:
+                    ec2.delete_security_group(GroupId=group["GroupId"])
+                except AWSError as exc:
+                    log.warning(
+                        "could not delete packer's security group %s: %s", group["GroupId"], exc.message
+                    )
+                    continue
+                log.warning("deleted the security group packer left behind: %s", group["GroupId"])
+                removed.append(group["GroupId"])
+        key_name = f"{KEY_PAIR_PREFIX}{build_id}"
+        keys = ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [key_name]}]).get(
+            "KeyPairs", []
+        )
+        if keys:
+            ec2.delete_key_pair(KeyName=key_name)
+            log.warning("deleted the key pair packer left behind: %s", key_name)
+            removed.append(key_name)
+        return removed
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

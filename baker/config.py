@@ -498,7 +498,15 @@ class DeploySettings(Model):
     @field_validator("variables")
     @classmethod
     def _variables(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return plain_data(v)
+        v = plain_data(v)
+        for loc, ref in secret_refs(v, VARIABLES):
+            try:
+                SecretRef.model_validate(ref)
+            except ValidationError as exc:
+                # the reference's own words (they never hold its value), under the user's key path
+                why = "; ".join(_message(e) for e in exc.errors())
+                raise ValueError(f"{key_path(loc)}: {why}") from None
+        return v
 
     @field_validator("keep_previous", mode="before")
     @classmethod
@@ -830,6 +838,35 @@ def secret_bearing(loc: tuple[Any, ...]) -> bool:
     return any(isinstance(part, str) and SECRET_NAME.search(part) for part in loc)
 
 
+#: where Terraform's input variables sit in an environment's settings
+VARIABLES = ("deploy", "variables")
+
+
+def secret_refs(data: Any, loc: tuple[Any, ...] = VARIABLES) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The secret references under ``data``: a mapping of only ``env``/``file`` at a secret-bearing
+    key (``deploy.variables.db_password: {env: DB_PASSWORD}``). Elsewhere such a mapping is data
+    (``tags: {env: prod}``)."""
+    if isinstance(data, dict):
+        if data and set(data) <= {"env", "file"} and secret_bearing(loc):
+            return [(loc, data)]
+        return [found for k, v in data.items() for found in secret_refs(v, (*loc, k))]
+    if isinstance(data, list):
+        return [found for i, v in enumerate(data) for found in secret_refs(v, (*loc, i))]
+    return []
+
+
+def resolve_secret_refs(data: Any, root: Path | None, loc: tuple[Any, ...] = VARIABLES) -> Any:
+    """``data`` with every secret reference replaced by the secret it names (read now, at the
+    moment it is needed); errors name the key, never a value."""
+    if isinstance(data, dict):
+        if data and set(data) <= {"env", "file"} and secret_bearing(loc):
+            return SecretRef.model_validate(data).resolve(root, key=key_path(loc))
+        return {k: resolve_secret_refs(v, root, (*loc, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [resolve_secret_refs(v, root, (*loc, i)) for i, v in enumerate(data)]
+    return data
+
+
 def redact(value: Any, loc: tuple[Any, ...] = ()) -> Any:
     """``value`` (found at ``loc``) with every value under a secret-bearing key replaced."""
     if secret_bearing(loc):
@@ -999,7 +1036,8 @@ def load_environment(project: Project, name: str) -> Environment:
 def withheld_variables(env: Environment) -> list[str]:
     """The environment variables that hold this environment's secrets: no child of baker gets them."""
     vp = env.settings.bake.vault_password
-    return [vp.env] if vp is not None and vp.env else []
+    names = [vp.env] if vp is not None and vp.env else []
+    return names + [ref["env"] for _, ref in secret_refs(env.settings.deploy.variables) if ref.get("env")]
 
 
 def redacted(env: Environment) -> dict[str, Any]:
@@ -1008,6 +1046,11 @@ def redacted(env: Environment) -> dict[str, Any]:
     vp = env.settings.bake.vault_password
     if vp is not None:
         data["bake"]["vault_password"] = f"<secret from {vp.describe()}>"
+    for loc, ref in secret_refs(env.settings.deploy.variables):
+        where = data
+        for part in loc[:-1]:
+            where = where[part]
+        where[loc[-1]] = f"<secret from {SecretRef.model_validate(ref).describe()}>"
     return data
 
 

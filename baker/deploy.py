@@ -25,8 +25,8 @@ from typing import Any
 from baker import images
 from baker.aws import AWS, error_code
 from baker.bluegreen import BlueGreen, Colors
-from baker.config import Environment, Project
-from baker.errors import AWSError, BakerError, Interrupted, Refused
+from baker.config import VARIABLES, Environment, Project, resolve_secret_refs, secret_values
+from baker.errors import AWSError, BakerError, Interrupted, Refused, RollbackFailed
 from baker.health import Rollout, Watch, assess, duration
 from baker.images import Image
 from baker.ledger import Ledger, Lock, Release, lock_for
@@ -134,7 +134,7 @@ class Handoff:
         """The module's variables; ``blue_green``: the colors, live color and weights (baker/bluegreen.py).
         A rolling environment gets exactly the variables it always got."""
         d = self.env.settings.deploy
-        out: dict[str, Any] = {"name": f"{self.project.app.name}-{self.env.name}", **d.variables}
+        out: dict[str, Any] = {"name": f"{self.project.app.name}-{self.env.name}", **self.user_variables()}
         out.update(
             {
                 "image_id": ami_id,
@@ -157,6 +157,16 @@ class Handoff:
                 }
             )
         return out
+
+    def user_variables(self) -> dict[str, Any]:
+        """``deploy.variables`` with their secret references (``db_password: {env: NAME}``) read."""
+        return resolve_secret_refs(self.env.settings.deploy.variables, self.project.root)
+
+    def secrets(self, variables: Mapping[str, Any]) -> list[str]:
+        """The values Terraform's output must never show: those of secret-bearing variables."""
+        return secret_values(
+            {k: v for k, v in variables.items() if k in self.env.settings.deploy.variables}, VARIABLES
+        )
 
     def ensure_backend(self) -> None:
         """The local cloud starts empty: create the state bucket (versioned) the first time."""
@@ -187,7 +197,8 @@ class Handoff:
         self, ami_id: str, runtime: Mapping[str, str], blue_green: Mapping[str, Any] | None = None
     ) -> Plan:
         self.init()
-        return self.terraform.plan(self.variables(ami_id, runtime, blue_green))
+        variables = self.variables(ami_id, runtime, blue_green)
+        return self.terraform.plan(variables, secrets=self.secrets(variables))
 
     def outputs(self) -> dict[str, Any]:
         """What Terraform last applied ({} before the first apply, or when it cannot say)."""
@@ -377,14 +388,25 @@ class Deploy:
                 if failure is None:
                     return self._healthy(release, result, on_healthy)
                 release.outcome, release.reason = "failed", failure
-                self._close(release)
                 result["reason"] = failure
                 log.warning("%s of %s to %s failed: %s", kind, ami_id, self.env.name, failure)
                 from baker.rollback import Rollback
 
-                return Rollback(self).after_failure(
-                    release, state, result, options=options, health_timeout=health_timeout
-                )
+                try:
+                    self._close(release)
+                    return Rollback(self).after_failure(
+                        release, state, result, options=options, health_timeout=health_timeout
+                    )
+                except AWSError as exc:
+                    # AWS failing us while we handle the failure (its state gone, the endpoint
+                    # away): the failure itself is what the operator must read first
+                    result["outcome"] = "rollback_failed"
+                    raise RollbackFailed(
+                        f"{kind} of {ami_id} to {self.env.name} failed ({failure}); handling that failed too "
+                        f"({exc.message}): the ledger may not record it and no rollback was completed. "
+                        f"Live when last seen: {state.live()}",
+                        details={**result, "aws_error": exc.details.get("aws_error")},
+                    ) from exc
             except (KeyboardInterrupt, Interrupted):
                 raise self._interrupted(release, result) from None
 

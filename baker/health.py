@@ -4,6 +4,11 @@ is healthy, or until it fails (the refresh ended badly, the deadline passed, or 
 
 A bounded number of calls per poll (four for up to 200 instances), polled with backoff that
 resets whenever something moved.
+
+The deadline holds when AWS misbehaves: a poll's calls get few attempts of their own (the wait is
+the retry loop), and a poll that fails because the endpoint does not answer, or throttles past
+botocore's retries, is said once (when it started, why) and polled again until the deadline.
+A group that has vanished when the endpoint answers again fails the rollout saying both.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from baker.aws import AWS
-from baker.errors import UsageError
+from baker.aws import AWS, POLL_ATTEMPTS, endpoint_of, transient
+from baker.errors import AWSError, UsageError
+from baker.provenance import iso, utc_now
 
 log = logging.getLogger("baker")
 
@@ -138,6 +144,10 @@ def assess(
     )
 
 
+class GroupGone(UsageError):
+    """The Auto Scaling group being watched does not exist (any more)."""
+
+
 def duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
@@ -159,26 +169,33 @@ class Watch:
     #: the rollout early (None: wait for the refresh or the deadline)
     unhealthy_timeout: float | None = None
 
-    def refreshes(self) -> list[dict[str, Any]]:
+    def _client(self, service: str, attempts: int | None) -> Any:
+        return self.aws.client(service) if attempts is None else self.aws.client(service, attempts=attempts)
+
+    def refreshes(self, attempts: int | None = None) -> list[dict[str, Any]]:
         return (
-            self.aws.client("autoscaling")
+            self._client("autoscaling", attempts)
             .describe_instance_refreshes(AutoScalingGroupName=self.asg_name, MaxRecords=10)
             .get("InstanceRefreshes", [])
         )
 
-    def look(self, ami_id: str) -> Rollout:
-        asg = self.aws.client("autoscaling")
-        refreshes = [r for r in self.refreshes() if r.get("InstanceRefreshId") not in self.known_refreshes]
-        refresh = max(refreshes, key=lambda r: str(r.get("StartTime") or ""), default=None)
+    def look(self, ami_id: str, attempts: int | None = None) -> Rollout:
+        """One look (four calls). ``attempts``: botocore's per call, when the caller loops itself."""
+        asg = self._client("autoscaling", attempts)
+        # the group first: DescribeInstanceRefreshes of a group that is gone is a ValidationError
         groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.asg_name]).get(
             "AutoScalingGroups"
         )
         if not groups:
-            raise UsageError(
+            raise GroupGone(
                 f"Auto Scaling group {self.asg_name} not found (was it deleted outside Terraform?)"
             )
+        refreshes = [
+            r for r in self.refreshes(attempts) if r.get("InstanceRefreshId") not in self.known_refreshes
+        ]
+        refresh = max(refreshes, key=lambda r: str(r.get("StartTime") or ""), default=None)
         targets = (
-            self.aws.client("elbv2")
+            self._client("elbv2", attempts)
             .describe_target_health(TargetGroupArn=self.target_group_arn)
             .get("TargetHealthDescriptions", [])
         )
@@ -190,7 +207,7 @@ class Watch:
         # InstanceIds: an instance that is already gone must not fail the whole call.
         for start in range(0, len(ids), FILTER_VALUES):
             chunk = ids[start : start + FILTER_VALUES]
-            resp = self.aws.client("ec2").describe_instances(
+            resp = self._client("ec2", attempts).describe_instances(
                 Filters=[{"Name": "instance-id", "Values": chunk}]
             )
             for res in resp.get("Reservations", []):
@@ -223,8 +240,57 @@ class Watch:
         interval = self.poll_min
         last_line = ""
         unhealthy_since: list[float] = []
+        state = Rollout(
+            ami_id=ami_id, desired=0, new_states={}, old=0, refresh_status=None, refresh_percent=None
+        )
+        #: (when, why, where) the endpoint stopped answering; kept after it answers again
+        outage: tuple[str, str, str] | None = None
+        down = False
         while True:
-            state = self.look(ami_id)
+            try:
+                state = self.look(ami_id, attempts=POLL_ATTEMPTS)
+            except AWSError as exc:
+                why = transient(exc)
+                if why is None:
+                    raise
+                if not down:
+                    where = endpoint_of(exc) or self.aws.endpoint_url or f"AWS in {self.aws.region}"
+                    outage, down = (iso(utc_now()), why, where), True
+                    log.warning(
+                        "the AWS endpoint %s stopped answering at %s (%s); polling it until the deadline",
+                        where,
+                        outage[0],
+                        why,
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    assert outage is not None
+                    waited = duration(time.monotonic() - started)
+                    return state, (
+                        f"the AWS endpoint {outage[2]} stopped answering at {outage[0]} ({outage[1]}) "
+                        f"and had not answered again when the deadline passed ({waited} after the wait began)"
+                    )
+                time.sleep(min(interval, left))
+                interval = min(interval * 1.5, self.poll_max)
+                continue
+            except GroupGone:
+                # it was there when the wait began: the rollout failed, and this says how
+                gone = Rollout(
+                    ami_id, desired=0, new_states={}, old=0, refresh_status=None, refresh_percent=None
+                )
+                if outage is None:
+                    return gone, (
+                        f"the Auto Scaling group {self.asg_name} is gone (deleted outside Terraform, or "
+                        "the AWS endpoint restarted without its state)"
+                    )
+                return gone, (
+                    f"the Auto Scaling group {self.asg_name} is gone: the AWS endpoint {outage[2]} stopped "
+                    f"answering at {outage[0]} ({outage[1]}) and answered again without it (restarted "
+                    "without its state, or the group was deleted meanwhile)"
+                )
+            if down and outage is not None:
+                down = False
+                log.warning("the AWS endpoint %s answers again (it stopped at %s)", outage[2], outage[0])
             stuck = self._stuck(state, unhealthy_since, time.monotonic())
             line = state.line(time.monotonic() - started)
             if self.on_poll is not None:

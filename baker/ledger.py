@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baker.aws import AWS, error_code
-from baker.errors import AWSError, Refused
+from baker.errors import AWSError, BakerError, Refused
 from baker.provenance import iso, utc_now
 
 log = logging.getLogger("baker")
@@ -474,9 +474,18 @@ class Lock:
                 ExpressionAttributeValues={":me": {"S": self.owner}},
             )
         except AWSError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) == "ResourceNotFoundException":
+                # the state table itself is gone (deleted, or an emulator restarted without its
+                # state): so is the lock that lived in it
+                log.warning(
+                    "deploy lock %s: the state table %s is gone, and the lock with it",
+                    self.lock_id,
+                    self.table.name,
+                )
+            elif error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            log.warning("deploy lock %s was no longer ours; left it alone", self.lock_id)
+            else:
+                log.warning("deploy lock %s was no longer ours; left it alone", self.lock_id)
         self.held = False
 
     def force_release(self) -> dict[str, Any] | None:
@@ -493,8 +502,14 @@ class Lock:
         self._renewer.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.release()
+        except BakerError as error:
+            if exc_type is None:
+                raise
+            # the error that ends the run says what happened; this one must not replace it
+            log.warning("could not release deploy lock %s: %s", self.lock_id, error.message)
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:

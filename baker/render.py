@@ -295,7 +295,8 @@ def _relative(project: Project, path: Path) -> str:
 
 
 def ansible_arguments(project: Project, env: Environment, *, local: bool = False) -> list[str]:
-    """The playbook's arguments: the environment's vars as JSON, the vault file and its client.
+    """The playbook's arguments: the environment's vars as JSON and the vault file (its client
+    comes from ``vault_client``).
 
     The local build host has no network: apt works from what its root filesystem already has.
     """
@@ -318,14 +319,17 @@ def ansible_arguments(project: Project, env: Environment, *, local: bool = False
         vault = project.path(bake.vault_file)
         if not vault.is_file():
             raise UsageError(f"{env.name}: bake.vault_file {vault} not found")
-        client = project.path(project.settings.paths.ansible) / VAULT_CLIENT
-        args += [
-            "--extra-vars",
-            f"@{_relative(project, vault)}",
-            "--vault-password-file",
-            _relative(project, client),
-        ]
+        args += ["--extra-vars", f"@{_relative(project, vault)}"]
     return args
+
+
+def vault_client(project: Project, env: Environment) -> str | None:
+    """The vault password client, when the environment has a vault. The template passes it as
+    ``--vault-id <build id>@<client>``: the build id is a Packer variable (the rendered template
+    stays the same from build to build) and is the label the client asks baker's handoff with."""
+    if not env.settings.bake.vault_file:
+        return None
+    return _relative(project, project.path(project.settings.paths.ansible) / VAULT_CLIENT)
 
 
 def ansible_env(project: Project) -> list[str]:
@@ -369,6 +373,7 @@ def template_context(
         "tags": {k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
         "playbook": _relative(project, playbook),
         "ansible_arguments": ansible_arguments(project, env, local=local_endpoint is not None),
+        "vault_client": vault_client(project, env),
         "ansible_env": ansible_env(project),
         "local": {"endpoint": local_endpoint} if local_endpoint else None,
     }

@@ -6,19 +6,31 @@ environment and error handling around ``runner.run``.
 
 Each environment gets its own working directory under the build folder: the module's files are
 copied there and ``TF_DATA_DIR`` points into it, so environments never share ``.terraform``
-state and nothing is written into the source tree. Variables go to Terraform in a 0600 JSON
-file that is removed as soon as the plan is written.
+state and nothing is written into the source tree.
+
+Variables go to Terraform in a JSON var file, never on a command line or in an environment. The
+var file, the saved plan and Terraform's plan and apply output (all of which hold the values of
+the variables) live in a private directory outside the build folder (``mkdtemp``: 0700), which is
+removed when the plan is applied or discarded (the var file as soon as the plan is written); what
+a killed baker leaves there is removed by a later plan of the same environment.
+Values of secret-bearing variables (``config.secret_bearing``: a name that says password, secret,
+token, ... and whatever a ``{env: NAME}`` / ``{file: PATH}`` reference under such a name resolves
+to) are masked in every line baker relays or keeps and so in every error message, as written and
+as Terraform quotes them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import os
-import secrets
 import shutil
+import stat
+import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,7 +283,11 @@ def text_diagnostics(lines: Sequence[str]) -> list[str]:
         out.append(block[0] + (": " + " ".join(block[1:]) if len(block) > 1 else ""))
 
     for raw in lines:
-        line = raw.strip().lstrip("│╷╵").strip()
+        # a boxed diagnostic has a border in the first column; a source snippet inside it is
+        # indented and drawn with the same characters (├── and │ var.x is "..."): not words
+        line = (raw[1:] if raw.startswith(("│", "╷", "╵")) else raw).strip()
+        if line.startswith(("├", "│")):
+            continue
         if line.startswith("Error: "):
             if current:
                 close(current)
@@ -343,6 +359,40 @@ def _json_text(lines: Sequence[str]) -> str:
     return ""
 
 
+# ---------------------------------------------------------------- secrets
+
+
+def masks(secrets: Sequence[str]) -> list[str]:
+    """What to mask for each secret: the value as written and as Terraform (or JSON) quotes it."""
+    out: set[str] = set()
+    for secret in secrets:
+        if len(secret) < 4:
+            continue  # as config.secret_values: masking "on" would mask half of every line
+        out.add(secret)
+        out.add(json.dumps(secret)[1:-1])
+        out.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    return sorted(out, key=len, reverse=True)  # the longest first: no half-masked quoted form
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(directory: Path) -> None:
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove Terraform's private directory %s: %s", directory, exc.strerror)
+
+
 # ---------------------------------------------------------------- the wrapper
 
 
@@ -362,6 +412,8 @@ class Terraform:
     backend: dict[str, str] | None = None
     mirror: Path | None = None
     timeout: float = 1800
+    #: values that no line baker relays or keeps may show (secret-bearing variables, see ``plan``)
+    secrets: list[str] = field(default_factory=list, repr=False)
     _prepared: bool = field(default=False, repr=False)
     #: what ``output`` last said; only an apply (or a new init) changes the state under the lock
     _outputs: dict[str, Any] | None = field(default=None, repr=False)
@@ -412,13 +464,14 @@ class Terraform:
         on_line: Callable[[str], None] | None = None,
         json_lines: bool = False,
         capture: bool = False,
+        output_file: Path | None = None,
     ) -> runner.Result:
+        """``output_file``: the commands that hold the state lock (plan, apply) write to a file, not
+        a pipe: killed outright, baker leaves them to finish (and unlock) instead of breaking them
+        halfway with a closed pipe."""
         if not self._prepared:
             self.prepare()
         errors: list[str] = []
-        # the commands that hold the state lock write to a file, not a pipe: killed outright, baker
-        # leaves them to finish (and unlock) instead of breaking them halfway with a closed pipe
-        output_file = self.work_dir / f"terraform-{what}.log" if what in ("plan", "apply") else None
 
         def each(line: str) -> None:
             if json_lines:
@@ -440,6 +493,7 @@ class Terraform:
                 echo=False,
                 tail=60,
                 output_file=output_file,
+                redact=masks(self.secrets),
             )
         if result.returncode != 0:
             tail = result.lines[-60:]
@@ -472,34 +526,82 @@ class Terraform:
             on_line=lambda line: log.debug("[terraform init] %s", line),
         )
 
+    def _private_prefix(self) -> str:
+        """Private directories of this working directory's runs: ``baker-terraform-<hash>-...``."""
+        digest = hashlib.sha256(str(self.work_dir.resolve()).encode()).hexdigest()[:12]
+        return f"baker-terraform-{digest}-"
+
+    def _private(self) -> Path:
+        """A private (0700) directory for one run, named for this process: ``<prefix><pid>-...``."""
+        return Path(tempfile.mkdtemp(prefix=f"{self._private_prefix()}{os.getpid()}-"))
+
+    def _sweep_private(self) -> None:
+        """A baker killed between plan and apply leaves its private directory (the var file, the
+        plan): the next plan of the same environment removes those whose baker is gone, or that
+        are older than Terraform's timeout (a run of a live baker may be going on now, such as a
+        deploy while a --dry-run plans)."""
+        stale = time.time() - self.timeout
+        prefix = self._private_prefix()
+        for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            owner = path.name.removeprefix(prefix).split("-", 1)[0]
+            if st.st_mtime < stale or not (owner.isdigit() and _alive(int(owner))):
+                log.info("removing %s, left by a Terraform run of this environment whose baker died", path)
+                _remove(path)
+
     @contextlib.contextmanager
-    def var_file(self, variables: Mapping[str, Any]) -> Iterator[Path]:
-        """Variables in a 0600 JSON file (never on the command line), removed when done."""
-        path = self.work_dir / f"baker-{secrets.token_hex(6)}.tfvars.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    def var_file(self, variables: Mapping[str, Any], directory: Path | None = None) -> Iterator[Path]:
+        """Variables in a 0600 JSON file in a private directory (never on the command line, nor in
+        the build folder), removed when done."""
+        own = directory is None
+        where = self._private() if directory is None else directory
+        path = where / "baker.tfvars.json"
         try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(dict(variables), fh)
             yield path
         finally:
             path.unlink(missing_ok=True)
+            if own:
+                _remove(where)
 
-    def plan(self, variables: Mapping[str, Any]) -> Plan:
-        """Write a saved plan for ``variables`` and read it back through ``show -json``."""
-        out = self.work_dir / PLAN_FILE
-        with self.var_file(variables) as vf:
-            self._run(
-                "plan",
-                plan_argv(self.binary, self.work_dir, var_file=vf.name, out=PLAN_FILE),
-                on_line=lambda line: log.debug("[terraform plan] %s", line),
-            )
-        shown = self._run("show", show_argv(self.binary, self.work_dir, PLAN_FILE), capture=True)
+    def plan(self, variables: Mapping[str, Any], *, secrets: Sequence[str] = ()) -> Plan:
+        """Write a saved plan for ``variables`` and read it back through ``show -json``.
+
+        ``secrets``: values of ``variables`` that must never be shown; masked from here on in
+        every line of this Terraform's commands. The plan (which holds every value) is written
+        into a private directory that ``apply`` or ``discard`` removes."""
+        self.secrets = sorted({*self.secrets, *(s for s in secrets if s)})
+        self._sweep_private()
+        private = self._private()
+        out = private / PLAN_FILE
         try:
-            document = json.loads(_json_text(shown.lines))
-        except ValueError as exc:
-            raise ToolError(
-                "terraform show -json printed no JSON plan", tool="terraform", output_tail=shown.lines[-10:]
-            ) from exc
+            with self.var_file(variables, private) as vf:
+                self._run(
+                    "plan",
+                    plan_argv(self.binary, self.work_dir, var_file=vf, out=out),
+                    on_line=lambda line: log.debug("[terraform plan] %s", line),
+                    output_file=private / "terraform-plan.log",
+                )
+            (private / "terraform-plan.log").unlink(missing_ok=True)
+            shown = self._run("show", show_argv(self.binary, self.work_dir, out), capture=True)
+            try:
+                document = json.loads(_json_text(shown.lines))
+            except ValueError as exc:
+                raise ToolError(
+                    "terraform show -json printed no JSON plan",
+                    tool="terraform",
+                    output_tail=shown.lines[-10:],
+                ) from exc
+        except BaseException:
+            _remove(private)
+            raise
         return parse_plan(document, out)
 
     def apply(self, plan: Plan) -> None:
@@ -513,15 +615,21 @@ class Terraform:
         self._outputs = None
         try:
             self._run(
-                "apply", apply_argv(self.binary, self.work_dir, plan.path.name), on_line=each, json_lines=True
+                "apply",
+                apply_argv(self.binary, self.work_dir, plan.path),
+                on_line=each,
+                json_lines=True,
+                output_file=plan.path.parent / "terraform-apply.log",
             )
         finally:
             self._outputs = None  # also a failed or interrupted apply may have changed the state
-            plan.path.unlink(missing_ok=True)
+            self.discard(plan)
 
     def discard(self, plan: Plan) -> None:
-        """Forget a plan that will not be applied."""
+        """Forget a plan (applied, or not to be applied): its private directory goes with it."""
         plan.path.unlink(missing_ok=True)
+        if plan.path.parent.name.startswith("baker-terraform-"):
+            _remove(plan.path.parent)
 
     def outputs(self) -> dict[str, Any]:
         """The root module's outputs. Read once per state: a deploy asks several times (before the

@@ -1,36 +1,54 @@
 """The vault password handoff: only Ansible's vault password client gets the password.
 
 The chain is baker -> packer -> ansible-playbook -> ssh/sftp and the client. Anything in packer's
-environment reaches every process of that chain, so the password is not put there (nor on a command
-line, nor in a file). Instead baker serves it for the length of the build on a Unix socket in a
-private temporary directory (0700, the socket 0600), and puts only the socket's path in the
-environment (``BAKER_VAULT_SOCKET``). ``ansible/vault-pass-client.py`` connects and reads it.
+environment reaches every process of that chain, so neither the password nor where to find it is
+put there (nor the password on a command line, nor in a file). The rendezvous travels the one way
+Ansible has for it: the template passes ``--vault-id <build id>@vault-pass-client.py``, Ansible
+calls a ``*-client*`` script with ``--vault-id <build id>``, and the client connects to the abstract
+Unix socket named from that label (``socket_name``), which baker listens on for the length of the
+build. The build id is random per build, a Packer variable, and not a secret: it only says where
+to ask. No environment of any child carries a vault variable.
 
-The server answers a connection only when the peer (SO_PEERCRED) runs as baker's user and its
-command line is the vault client (the script itself, or an interpreter running it); anything
-else that connects (an ssh, a packer plugin) gets nothing and a warning is logged. A process of the
-same user that is determined to can still ptrace baker: this keeps the password out of places it
-would leak by accident (environments, /proc/<pid>/environ, core dumps of children, logs).
+Both ends check who is at the other end (SO_PEERCRED). baker answers a connection only when the
+peer runs as baker's user and its command line is the vault client (the script itself, or an
+interpreter running it); anything else that connects (an ssh, a packer plugin, a copy of the
+script elsewhere) gets nothing and a warning is logged. The client reads the password only from
+a server of its own user, so a socket of another user that squats the name feeds it nothing. A
+process of the same user that is determined to can still ptrace baker: this keeps the password
+out of places it would leak by accident (environments, /proc/<pid>/environ, core dumps of
+children, logs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
-import shutil
+import re
 import socket
 import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from baker.errors import BakerError, UsageError
+
 log = logging.getLogger("baker")
 
-#: where the vault client finds the socket
-VAULT_SOCKET_ENV = "BAKER_VAULT_SOCKET"
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
+#: what a label may be: the client refuses anything else (it becomes part of a socket name)
+LABEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def socket_name(label: str) -> str:
+    """The abstract socket of one build (leading NUL: no file, gone with the socket).
+
+    ansible/vault-pass-client.py derives the same name from its ``--vault-id``; the unit tests run
+    the real client against ``handoff``, so the two cannot drift apart."""
+    if not LABEL.match(label):
+        raise UsageError(f"not a vault handoff label: {label!r} (letters, digits, - and _)")
+    return f"\0baker-vault/{label}"
 
 
 def is_client(pid: int, client: Path) -> bool:
@@ -86,28 +104,27 @@ class _Server:
 
 
 @contextlib.contextmanager
-def handoff(password: str, client: Path) -> Iterator[dict[str, str]]:
-    """Serve ``password`` to ``client`` for the length of the block; yields the environment entry
-    that tells the client where to ask. The directory is gone when the block ends."""
-    directory = tempfile.mkdtemp(prefix="baker-vault-")  # mode 0700
-    path = os.path.join(directory, "socket")
+def handoff(password: str, client: Path, label: str) -> Iterator[str]:
+    """Serve ``password`` to ``client`` for the length of the block on the abstract socket of
+    ``label`` (the build id the client is given as its ``--vault-id``); yields the socket's name.
+    Nothing is left on disk, and the name is free again when the block ends."""
+    name = socket_name(label)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server: _Server | None = None
     try:
-        sock.bind(path)
-        os.chmod(path, 0o600)
+        try:
+            sock.bind(name)
+        except OSError as exc:
+            why = "another process holds it" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise BakerError(f"cannot serve the vault password on @{name[1:]}: {why}") from exc
         sock.listen(8)
         sock.settimeout(0.2)
         server = _Server(sock, password.encode(), client)
         server.thread.start()
-        yield {VAULT_SOCKET_ENV: path}
+        yield name
     finally:
         if server is not None:
             server.stop.set()
         sock.close()
         if server is not None:
             server.thread.join(timeout=2)
-        try:
-            shutil.rmtree(directory)
-        except OSError as exc:
-            log.warning("could not remove the vault handoff directory %s: %s", directory, exc.strerror)

@@ -119,6 +119,7 @@ HEAVY_FIRST = (
     "tests/e2e/test_release_story.py",
     "tests/e2e/test_bluegreen_story.py",
     "tests/integration/test_faults.py",
+    "tests/integration/test_faults_more.py",
     "tests/integration/test_bluegreen.py",
     "tests/integration/test_bluegreen_live.py",
     "tests/integration/test_bluegreen_5xx.py",

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from baker.local import moto_ext
+from baker.local import moto_ext, throttle
 from baker.local.moto_ext import (
     BALANCERS,
     LOCK,
@@ -106,7 +106,12 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
                 if "max_instances" in data:
                     SETTINGS.max_instances = int(data["max_instances"])
                 keys = ("initial_seconds", "refresh_timeout", "tick_seconds", "max_instances", "copy_seconds")
-                return 200, {k: getattr(SETTINGS, k) for k in keys}
+                now = {k: getattr(SETTINGS, k) for k in keys}
+            throttle.THROTTLE.set(
+                share=float(data["throttle_share"]) if "throttle_share" in data else None,
+                seconds=float(data["throttle_seconds"]) if "throttle_seconds" in data else None,
+            )
+            return 200, {**now, **throttle.THROTTLE.describe()}
         if path == "/_baker/status":
             return 200, {**inventory(), "load_balancers": BALANCERS.describe()}
     except (ValueError, TypeError) as exc:
@@ -117,12 +122,17 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
 def wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap moto's WSGI app so that ``/_baker/...`` reaches ``handle``."""
 
+    def locked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        # one request at a time: the refresh thread changes the same backends under LOCK
+        with LOCK:
+            return app(environ, start_response)
+
+    aws = throttle.wsgi(locked)  # a throttled request is answered without waiting for LOCK
+
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/_baker/"):
-            # one request at a time: the refresh thread changes the same backends under LOCK
-            with LOCK:
-                return app(environ, start_response)
+            return aws(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         status, payload = handle(environ.get("REQUEST_METHOD", "GET"), path, body)

@@ -51,3 +51,25 @@ def test_child_env_points_at_the_same_aws(aws: AWS):
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_PROFILE": "prod",
     }
+
+
+def test_a_refused_connection_and_throttling_are_transient_with_their_cause(aws: AWS):
+    """What the health wait polls through: nothing listens on 127.0.0.1:9 (loopback only)."""
+    from baker.aws import endpoint_of, transient
+
+    ec2 = aws.client("ec2", attempts=1)
+    assert ec2 is not aws.client("ec2")  # its own retry settings
+    assert ec2.raw.meta.config.retries["total_max_attempts"] == 1  # one call, no retry
+    with pytest.raises(AWSError) as refused:
+        ec2.describe_images(Owners=["self"])
+    assert transient(refused.value) == "connection refused"
+    assert endpoint_of(refused.value) == "http://127.0.0.1:9"
+    for code, expected in (
+        ("RequestLimitExceeded", "throttled: RequestLimitExceeded"),
+        ("AuthFailure", None),
+    ):
+        with Stubber(ec2.raw) as stub:
+            stub.add_client_error("describe_images", code, "no")
+            with pytest.raises(AWSError) as exc:
+                ec2.describe_images(Owners=["self"])
+        assert transient(exc.value) == expected

@@ -251,13 +251,18 @@ def test_source_ami_by_id_and_encryption_with_kms_key(project):
     assert 'subnet_id     = "subnet-1"' in text
 
 
-def test_vault_file_adds_the_password_client_never_the_password(project, monkeypatch):
+def test_vault_file_adds_the_password_client_never_the_password(project, monkeypatch, tmp_path):
+    need_tools("packer")
     monkeypatch.setenv("TEST_VAULT_PASS", "s3cret-never-rendered")
     env = environment(
         project, vault_file="ansible/vars/secrets.example.yml", vault_password={"env": "TEST_VAULT_PASS"}
     )
     text = rendered_text(project, env)
-    assert '"--vault-password-file", "ansible/vault-pass-client.py"' in text
+    pair = write_pair(project, env, tmp_path)
+    render.validate(pair.template, pair.variables, cwd=project.root)
+    # the client gets this build's id as its --vault-id label (a Packer variable: no environment)
+    assert '"--vault-id", join("@", [var.build_id, "ansible/vault-pass-client.py"])' in text
+    assert "vault-password-file" not in text
     assert '"@ansible/vars/secrets.example.yml"' in text
     assert "s3cret-never-rendered" not in text
 

@@ -22,7 +22,7 @@ import pytest
 from baker import bake, package, render, runner, vault
 from baker.cli import main
 from baker.config import load_project
-from baker.errors import ToolError
+from baker.errors import BakerError, ToolError
 from tests.conftest import copy_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,32 +96,67 @@ def test_withhold_holds_for_its_block_in_every_thread(dumps: Path):
 
 
 def test_the_real_vault_client_gets_the_password_and_nothing_else_does(tmp_path: Path):
-    with vault.handoff(PASSWORD, CLIENT) as entry:
-        socket_path = Path(entry[vault.VAULT_SOCKET_ENV])
-        assert (socket_path.parent.stat().st_mode & 0o777) == 0o700
-        env = {**os.environ, **entry}
-        got = subprocess.run([str(CLIENT), "--vault-id", "default"], env=env, capture_output=True, check=True)
+    label = "0123456789abcdef"
+    env = {k: v for k, v in os.environ.items() if "VAULT" not in k.upper()}  # it needs none
+    with vault.handoff(PASSWORD, CLIENT, label) as name:
+        assert name == vault.socket_name(label) and name.startswith("\0")  # abstract: no file
+        # as Ansible calls a *-client* script: --vault-id <label>
+        got = subprocess.run([str(CLIENT), "--vault-id", label], env=env, capture_output=True, check=True)
         assert got.stdout == PASSWORD.encode() + b"\n"
-        again = subprocess.run([sys.executable, str(CLIENT)], env=env, capture_output=True, check=True)
+        again = subprocess.run(
+            [sys.executable, str(CLIENT), f"--vault-id={label}"], env=env, capture_output=True, check=True
+        )
         assert again.stdout.strip() == PASSWORD.encode()
+        # another build's label is another socket: nobody answers there
+        other_build = subprocess.run([str(CLIENT), "--vault-id", "f" * 16], capture_output=True, check=False)
+        assert other_build.returncode == 1 and b"cannot reach baker" in other_build.stderr
         # a copy of the client elsewhere, or another program asking, gets nothing
         impostor = tmp_path / "vault-pass-client.py"
         shutil.copy(CLIENT, impostor)
-        refused = subprocess.run([sys.executable, str(impostor)], env=env, capture_output=True, check=False)
-        assert refused.returncode == 1 and PASSWORD.encode() not in refused.stdout
-        asks = (
-            "import socket; s = socket.socket(socket.AF_UNIX); "
-            f"s.connect({str(socket_path)!r}); print(s.recv(99))"
+        refused = subprocess.run(
+            [sys.executable, str(impostor), "--vault-id", label], env=env, capture_output=True, check=False
         )
+        assert refused.returncode == 1 and PASSWORD.encode() not in refused.stdout
+        asks = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({name!r}); print(s.recv(99))"
         other = subprocess.run([sys.executable, "-c", asks, str(CLIENT)], capture_output=True, check=True)
         assert PASSWORD.encode() not in other.stdout
-    assert not socket_path.parent.exists()
+        # the name is taken while the build runs: a second server cannot squat it
+        with pytest.raises(BakerError, match="another process holds it"), vault.handoff("x", CLIENT, label):
+            pass
+    # the block is over: the name is free (nothing answers, nothing is left on disk)
+    gone = subprocess.run([str(CLIENT), "--vault-id", label], env=env, capture_output=True, check=False)
+    assert gone.returncode == 1 and b"cannot reach baker" in gone.stderr
+
+
+def test_the_client_reads_only_a_server_of_its_own_user():
+    """A socket of another user squatting the name feeds the client nothing: it checks the
+    server's uid (SO_PEERCRED) before reading. Needs root to be that other user."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to serve as another user")
+    label = "squatted0000000a"
+    squatter = (
+        "import os, socket, sys\n"
+        "os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX); s.bind('\\0baker-vault/' + sys.argv[1]); s.listen(1)\n"
+        "print('ready', flush=True)\n"
+        "c, _ = s.accept(); c.sendall(b'fed-by-someone-else')\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", squatter, label], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        got = subprocess.run([str(CLIENT), "--vault-id", label], capture_output=True, check=False)
+        assert got.returncode == 1 and got.stdout == b""
+        assert b"served by uid 65534, not by this user" in got.stderr
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_the_client_without_baker_says_so():
-    env = {k: v for k, v in os.environ.items() if k != vault.VAULT_SOCKET_ENV}
-    got = subprocess.run([str(CLIENT)], env=env, capture_output=True, check=False)
-    assert got.returncode == 1 and b"BAKER_VAULT_SOCKET is not set" in got.stderr
+    got = subprocess.run([str(CLIENT)], capture_output=True, check=False)
+    assert got.returncode == 1 and b"no --vault-id given" in got.stderr
+    bad = subprocess.run([str(CLIENT), "--vault-id", "../x"], capture_output=True, check=False)
+    assert bad.returncode == 1 and b"not a baker build id" in bad.stderr
 
 
 # ---------------------------------------------------------------- a bake, end to end with stand-ins
@@ -158,7 +193,7 @@ def test_packer_and_what_it_starts_never_see_the_password(tmp_path: Path, dumps:
         f.write(f"bake:\n  vault_file: ansible/vars/secrets.example.yml\n  vault_password:\n    env: {VAR}\n")
     project = load_project(project_dir)
     env = project.environment("dev")
-    monkeypatch.setenv("BAKER_FAKE_VAULT_CLIENT", str(project_dir / "ansible" / render.VAULT_CLIENT))
+    monkeypatch.setenv("BAKER_FAKE_PASSWORD_CLIENT", str(project_dir / "ansible" / render.VAULT_CLIENT))
     out = tmp_path / "build"
     out.mkdir()
     template = out / render.TEMPLATE_OUT
@@ -182,9 +217,12 @@ def test_packer_and_what_it_starts_never_see_the_password(tmp_path: Path, dumps:
     amis, *_ = stage._build(prepared)
     assert amis == {"us-east-1": "ami-0123456789abcdef0"}
     assert (dumps / "vault-client.out").read_bytes() == PASSWORD.encode() + b"\n"
-    packer_env = environments(dumps)["packer"][0]
-    assert vault.VAULT_SOCKET_ENV in packer_env
-    assert_clean(dumps, "packer", "ssh", "sftp")
+    assert_clean(dumps, "packer", "ansible-playbook", "ssh", "sftp")
+    # nor where to ask for it: no child's environment names the vault or the handoff's socket
+    for program, runs in environments(dumps).items():
+        for environ in runs:
+            assert not [k for k in environ if "VAULT" in k.upper()], program
+            assert not [v for v in environ.values() if "baker-vault" in v], program
 
 
 def test_no_child_of_a_bake_command_inherits_the_secret_variable(tmp_path: Path, dumps: Path, monkeypatch):
