@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from baker.aws import error_code
 from baker.bluegreen import BlueGreen
 from baker.errors import BakerError, Interrupted, RollbackFailed, RolledBack, UsageError
 from baker.health import Rollout
@@ -106,7 +107,12 @@ class Rollback:
                 deploy.aws.client("autoscaling").cancel_instance_refresh(AutoScalingGroupName=failed.asg_name)
                 log.info("cancelled the instance refresh of %s", failed.asg_name)
             except BakerError as exc:
-                log.info("no refresh to cancel on %s (%s)", failed.asg_name, exc.message)
+                if error_code(exc) == "ActiveInstanceRefreshNotFound":
+                    log.debug("the instance refresh of %s had already ended", failed.asg_name)
+                else:
+                    log.warning(
+                        "could not cancel the instance refresh of %s: %s", failed.asg_name, exc.message
+                    )
         back = deploy.ledger.new(
             "rollback",
             good,
