@@ -13,6 +13,7 @@ images of the real example app made without Packer (tests/livefleet.py).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -51,7 +52,7 @@ class Fleet:
             runtime,
             unhealthy_timeout=15,
             traffic_steps=[50, 100],
-            step_seconds=4,
+            step_seconds=6,
             max_5xx=MAX_5XX,
         )
         (self.root / "environments" / f"{ENV}.yml").write_text(yaml.safe_dump(data))
@@ -118,9 +119,12 @@ def test_a_traffic_step_that_sees_5xx_moves_the_weights_back(fleet: Fleet):
     fleet.configure({})
     message = info.value.message
     assert info.value.exit_code == 4
-    assert "traffic step 50% to green failed" in message, message
-    assert "5xx answers from green's targets" in message and f"(deploy.max_5xx: {MAX_5XX})" in message
-    counted = int(message.split("traffic step 50% to green failed: ", 1)[1].split(" ", 1)[0])
+    # the 50% step catches it unless the machine is so busy that the users' client sent too few
+    # requests in those seconds; then the 100% step does: either way no step passes with 5xx
+    step = re.search(r"traffic step (50|100)% to green failed: (\d+) 5xx answers from green's", message)
+    assert step is not None, message
+    assert f"(deploy.max_5xx: {MAX_5XX})" in message
+    counted = int(step.group(2))
     assert counted > MAX_5XX
 
     # users saw green's 500s during the step, and v1 before and after; nothing else
