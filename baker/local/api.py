@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from baker.local import moto_ext, throttle
+from baker.local import moto_ext, retries, throttle
 from baker.local.moto_ext import (
     BALANCERS,
     LOCK,
@@ -128,6 +128,7 @@ def wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
             return app(environ, start_response)
 
     aws = throttle.wsgi(locked)  # a throttled request is answered without waiting for LOCK
+    aws = retries.wsgi(aws)  # a retry of a call carried out already gets its first answer again
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
