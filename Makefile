@@ -5,9 +5,7 @@ PYTHON ?= python3
 APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container
 # what `make test` runs; .ci/run runs exactly this. -n: files run on parallel workers, each in its
 # own namespace with its own local cloud (tests/conftest.py); loadfile keeps a file's tests together
-# (they share a module's fleet); --no-loadscope-reorder keeps the collection order, in which
-# tests/conftest.py puts the slow files first (xdist's own order: most tests first). `make unit`
-# runs serially.
+# (they share a module's fleet); the slow files start first. `make unit` runs serially.
 PYTEST := $(PYTHON) -m pytest -q
 PYTEST_WORKERS ?= 4
 
@@ -25,7 +23,7 @@ deps:
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 
 test: deps
-	$(PYTEST) -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PYTEST) -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: deps
 	$(PYTEST) tests/unit
