@@ -112,8 +112,10 @@ def commit_all(root: Path) -> None:
 
 
 #: the files that take minutes (Terraform load balancers, live fleets, whole CLI stories), longest
-#: first: under pytest-xdist (``--dist loadfile``) a file runs on one worker, so these start at once
-#: and the short ones fill the gaps. Without xdist the order is unchanged.
+#: first. xdist (``--dist loadfile``) hands out files with the most tests first and keeps the
+#: collection order among files with as many tests, which this order decides. Keeping the whole
+#: collection order instead (``--no-loadscope-reorder``, all slow files at once) measured slower
+#: on 2 cores: 13 min 25 s against 12 min 04 s. Without xdist the order is unchanged.
 HEAVY_FIRST = (
     "tests/integration/test_deploy.py",
     "tests/e2e/test_release_story.py",
