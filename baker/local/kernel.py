@@ -83,6 +83,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[tuple[int, list[str]]]:
+    """(pid, command line) of every descendant of a process, parents before their children."""
+    found: list[tuple[int, list[str]]] = []
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop(0)):
+            todo.append(child)
+            argv = cmdline(child)
+            if argv is not None:
+                found.append((child, argv))
+    return found
+
+
 def rooted_in(pid: int, base: Path) -> bool:
     try:
         root = os.readlink(f"/proc/{pid}/root")

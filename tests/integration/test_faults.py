@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from baker.ledger import Ledger, lock_for
+from baker.local import kernel
 from tests.conftest import copy_project, need_tools
 from tests.localcloud import register_ami
 
@@ -30,30 +31,6 @@ pytestmark = pytest.mark.integration
 
 ENV = "faults"
 NAME = "hello-web-faults"
-
-
-def children(pid: int) -> list[list[str]]:
-    """Command lines of the descendants of ``pid``."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for child, ppid in parents.items():
-            if ppid == parent:
-                todo.append(child)
-                try:
-                    raw = Path(f"/proc/{child}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                found.append([a.decode(errors="replace") for a in raw.split(b"\0") if a])
-    return found
 
 
 def terraforms_in(root: Path) -> list[int]:
@@ -164,7 +141,8 @@ def env(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Env:
 
 def terraform_running(word: str) -> Callable[[subprocess.Popen, str], bool]:
     return lambda proc, said: any(
-        any(part.endswith("terraform") for part in c[:1]) and word in c for c in children(proc.pid)
+        any(part.endswith("terraform") for part in c[:1]) and word in c
+        for _, c in kernel.descendants(proc.pid)
     )
 
 

@@ -47,31 +47,6 @@ TOKEN = "tag-api-token-never-shown-5521"
 # ---------------------------------------------------------------- running baker as a user does
 
 
-def descendants(pid: int) -> list[tuple[int, list[str]]]:
-    """(pid, command line) of every descendant of ``pid``."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: list[tuple[int, list[str]]] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for child, ppid in parents.items():
-            if ppid == parent:
-                todo.append(child)
-                try:
-                    raw = Path(f"/proc/{child}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                found.append((child, [a.decode(errors="replace") for a in raw.split(b"\0") if a]))
-    return found
-
-
 class Baker:
     """`baker --local --output json` as a child process, its stderr collected as it comes."""
 
@@ -102,7 +77,7 @@ class Baker:
     def stop(self) -> None:
         """A test that failed halfway: end this baker and what it started, each by its PID."""
         if self.proc.poll() is None:
-            for pid, _ in reversed(descendants(self.proc.pid)):
+            for pid, _ in reversed(kernel.descendants(self.proc.pid)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self.proc.kill()
@@ -364,7 +339,9 @@ def test_packer_killed_mid_build_leaves_nothing_of_its_build_and_baker_says_so(
         if "TASK [" not in bake.said and "Uploading" not in bake.said:
             return False
         packer[:] = [
-            pid for pid, argv in descendants(bake.proc.pid) if argv[1:2] == ["build"] and "packer" in argv[0]
+            pid
+            for pid, argv in kernel.descendants(bake.proc.pid)
+            if argv[1:2] == ["build"] and "packer" in argv[0]
         ]
         return bool(packer)
 
@@ -377,7 +354,7 @@ def test_packer_killed_mid_build_leaves_nothing_of_its_build_and_baker_says_so(
         )
         during = build_of(ec2, build_id)
         assert during["instances"] and during["security_groups"], during  # the fault hits a real build
-        started = [pid for pid, _ in descendants(bake.proc.pid)]
+        started = [pid for pid, _ in kernel.descendants(bake.proc.pid)]
         os.kill(packer[0], signal.SIGKILL)  # the packer process of the bake this test started, by its PID
         code, result = bake.result(timeout=600)
     finally:
