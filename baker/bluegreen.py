@@ -30,7 +30,7 @@ What the local cloud does: both listeners answer on loopback and forward by weig
 live instances of each color (baker/local/lb.py), so the smoke checks go through the test route
 (``Deploy.test_route``); they are reported as skipped (``ok: None``, with why) behind record-only
 instances, for which nothing answers. Its load balancer counts each answer it relays as an ALB
-does, and the emulator's CloudWatch serves the counts (baker/local/metrics.py), so a step fails on
+does, and the emulator's CloudWatch serves the counts (baker/local/moto/metrics.py), so a step fails on
 the 5xx real users got there too.
 """
 

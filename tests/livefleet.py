@@ -55,7 +55,7 @@ WantedBy=multi-user.target
 
 def _image(local_cloud: Any, name: str, write: Callable[[Path], None]) -> str:
     """An AMI issued by the emulator whose content is the build host's root with ``write`` applied."""
-    from baker.local.moto_ext import SOURCE_AMI_NAME
+    from baker.local.moto.state import SOURCE_AMI_NAME
 
     ec2 = local_cloud.client("ec2")
     source = ec2.describe_images(Filters=[{"Name": "name", "Values": [SOURCE_AMI_NAME]}])["Images"][0]

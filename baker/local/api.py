@@ -10,16 +10,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from baker.local import moto_ext, retries, throttle
-from baker.local.moto_ext import (
-    BALANCERS,
-    LOCK,
-    SETTINGS,
-    instance_health,
-    is_live,
-    set_health,
-    target_health,
-)
+from baker.local.moto import retries, state, throttling
+from baker.local.moto.state import BALANCERS, LOCK, SETTINGS, is_live, tag_map
+from baker.local.moto.target_health import instance_health, set_health, target_health
 
 
 def inventory() -> dict[str, Any]:
@@ -33,7 +26,7 @@ def inventory() -> dict[str, Any]:
             for region, backend in list(regions.items()):
                 for ami in list(getattr(backend, "amis", {}).values()):
                     if ami.owner_id == account and ami.owner_alias != "amazon":
-                        tags = moto_ext.tag_map(ami)
+                        tags = tag_map(ami)
                         images.append(
                             {
                                 "ami_id": ami.id,
@@ -42,8 +35,8 @@ def inventory() -> dict[str, Any]:
                                 "name": ami.name,
                                 "version": tags.get("baker:version"),
                                 "health": SETTINGS.health_by_ami.get(ami.id),
-                                "content": moto_ext.INSTANCES is not None
-                                and moto_ext.INSTANCES.image(ami.id) is not None,
+                                "content": state.INSTANCES is not None
+                                and state.INSTANCES.image(ami.id) is not None,
                             }
                         )
                 for reservation in list(getattr(backend, "reservations", {}).values()):
@@ -58,8 +51,8 @@ def inventory() -> dict[str, Any]:
                                 "health": instance_health(i),
                                 "live": False,
                             }
-                            if is_live(i) and moto_ext.INSTANCES is not None:
-                                entry.update(moto_ext.INSTANCES.describe(i.id))
+                            if is_live(i) and state.INSTANCES is not None:
+                                entry.update(state.INSTANCES.describe(i.id))
                                 entry["targets"] = _target_states(account, region, i)
                                 if entry["targets"]:
                                     entry["health"] = sorted(entry["targets"].values())[-1]
@@ -107,11 +100,11 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
                     SETTINGS.max_instances = int(data["max_instances"])
                 keys = ("initial_seconds", "refresh_timeout", "tick_seconds", "max_instances", "copy_seconds")
                 now = {k: getattr(SETTINGS, k) for k in keys}
-            throttle.THROTTLE.set(
+            throttling.THROTTLE.set(
                 share=float(data["throttle_share"]) if "throttle_share" in data else None,
                 seconds=float(data["throttle_seconds"]) if "throttle_seconds" in data else None,
             )
-            return 200, {**now, **throttle.THROTTLE.describe()}
+            return 200, {**now, **throttling.THROTTLE.describe()}
         if path == "/_baker/status":
             return 200, {**inventory(), "load_balancers": BALANCERS.describe()}
     except (ValueError, TypeError) as exc:
@@ -127,7 +120,7 @@ def wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
         with LOCK:
             return app(environ, start_response)
 
-    aws = throttle.wsgi(locked)  # a throttled request is answered without waiting for LOCK
+    aws = throttling.wsgi(locked)  # a throttled request is answered without waiting for LOCK
     aws = retries.wsgi(aws)  # a retry of a call carried out already gets its first answer again
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

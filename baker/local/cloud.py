@@ -382,7 +382,7 @@ def listener(endpoint_url: str, listener_arn: str) -> dict[str, Any] | None:
 
 def set_health(ami_id: str, state: str | None, state_dir: str | Path | None = None) -> dict[str, Any]:
     """Make every target of instances of ``ami_id`` report ``state`` (None: back to normal)."""
-    from baker.local.moto_ext import HEALTH_STATES
+    from baker.local.moto.state import HEALTH_STATES
 
     if state is not None and state not in HEALTH_STATES:
         raise UsageError(f"health state must be one of {', '.join(HEALTH_STATES)}, not {state!r}")

@@ -2,7 +2,7 @@
 
 Run as ``python -m baker.local.emulator`` inside the local cloud's network namespace (``baker local
 up`` does that and records the PID). A process of our own, rather than ``moto_server``, because the
-extensions (baker.local.moto_ext) must be installed into the same interpreter before it serves, and
+extensions (baker.local.moto) must be installed into the same interpreter before it serves, and
 because ``/_baker/...`` (the health knob, the inventory) is served next to the AWS APIs.
 
 It refuses to start in a network namespace that has anything but loopback: the instances it hands
@@ -38,7 +38,8 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
     )
     from werkzeug.serving import make_server
 
-    from baker.local import api, moto_ext, refresh
+    from baker.local import api, moto
+    from baker.local.moto import refresh, state, target_health
 
     class Server(ThreadedMotoServer):
         """moto's threaded server with ``/_baker/...`` in front of its dispatcher."""
@@ -51,19 +52,19 @@ def serve(host: str, port: int, stop: threading.Event) -> None:
             self._server_ready_event.set()
             self._server.serve_forever()
 
-    moto_ext.install()
+    moto.install()
     server = Server(ip_address=host, port=port, verbose=False)
     server.start()
     refresh.REFRESHES.start_thread()
-    moto_ext.HEALTH.after_tick = moto_ext.after_health_checks
-    moto_ext.HEALTH.start_thread(moto_ext.live_targets)
+    state.HEALTH.after_tick = moto.after_health_checks
+    state.HEALTH.start_thread(target_health.live_targets)
     log.info("baker emulator (moto) listening on http://%s:%d, pid %d", host, port, os.getpid())
     stop.wait()
     server.stop()
-    moto_ext.BALANCERS.close()
-    if moto_ext.INSTANCES is not None:
+    state.BALANCERS.close()
+    if state.INSTANCES is not None:
         log.info("powering off the live instances")
-        moto_ext.INSTANCES.down()
+        state.INSTANCES.down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,18 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    from baker.local import moto_ext
+    from baker.local.moto import state
 
     if args.initial_seconds is not None:
-        moto_ext.SETTINGS.initial_seconds = args.initial_seconds
+        state.SETTINGS.initial_seconds = args.initial_seconds
     if args.refresh_timeout is not None:
-        moto_ext.SETTINGS.refresh_timeout = args.refresh_timeout
+        state.SETTINGS.refresh_timeout = args.refresh_timeout
     if args.max_instances is not None:
-        moto_ext.SETTINGS.max_instances = args.max_instances
+        state.SETTINGS.max_instances = args.max_instances
     if args.state_dir:
         from baker.local.instances import Instances
 
-        moto_ext.INSTANCES = Instances(Path(args.state_dir), max_live=moto_ext.SETTINGS.max_instances)
+        state.INSTANCES = Instances(Path(args.state_dir), max_live=state.SETTINGS.max_instances)
 
     stop = threading.Event()
 

@@ -1,7 +1,7 @@
 """Faults of the world around baker, against the real local cloud: AWS throttling us, the AWS
 endpoint restarting during the health wait, Packer killed mid-build.
 
-- Throttling: the emulator's knob (baker/local/throttle.py) answers a share of EC2, Auto Scaling,
+- Throttling: the emulator's knob (baker/local/moto/throttling.py) answers a share of EC2, Auto Scaling,
   ELBv2 and DynamoDB requests as each throttles (RequestLimitExceeded / Throttling /
   ThrottlingException, HTTP 400); `status`, `gc` and a `deploy` (Terraform's provider included)
   succeed through it with the right answers, and the emulator counted the throttled answers, so

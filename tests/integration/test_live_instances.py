@@ -99,7 +99,7 @@ def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, pr
 
 
 def test_an_ami_without_content_stays_a_record(local_cloud: Any) -> None:
-    from baker.local.moto_ext import SOURCE_AMI_NAME
+    from baker.local.moto.state import SOURCE_AMI_NAME
 
     ec2 = local_cloud.client("ec2")
     source = ec2.describe_images(Filters=[{"Name": "name", "Values": [SOURCE_AMI_NAME]}])["Images"][0]

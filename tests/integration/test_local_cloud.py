@@ -23,7 +23,7 @@ import pytest
 
 from baker.cli import main
 from baker.local import cloud, kernel, netns
-from baker.local.moto_ext import SOURCE_AMI_NAME
+from baker.local.moto.state import SOURCE_AMI_NAME
 from tests.livefleet import bake_probe, wait_for
 from tests.localcloud import LocalCloud
 

@@ -1,6 +1,6 @@
 """baker's extensions to moto, through boto3 against the running local cloud's emulator.
 
-Each test is something plain moto 5.2.5 gets wrong (see baker/local/moto_ext.py's docstring).
+Each test is something plain moto 5.2.5 gets wrong (see the docstrings of baker/local/moto/).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from baker.local.moto_ext import SOURCE_AMI_NAME, SOURCE_AMI_OWNER
+from baker.local.moto.state import SOURCE_AMI_NAME, SOURCE_AMI_OWNER
 
 pytestmark = pytest.mark.integration
 _names = itertools.count(1)

@@ -1,5 +1,5 @@
 """The local load balancer's counting: HTTP framing of relayed bytes, the meter, and the
-CloudWatch datapoints it becomes (baker/local/lb.py, baker/local/metrics.py)."""
+CloudWatch datapoints it becomes (baker/local/lb.py, baker/local/moto/metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import collections
 from datetime import datetime
 
 from baker.local.lb import Framing, Meter
-from baker.local.metrics import datapoints, load_balancer_dimension, target_group_dimension
+from baker.local.moto.metrics import datapoints, load_balancer_dimension, target_group_dimension
 
 LB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web-lb/50dc6c495c0c9188"
 TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/943f017f100becff"

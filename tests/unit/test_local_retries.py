@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from baker.local import retries
+from baker.local.moto import retries
 
 
 class Counting:

@@ -1,4 +1,4 @@
-"""The emulator's throttling knob: which requests it answers, and how (baker/local/throttle.py)."""
+"""The emulator's throttling knob: which requests it answers, and how (baker/local/moto/throttling.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from baker.local.throttle import Throttle, wsgi
+from baker.local.moto.throttling import Throttle, wsgi
 
 
 def request(service: str) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def test_a_window_ends_by_itself_and_zero_turns_it_off():
 
 
 def test_each_protocol_answers_its_own_way():
-    from baker.local import throttle
+    from baker.local.moto import throttling as throttle
 
     throttle.THROTTLE.set(share=1.0, seconds=0)
     try:

@@ -1,4 +1,4 @@
-"""Instance refresh for moto 5.2.5's Auto Scaling (gap 1 of baker.local.moto_ext): the state machine.
+"""Instance refresh for moto 5.2.5's Auto Scaling (gaps 1 and 10 of baker.local.moto): the state machine.
 
 ``StartInstanceRefresh``, ``DescribeInstanceRefreshes``, ``CancelInstanceRefresh`` and
 ``RollbackInstanceRefresh`` answer HTTP 500 in plain moto. Here: batches honouring
@@ -6,7 +6,7 @@ Min/MaxHealthyPercentage, replacements launched from the version the refresh (or
 for, registered with the group's target groups, old instances deregistered and terminated;
 Pending -> InProgress -> Successful / Failed / Cancelled (and the Rollback* states), advanced by
 one background thread under the emulator's lock. A batch is healthy when the group sees it so
-(``moto_ext.group_health``: real checks for live instances); one whose replacements are not
+(``target_health.group_health``: real checks for live instances); one whose replacements are not
 healthy within ``Settings.refresh_timeout`` fails the refresh (live replacements whose checks have
 not decided yet get up to ``LIVE_BOOT_SECONDS``).
 """
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from baker.local.moto_ext import LOCK, SETTINGS, group_health, is_live, utcnow
+from baker.local.moto.state import LOCK, SETTINGS, is_live, utcnow
+from baker.local.moto.target_health import group_health
 
 log = logging.getLogger("baker")
 
@@ -291,7 +292,7 @@ def _number(group: Any, target: tuple[str, str]) -> str:
     return str(template.get_version(target[1]).number)
 
 
-def patch_autoscaling_api() -> None:
+def install() -> None:
     from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
     from moto.autoscaling.responses import AutoScalingResponse
     from moto.core.responses import ActionResult

@@ -75,14 +75,14 @@ def install() -> None:
     from moto.cloudwatch.models import CloudWatchBackend, MetricDatum
     from moto.core.common_models import CloudWatchMetricProvider
 
-    from baker.local import moto_ext
+    from baker.local.moto.state import BALANCERS
 
     class LoadBalancerMetrics(CloudWatchMetricProvider):
         """moto asks every CloudWatchMetricProvider subclass for its datapoints on each read."""
 
         @staticmethod
         def get_cloudwatch_metrics(account_id: str, region: str) -> list[Any]:
-            rows = moto_ext.BALANCERS.meter.rows()
+            rows = BALANCERS.meter.rows()
             return [
                 MetricDatum(NAMESPACE, metric, float(count), dims, when, "Count")
                 for metric, dims, when, count in datapoints(rows, account_id, region)
