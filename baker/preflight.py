@@ -11,7 +11,11 @@ from pathlib import Path
 from baker.config import PROJECT_FILE, Environment, Project
 from baker.errors import ConfigError, UsageError
 from baker.package import check_settings, source_dir
-from baker.render import TEMPLATE, VAULT_CLIENT
+
+#: the project's Packer template, in ``paths.packer``
+TEMPLATE = "ami.pkr.hcl.j2"
+#: the vault password client script, relative to the Ansible tree (``paths.ansible``)
+VAULT_CLIENT = "vault-pass-client.py"
 
 
 def check_project_files(project: Project, env: Environment, *, terraform: bool = False) -> None:

@@ -30,14 +30,12 @@ from baker import package, provenance, recipe, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
+from baker.preflight import TEMPLATE, VAULT_CLIENT, check_project_files
 
 log = logging.getLogger("baker")
 
-TEMPLATE = "ami.pkr.hcl.j2"
 TEMPLATE_OUT = "ami.pkr.hcl"
 VARIABLES_OUT = "ami.pkrvars.hcl"
-#: the vault password client script, relative to the Ansible tree
-VAULT_CLIENT = "vault-pass-client.py"
 #: Packer 1.7 introduced `packer { required_plugins }`; 1.6 rejects the block
 REQUIRED_PLUGINS_SINCE = (1, 7, 0)
 #: characters EC2 accepts in an AMI name
@@ -523,8 +521,6 @@ def prepare(
     packer_cache: bool = True,
 ) -> Prepared:
     """Package, render and hash: the one sequence ``render`` and ``bake`` share."""
-    from baker.preflight import check_project_files  # preflight reads this module's file names
-
     check_project_files(project, env)  # every project file, before anything is built or AWS is asked
     out = build_dir(project, env)
     # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
