@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import click.shell_completion
@@ -18,6 +18,9 @@ import click.shell_completion
 from baker import runner
 from baker.aws import AWS
 from baker.config import DEFAULTS_FILE, ENV_DIR, Environment, Project, load_project, withheld_variables
+
+if TYPE_CHECKING:
+    from baker.deploy import Deploy
 
 log = logging.getLogger("baker")
 
@@ -75,6 +78,17 @@ class App:
 
             return cloud.aws(region=s.region, account_id=s.account_id)
         return AWS(region=s.region, profile=s.profile, role_arn=s.role_arn)
+
+    def deploy(self, env: Environment) -> Deploy:
+        """The environment's Deploy, with what the local cloud needs handed in under --local."""
+        from baker.deploy import Deploy
+
+        aws = self.aws(env)
+        if not self.local:
+            return Deploy(self.project, env, aws)
+        from baker.local import cloud
+
+        return Deploy(self.project, env, aws, local=True, test_route=cloud.test_route(aws.endpoint_url))
 
     def emit(self, result: dict[str, Any], text: Callable[[dict[str, Any]], str] | str | None = None) -> None:
         """Print the command's result: one JSON object, or the text rendering."""
