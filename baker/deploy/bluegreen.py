@@ -64,8 +64,8 @@ def other(color: str) -> str:
 
 
 @dataclass(frozen=True)
-class Fleet:
-    """One color as Terraform last applied it."""
+class ColorGroup:
+    """One color's group as Terraform last applied it (what AWS says of a fleet: baker.fleet.Fleet)."""
 
     color: str
     asg_name: str
@@ -87,7 +87,7 @@ class Colors:
     live: str
     test: str
     weights: dict[str, int]
-    fleets: dict[str, Fleet]
+    fleets: dict[str, ColorGroup]
     listener_arn: str
     test_listener_arn: str | None
     test_port: int | None
@@ -100,7 +100,7 @@ class Colors:
         if not isinstance(bg, dict):
             return None
         fleets = {
-            c: Fleet(
+            c: ColorGroup(
                 color=c,
                 asg_name=f["asg_name"],
                 target_group_arn=f["target_group_arn"],
@@ -209,10 +209,10 @@ class BlueGreen:
     def current(self) -> Colors | None:
         return Colors.from_outputs(self.ctx.handoff.outputs())
 
-    def watch(self, fleet: Fleet, known: frozenset[str] = frozenset()) -> Watch:
+    def watch(self, fleet: ColorGroup, known: frozenset[str] = frozenset()) -> Watch:
         return self.ctx.watch(fleet.asg_name, fleet.target_group_arn, known)
 
-    def _known(self, fleet: Fleet | None) -> frozenset[str]:
+    def _known(self, fleet: ColorGroup | None) -> frozenset[str]:
         if fleet is None:
             return frozenset()
         try:
@@ -348,7 +348,7 @@ class BlueGreen:
         steps = [100] if release.kind == "rollback" else list(self.settings.traffic_steps)
         return self.shift(release, colors, new, steps, result)
 
-    def _record(self, release: Release, fleet: Fleet) -> None:
+    def _record(self, release: Release, fleet: ColorGroup) -> None:
         release.asg_name = fleet.asg_name
         release.launch_template_id = fleet.launch_template_id
         release.launch_template_version = fleet.launch_template_version
@@ -408,7 +408,7 @@ class BlueGreen:
                 return state, f"traffic step {percent}% to {new} failed: {failure}"
         return state, None
 
-    def watch_step(self, fleet: Fleet, colors: Colors) -> tuple[Rollout, str | None]:
+    def watch_step(self, fleet: ColorGroup, colors: Colors) -> tuple[Rollout, str | None]:
         """Watch the new color for ``deploy.step_seconds``: every target healthy, 5xx within bounds."""
         ctx = self.ctx
         started, since = ctx.clock.monotonic(), utc_now()
@@ -436,7 +436,7 @@ class BlueGreen:
             ctx.clock.sleep(min(interval, left))
             interval = min(interval * 1.5, ctx.poll_max)
 
-    def errors_5xx(self, fleet: Fleet, colors: Colors, since: dt.datetime) -> int:
+    def errors_5xx(self, fleet: ColorGroup, colors: Colors, since: dt.datetime) -> int:
         """5xx answers of the color's targets since ``since``, as CloudWatch has them."""
         dims = [{"Name": "TargetGroup", "Value": arn_suffix(fleet.target_group_arn, "")}]
         if colors.load_balancer_arn:

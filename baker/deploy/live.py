@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from baker import fleet
+from baker.aws import AWS
 from baker.deploy.handoff import Handoff
 from baker.errors import BakerError
 from baker.health import Watch
@@ -13,7 +15,8 @@ log = logging.getLogger("baker")
 
 
 class LiveView:
-    def __init__(self, handoff: Handoff, watch: Callable[[str, str], Watch]) -> None:
+    def __init__(self, aws: AWS, handoff: Handoff, watch: Callable[[str, str], Watch]) -> None:
+        self.aws = aws
         self.handoff = handoff
         self.watch = watch
 
@@ -24,15 +27,11 @@ class LiveView:
         if not out.get("asg_name"):
             return None
         try:
-            state = self.watch(out["asg_name"], out["target_group_arn"]).look(str(out.get("image_id") or ""))
+            found = fleet.read(self.aws, out["asg_name"])
         except BakerError as exc:
             log.warning("cannot read the fleet: %s", exc.message)
             return out.get("image_id")
-        counts: dict[str, int] = {}
-        for inst in state.instances.values():
-            if inst.get("lifecycle") == "InService" and inst.get("ami_id"):
-                counts[inst["ami_id"]] = counts.get(inst["ami_id"], 0) + 1
-        return max(counts, key=lambda a: counts[a]) if counts else out.get("image_id")
+        return found.most_run or out.get("image_id")
 
     def words(self) -> str:
         """What runs, in words: launch template version and image, instances per AMI, refresh."""

@@ -101,7 +101,7 @@ class Deploy:
             poll_max=poll_max,
             test_route=test_route,
         )
-        self.live = LiveView(self.handoff, self.context.watch)
+        self.live = LiveView(aws, self.handoff, self.context.watch)
         #: how releases reach the fleet here, chosen once (``deploy.strategy``)
         self.strategy = strategy_for(self.context)
 
