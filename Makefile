@@ -8,8 +8,13 @@ APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-de
 # (they share a module's fleet); the slow files start first. `make unit` runs serially.
 PYTEST := $(PYTHON) -m pytest -q
 PYTEST_WORKERS ?= 4
+# checkov scans terraform/ in `make lint`; in a venv of its own (its pins of boto3 and friends are
+# not baker's). --skip-download: it asks Prisma Cloud for nothing (no network, no API key).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: deps test unit lint demo clean init-templates
+.PHONY: deps lint-deps test unit lint demo clean init-templates
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
@@ -22,16 +27,21 @@ deps:
 	  && command -v actionlint >/dev/null && command -v zizmor >/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 
+lint-deps:
+	@[ "$$($(CHECKOV) --version 2>/dev/null)" = $(CHECKOV_VERSION) ] \
+	  || { $(PYTHON) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"; }
+
 test: deps
 	$(PYTEST) -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: deps
 	$(PYTEST) tests/unit
 
-lint: deps
+lint: deps lint-deps
 	ruff check baker tests bench
 	ruff format --check baker tests bench
 	mypy
+	$(CHECKOV) --directory terraform --framework terraform --skip-download --quiet --compact
 
 # --allow-dirty: a demo of a work tree with local edits packages them (the version says .dirty)
 demo: deps

@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from baker import images, provenance, render, runner, vault
+from baker import images, plugins, provenance, render, runner, vault
 from baker.aws import AWS
 from baker.config import Environment, Project, secret_values, withheld_variables
 from baker.errors import AWSError, ToolError
@@ -298,6 +298,15 @@ class Bake:
                 pkg.version,
                 self.env.name,
                 digest[:12],
+            )
+            # Packer >= 1.10 bundles neither plugin: init installs what the template pins (or finds it)
+            plugins.ensure(
+                self.packer,
+                prepared.packer_version,
+                rendered.template,
+                cwd=self.project.root,
+                env=env,
+                redact=self._secrets(env, secret),
             )
             packer_started = time.monotonic()
             watch = self._packer(rendered, env, secret, build_id, bake.timeout)

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from baker import runner
+from baker import plugins, runner
 from baker.aws import AWS, error_code
 from baker.config import Environment, Project
 from baker.errors import BakerError
 
 #: what baker supports: (lowest, first unsupported or None), and where the bound comes from
 SUPPORTED: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None, str]] = {
-    "packer": ((1, 6, 0), None, "1.6 has the amazon-ebs builder and the ansible provisioner built in"),
+    "packer": ((1, 6, 0), None, "1.6 has both plugins built in; >= 1.7 gets them with packer init"),
     "ansible-playbook": ((2, 16), (2, 20), "ansible-core >=2.16,<2.20, as pyproject.toml pins it"),
     "terraform": ((1, 5), None, "terraform/versions.tf: required_version >= 1.5"),
     "tofu": ((1, 6), None, "OpenTofu 1.6 is Terraform 1.5's language"),
@@ -95,6 +95,67 @@ def check_tool(tool: str) -> Check:
     return Check(tool, True, f"{shown} at {path} (baker supports {_range(tool)})")
 
 
+def check_plugins(project: Project) -> Check:
+    """The plugins the project's template pins, installed for the Packer on PATH (>= 1.7)."""
+    from baker import render
+
+    what = "packer plugins"
+    try:
+        path = runner.which("packer")
+        version = render.packer_version(path)
+    except BakerError as exc:
+        return Check(
+            what, False, f"not checked: {exc.message.splitlines()[0]}", runner.INSTALL_HINTS["packer"]
+        )
+    shown = ".".join(map(str, version))
+    if version < plugins.SINCE:
+        return Check(
+            what, True, f"Packer {shown} has the amazon-ebs builder and the ansible provisioner built in"
+        )
+    try:
+        wanted = plugins.required(render.template_path(project).read_text())
+    except BakerError as exc:
+        return Check(what, False, f"not checked: {exc.message}", "restore the template (paths.packer)")
+    found = plugins.installed(path, version, render.packer_base_env())
+    absent = plugins.missing(wanted, found)
+    have = ", ".join(f"{i.source} {i.version}" for i in found) or "none"
+    where = plugins.plugin_dir(render.packer_base_env())
+    if absent:
+        need = ", ".join(f"{r.source} {r.version}".strip() for r in absent)
+        return Check(
+            what,
+            False,
+            f"Packer {shown} needs {need}; installed in {where}: {have}",
+            "; ".join(r.install_command(version) for r in absent)
+            + " (or let `baker render`/`bake` run packer init, which needs internet)",
+        )
+    return Check(what, True, f"Packer {shown} with {have} (plugin directory {where})")
+
+
+def check_provider(project: Project) -> Check:
+    """Which AWS provider versions the Terraform module accepts (its `required_providers`)."""
+    module = project.path(project.settings.paths.terraform)
+    for tf in sorted(module.glob("*.tf")):
+        block = re.search(r"required_providers\s*\{(?P<body>.*?)\n\s*\}", tf.read_text(), re.DOTALL)
+        aws = (
+            re.search(r"aws\s*=\s*\{[^}]*version\s*=\s*\"(?P<v>[^\"]*)\"", block.group("body"))
+            if block
+            else None
+        )
+        if aws:
+            return Check(
+                "terraform AWS provider",
+                True,
+                f"the module accepts hashicorp/aws {aws.group('v')} ({tf.name})",
+            )
+    return Check(
+        "terraform AWS provider",
+        False,
+        f"no required_providers entry for aws in {module}",
+        'pin it in the module: required_providers { aws = { source = "hashicorp/aws", version = "..." } }',
+    )
+
+
 def state_table(project: Project) -> str:
     """The DynamoDB table of baker's state in this project (ledger, pins, locks)."""
     return project.settings.state.table
@@ -117,6 +178,7 @@ class Doctor:
     def run(self, env_names: list[str] | None = None) -> dict[str, Any]:
         binary = self.project.settings.terraform.binary
         checks = [check_tool(t) for t in ("packer", "ansible-playbook", binary, "dpkg-deb")]
+        checks += [check_plugins(self.project), check_provider(self.project)]
         names = env_names or self.project.environment_names()
         for name in names:
             checks += self.environment(name)

@@ -25,7 +25,7 @@ from typing import Any
 
 import jinja2
 
-from baker import package, provenance, recipe, runner
+from baker import package, plugins, provenance, recipe, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
@@ -37,7 +37,7 @@ log = logging.getLogger("baker")
 TEMPLATE_OUT = "ami.pkr.hcl"
 VARIABLES_OUT = "ami.pkrvars.hcl"
 #: Packer 1.7 introduced `packer { required_plugins }`; 1.6 rejects the block
-REQUIRED_PLUGINS_SINCE = (1, 7, 0)
+REQUIRED_PLUGINS_SINCE = plugins.SINCE
 #: characters EC2 accepts in an AMI name
 _AMI_NAME_BAD = re.compile(r"[^A-Za-z0-9()\[\] ./'@_-]")
 _PACKER_VERSION = re.compile(r"Packer v?(\d+)\.(\d+)\.(\d+)")
@@ -521,6 +521,9 @@ class Render:
         )
         # without a build host session the local key file does not exist yet: check the syntax only
         syntax_only = self.local_endpoint is not None
+        version = prepared.packer_version
+        # Packer >= 1.7 validates only with the plugins the template names installed
+        plugins.ensure(self.packer, version, rendered.template, cwd=self.project.root, env=packer_base_env())
         validate(
             rendered.template,
             rendered.variables,
@@ -528,7 +531,6 @@ class Render:
             binary=self.packer,
             syntax_only=syntax_only,
         )
-        version = prepared.packer_version
         return {
             "env": self.env.name,
             "template": str(rendered.template),

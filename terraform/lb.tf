@@ -1,15 +1,38 @@
 locals {
   # ALB refuses a health check whose timeout is not below its interval
   health_check_timeout = coalesce(var.health_check_timeout, min(5, var.health_check_interval - 1))
+  # HTTPS with a certificate: users reach https_listener_port, listener_port answers 301 to it
+  https = var.certificate_arn != null
 }
 
 resource "aws_lb" "this" {
-  name               = "${local.short_name}-lb"
-  load_balancer_type = "application"
-  internal           = var.internal
-  security_groups    = [aws_security_group.lb.id]
-  subnets            = local.subnet_ids
-  tags               = local.tags
+  #checkov:skip=CKV_AWS_150:deletion protection is the input deletion_protection (on in the example's prod); off by default so a dev environment can be destroyed
+  #checkov:skip=CKV_AWS_91:access logs are the opt-in input access_logs_bucket (a bucket whose policy lets the region's ELB account write)
+  #checkov:skip=CKV2_AWS_28:a WAF is the opt-in input waf_web_acl_arn (a WAFv2 web ACL of the account)
+  #checkov:skip=CKV2_AWS_76:the WAF ACL (Log4j rules) is the user's, given as waf_web_acl_arn
+  name                       = "${local.short_name}-lb"
+  load_balancer_type         = "application"
+  internal                   = var.internal
+  security_groups            = [aws_security_group.lb.id]
+  subnets                    = local.subnet_ids
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection
+  tags                       = local.tags
+
+  dynamic "access_logs" {
+    for_each = var.access_logs_bucket == null ? [] : [var.access_logs_bucket]
+    content {
+      bucket  = access_logs.value
+      prefix  = var.access_logs_prefix
+      enabled = true
+    }
+  }
+}
+
+resource "aws_wafv2_web_acl_association" "lb" {
+  count        = var.waf_web_acl_arn == null ? 0 : 1
+  resource_arn = aws_lb.this.arn
+  web_acl_arn  = var.waf_web_acl_arn
 }
 
 resource "aws_lb_target_group" "this" {
@@ -38,10 +61,15 @@ resource "aws_lb_target_group" "this" {
   }
 }
 
+# The users' listener: HTTP on listener_port, or HTTPS on https_listener_port with certificate_arn
 resource "aws_lb_listener" "http" {
+  #checkov:skip=CKV_AWS_2:HTTPS when certificate_arn is set (then listener_port only redirects to it); plain HTTP stays the default for a module tried without a certificate
+  #checkov:skip=CKV_AWS_103:with certificate_arn the policy is ssl_policy (TLS 1.2 and 1.3 by default); without it there is no TLS to set
   load_balancer_arn = aws_lb.this.arn
-  port              = var.listener_port
-  protocol          = "HTTP"
+  port              = local.https ? var.https_listener_port : var.listener_port
+  protocol          = local.https ? "HTTPS" : "HTTP"
+  certificate_arn   = var.certificate_arn
+  ssl_policy        = local.https ? var.ssl_policy : null
   tags              = local.tags
 
   default_action {
@@ -65,6 +93,26 @@ resource "aws_lb_listener" "http" {
           duration = 1
         }
       }
+    }
+  }
+}
+
+# HTTPS: plain HTTP on listener_port answers 301 to the HTTPS listener, the path and query kept
+resource "aws_lb_listener" "redirect" {
+  count = local.https ? 1 : 0
+  # after the users' listener has left listener_port (when HTTPS is turned on)
+  depends_on        = [aws_lb_listener.http]
+  load_balancer_arn = aws_lb.this.arn
+  port              = var.listener_port
+  protocol          = "HTTP"
+  tags              = local.tags
+
+  default_action {
+    type = "redirect"
+    redirect {
+      protocol    = "HTTPS"
+      port        = tostring(var.https_listener_port)
+      status_code = "HTTP_301"
     }
   }
 }

@@ -214,9 +214,51 @@ variable "deregistration_delay" {
 }
 
 variable "listener_port" {
-  description = "Port of the load balancer's HTTP listener."
+  description = "Port of the load balancer's HTTP listener (with certificate_arn: it redirects to HTTPS)."
   type        = number
   default     = 80
+}
+
+variable "certificate_arn" {
+  description = "An ACM certificate: the users' listener speaks HTTPS on https_listener_port with it, listener_port answers 301 to it, and the blue/green test listener speaks HTTPS too. null: plain HTTP."
+  type        = string
+  default     = null
+}
+
+variable "ssl_policy" {
+  description = "The TLS policy of the HTTPS listeners (with certificate_arn)."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
+
+variable "https_listener_port" {
+  description = "Port of the HTTPS listener (with certificate_arn)."
+  type        = number
+  default     = 443
+}
+
+variable "deletion_protection" {
+  description = "Whether AWS refuses to delete the load balancer (turn it off before a terraform destroy)."
+  type        = bool
+  default     = false
+}
+
+variable "access_logs_bucket" {
+  description = "Opt-in: an S3 bucket for the load balancer's access logs (its policy must let the region's ELB account write). null: no access logs."
+  type        = string
+  default     = null
+}
+
+variable "access_logs_prefix" {
+  description = "Key prefix of the access logs in access_logs_bucket."
+  type        = string
+  default     = null
+}
+
+variable "waf_web_acl_arn" {
+  description = "Opt-in: a WAFv2 web ACL (REGIONAL scope) to associate with the load balancer. null: no WAF."
+  type        = string
+  default     = null
 }
 
 variable "internal" {

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,13 +85,14 @@ def test_a_broken_environment_fails_its_check_and_exits_2(tmp_path):
     (project / "environments").mkdir()
     (project / "environments" / "defaults.yml").write_bytes((REPO / "environments/defaults.yml").read_bytes())
     (project / "environments" / "dev.yml").write_text("aws:\n  regoin: us-east-1\n")
+    shutil.copytree(REPO / "terraform", project / "terraform")
     code, r, err = baker("--project", str(project), "doctor")
     assert code == 2 and r["ok"] is False and r["exit_code"] == 2
     by_name = {(c["env"], c["name"]): c for c in r["checks"]}
     assert by_name[(None, "packer")]["ok"] is True
     broken = by_name[("dev", "configuration")]
     assert broken["ok"] is False and "regoin" in broken["detail"] and broken["fix"]
-    assert "FAIL  dev: configuration" in err and "1 of 5 checks failed" in err
+    assert "FAIL  dev: configuration" in err and "1 of 7 checks failed" in err
 
 
 def test_text_lists_every_check_and_the_fix_of_a_failing_one():

@@ -24,11 +24,22 @@ resource "aws_security_group" "lb" {
   tags        = local.tags
 
   ingress {
-    description = "HTTP listener"
+    description = "HTTP listener (with HTTPS on: its redirect)"
     from_port   = var.listener_port
     to_port     = var.listener_port
     protocol    = "tcp"
     cidr_blocks = var.allowed_cidrs
+  }
+
+  dynamic "ingress" {
+    for_each = local.https ? [1] : []
+    content {
+      description = "HTTPS listener"
+      from_port   = var.https_listener_port
+      to_port     = var.https_listener_port
+      protocol    = "tcp"
+      cidr_blocks = var.allowed_cidrs
+    }
   }
 
   dynamic "ingress" {
@@ -52,6 +63,7 @@ resource "aws_security_group" "lb" {
 }
 
 resource "aws_security_group" "instance" {
+  #checkov:skip=CKV_AWS_382:instances reach package mirrors, AWS APIs and whatever the app calls: that is the app's to narrow (an egress proxy, NACLs), not the module's to guess
   name        = "${var.name}-instance"
   description = "Instances of ${var.name}"
   vpc_id      = data.aws_vpc.selected.id
