@@ -39,6 +39,7 @@ from typing import Any
 from baker import hcl, runner
 from baker.config import BackendSettings
 from baker.errors import ToolError, UsageError
+from baker.plan import Plan, parse_plan
 
 log = logging.getLogger("baker")
 
@@ -177,96 +178,6 @@ def find_mirror(configured: str | None) -> Path | None:
         if Path(candidate).is_dir():
             return Path(candidate)
     return None
-
-
-# ---------------------------------------------------------------- plans
-
-
-@dataclass(frozen=True)
-class Change:
-    address: str
-    type: str
-    actions: tuple[str, ...]
-    #: attributes whose value changes (top level), for the summary
-    attributes: tuple[str, ...] = ()
-    #: Terraform's reason for a replacement (``replace_because_tainted``, ...), when it gives one
-    reason: str | None = None
-
-    @property
-    def tainted(self) -> bool:
-        return self.reason == "replace_because_tainted"
-
-    @property
-    def kind(self) -> str:
-        """create, update, delete, replace, read or no-op."""
-        acts = set(self.actions)
-        if {"create", "delete"} <= acts:
-            return "replace"
-        return self.actions[0] if len(self.actions) == 1 else "+".join(self.actions)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "type": self.type,
-            "action": self.kind,
-            "attributes": list(self.attributes) if self.kind == "update" else [],
-        }
-
-
-@dataclass(frozen=True)
-class Plan:
-    path: Path
-    changes: tuple[Change, ...]
-    #: the raw ``show -json`` document
-    document: dict[str, Any] = field(repr=False, default_factory=dict)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        out = {"create": 0, "update": 0, "replace": 0, "delete": 0}
-        for c in self.changes:
-            if c.kind in out:
-                out[c.kind] += 1
-        return out
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes
-
-    def summary(self) -> dict[str, Any]:
-        return {"counts": self.counts, "changes": [c.as_dict() for c in self.changes]}
-
-
-def _changed_attributes(before: Any, after: Any, unknown: Any) -> tuple[str, ...]:
-    if not isinstance(after, dict):
-        return ()
-    before = before if isinstance(before, dict) else {}
-    unknown = unknown if isinstance(unknown, dict) else {}
-    keys = set(before) | set(after) | set(unknown)
-    return tuple(sorted(k for k in keys if before.get(k) != after.get(k) or unknown.get(k)))
-
-
-def parse_plan(document: dict[str, Any], path: Path | str = "") -> Plan:
-    """The changes of a ``show -json`` plan document, no-ops and reads left out."""
-    changes = []
-    for rc in document.get("resource_changes", []):
-        change = rc.get("change", {})
-        actions = tuple(change.get("actions", []))
-        if actions in (("no-op",), ("read",)) or not actions:
-            continue
-        attrs = _changed_attributes(change.get("before"), change.get("after"), change.get("after_unknown"))
-        changes.append(
-            Change(
-                address=rc.get("address", ""),
-                type=rc.get("type", ""),
-                actions=actions,
-                attributes=attrs,
-                reason=rc.get("action_reason"),
-            )
-        )
-    return Plan(path=Path(path), changes=tuple(changes), document=document)
-
-
-# ---------------------------------------------------------------- diagnostics
 
 
 def text_diagnostics(lines: Sequence[str]) -> list[str]:

@@ -6,8 +6,7 @@ automatic rollback, all under one lock (see ``run``'s docstring for the whole pa
     strategies.py  deploy.strategy name -> strategy class
     rolling.py     rolling: a launch template version and an instance refresh
     bluegreen.py   blue_green: the idle color, a test route, traffic by weights
-    handoff.py     the Terraform side: variables, plan, the plan gate, apply, outputs
-    plan.py        the plan gate and how a plan is shown
+    handoff.py     the Terraform side: variables, plan, the plan gate (baker/plan.py), apply, outputs
     records.py     the release records of a run: intent, outcome, abandoned, interrupted
     recovery.py    the automatic rollback after a failed health gate
     rollback.py    ``baker rollback``
@@ -15,10 +14,10 @@ automatic rollback, all under one lock (see ``run``'s docstring for the whole pa
 """
 
 from baker.deploy.handoff import Handoff
-from baker.deploy.plan import applied_strategy, gate, plan_text
 from baker.deploy.recovery import Options
 from baker.deploy.run import Deploy
 from baker.health import Rollout, Watch, assess, duration
+from baker.plan import applied_strategy, gate, plan_text
 
 __all__ = [
     "Deploy",

@@ -46,10 +46,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from baker.deploy.context import Context
-from baker.deploy.plan import gate
 from baker.errors import BakerError, Refused
 from baker.health import Rollout, Watch, duration
 from baker.ledger import Release
+from baker.plan import gate
 from baker.provenance import parse_iso, utc_now
 
 log = logging.getLogger("baker")

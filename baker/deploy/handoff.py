@@ -10,11 +10,11 @@ from typing import Any
 
 from baker.aws import AWS, error_code
 from baker.config import VARIABLES, Environment, Project, resolve_secret_refs, secret_values
-from baker.deploy.plan import applied_strategy, gate, plan_text
 from baker.deploy.records import Records
 from baker.errors import AWSError, BakerError, Refused
 from baker.ledger import Release
-from baker.terraform import Plan, Terraform, backend_config, find_mirror
+from baker.plan import Plan, applied_strategy, gate, plan_text
+from baker.terraform import Terraform, backend_config, find_mirror
 
 log = logging.getLogger("baker")
 

@@ -29,7 +29,6 @@ from baker.deploy import recovery
 from baker.deploy.context import Clock, Context, Progress, TestRoute
 from baker.deploy.handoff import Handoff, terraform_for
 from baker.deploy.live import LiveView
-from baker.deploy.plan import gate, plan_text
 from baker.deploy.records import Records
 from baker.deploy.recovery import Options
 from baker.deploy.strategies import strategy_for
@@ -37,9 +36,10 @@ from baker.errors import AWSError, BakerError, Interrupted, RollbackFailed
 from baker.health import Rollout, Watch
 from baker.images import Image
 from baker.ledger import Ledger, Lock, Release, lock_for
+from baker.plan import Plan, gate, plan_text
 from baker.policy import Change, Gate
 from baker.provenance import iso, utc_now
-from baker.terraform import Plan, Terraform
+from baker.terraform import Terraform
 
 log = logging.getLogger("baker")
 

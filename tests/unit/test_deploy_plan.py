@@ -13,7 +13,7 @@ import pytest
 
 from baker.deploy import Rollout, Watch, assess, duration, gate, plan_text
 from baker.errors import Refused
-from baker.terraform import parse_plan
+from baker.plan import parse_plan
 
 PLANS = Path(__file__).parent / "deploy_plans"
 
@@ -153,7 +153,7 @@ def test_a_healthy_target_of_the_new_ami_stops_the_early_failure_clock():
 
 
 def test_a_tainted_first_create_may_be_replaced_only_while_nothing_ever_served():
-    from baker.terraform import Change, Plan
+    from baker.plan import Change, Plan
 
     tainted = Change("aws_lb.this", "aws_lb", ("delete", "create"), reason="replace_because_tainted")
     other = Change("aws_lb_target_group.this", "aws_lb_target_group", ("delete", "create"))
