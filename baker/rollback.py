@@ -47,7 +47,7 @@ class Rollback:
         if found is None:
             raise UsageError(
                 f"{self.env.name} has no earlier healthy release on another AMI than {exclude} "
-                "to roll back to",
+                "that is not revoked to roll back to",
                 details={"env": self.env.name},
             )
         return found
@@ -95,9 +95,15 @@ class Rollback:
         target = self.ledger.last_good_besides(failed)
         if target is None or target.ami_id is None:
             result["outcome"] = "failed"
+            revoked = self.ledger.last_good_besides(failed, skip_revoked=False)
+            why = (
+                f"every earlier good release is of a revoked AMI (the newest: {revoked.ami_id}; see "
+                f"'baker history -e {name}')"
+                if revoked is not None
+                else "there is no previous good release to roll back to (first deploy)"
+            )
             raise RollbackFailed(
-                f"{failed.kind} of {ami_id} to {name} failed ({failure}) and there is no previous good "
-                f"release to roll back to (first deploy). Live: {state.live()}",
+                f"{failed.kind} of {ami_id} to {name} failed ({failure}) and {why}. Live: {state.live()}",
                 details=result,
             )
         good = target.ami_id
