@@ -534,7 +534,9 @@ class GC:
         if not apply:
             return {"deleted": deleted, "snapshots": leftovers, "failed": failed, **changes}
         by_id = {i.id: i for i in look.images}
+        steps_of = {st.image.id: st for st in staged}
         for what, rows in changes.items():
+            reached = []
             for row in rows:
                 image = by_id[row["ami_id"]]
                 try:
@@ -543,11 +545,12 @@ class GC:
                     elif what in ("protected", "unprotected"):
                         lifecycle.set_protection(ec2, image, what == "protected")
                     elif what != "waiting":
-                        step = next(st for st in staged if st.image.id == image.id)
-                        lifecycle.carry_out(ec2, step, now=now)
+                        lifecycle.carry_out(ec2, steps_of[image.id], now=now)
+                        reached.append(image.id)
                 except AWSError as exc:
                     log.error("gc: %s %s in %s: %s", what, image.id, place.name, exc.message)
                     failed.append({"ami_id": image.id, "region": image.region, "error": exc.message})
+            lifecycle.record(ec2, reached, what, now)
         mark = {"Key": provenance.GC_PENDING, "Value": f"{iso(self.clock())} gc of {self.app}"}
         done: list[dict[str, Any]] = []
         for start in range(0, len(doomed), images.BATCH):

@@ -129,7 +129,8 @@ def changes(
 
 
 def carry_out(ec2: Client, step: Step, *, now: dt.datetime) -> list[str]:
-    """Take the image to its next stage; returns the snapshots deleted (a deregistration)."""
+    """Take the image to its next stage (``record`` then says so on it); returns the snapshots
+    deleted (a deregistration)."""
     image = step.image
     if step.action == "deregister":
         return images.deregister(ec2, image)
@@ -137,14 +138,15 @@ def carry_out(ec2: Client, step: Step, *, now: dt.datetime) -> list[str]:
         ec2.enable_image_deprecation(ImageId=image.id, DeprecateAt=provenance.iso(now))
     elif step.action == "disable" and image.state != "disabled":
         ec2.disable_image(ImageId=image.id)
-    if step.action in ("deprecate", "disable"):
-        stage = "deprecated" if step.action == "deprecate" else "disabled"
-        ec2.create_tags(
-            Resources=[image.id],
-            Tags=[{"Key": provenance.GC_STAGE, "Value": provenance.stage_value(stage, now)}],
-        )
-        log.info("gc: %s %s (%s)", stage, image.id, step.why)
+    log.info("gc: %s %s (%s)", step.action, image.id, step.why)
     return []
+
+
+def record(ec2: Client, ami_ids: list[str], stage: str, now: dt.datetime) -> None:
+    """``baker:gc-stage`` on the images that reached ``stage`` in this run (200 per call)."""
+    tag = {"Key": provenance.GC_STAGE, "Value": provenance.stage_value(stage, now)}
+    for start in range(0, len(ami_ids), images.BATCH):
+        ec2.create_tags(Resources=ami_ids[start : start + images.BATCH], Tags=[tag])
 
 
 def restore(ec2: Client, image: Image) -> None:

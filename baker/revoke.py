@@ -124,8 +124,10 @@ class Revoke:
         return out
 
     def _ledgers(self) -> list[Ledger]:
+        """The ledger of every environment that has one (never deployed: nothing to roll back to)."""
         table = self.project.settings.state.table
-        return [Ledger(self.aws(env), table=table, app=self.app, env=env.name) for env in self.envs]
+        found = [Ledger(self.aws(env), table=table, app=self.app, env=env.name) for env in self.envs]
+        return [ledger for ledger in found if ledger.table.exists()]
 
     def run(self, ami_id: str, *, reason: str, dry_run: bool = False) -> dict[str, Any]:
         if not reason.strip():
@@ -151,7 +153,6 @@ class Revoke:
             "dry_run": dry_run,
             "revoked": marks,
             "in_use": self.references(members, home),
-            "ledgers": [e.name for e in self.envs],
         }
         if dry_run:
             return result
@@ -161,10 +162,12 @@ class Revoke:
             log.info("revoked %s (%s)", image.id, home[image.id].name)
         ids = [image.id for image in members]
         record = {"at": iso(at), "by": by, "reason": reason, "root": ami_id}
+        result["ledgers"] = []
         for ledger in self._ledgers():
             ledger.set_revoked(ids, record)
             entry = ledger.new("revoke", ami_id, outcome="done", reason=reason, by=by, revoked_amis=ids)
             ledger.write(entry)
+            result["ledgers"].append(ledger.env)
         return result
 
     def unrevoke(self, ami_id: str, *, dry_run: bool = False) -> dict[str, Any]:

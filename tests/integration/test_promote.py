@@ -221,16 +221,18 @@ def test_a_revoked_ami_and_its_promoted_copy_are_refused_everywhere_and_status_a
     world.record("staging", ami)
     copy = world.promote("staging", "prod")["copies"]["us-west-2"]
     world.record("prod", copy)
+    # an app image baked on it as its base (layered images): revoked with it
+    child = register_ami(world.aws("dev"), "1.2.4", app="revoke-web", **{provenance.BASE_AMI: ami})
 
     code, planned, err = cli(world, capsys, "revoke", "--ami", ami, "--reason", "CVE-2026-0001", "--dry-run")
     assert code == 0, err
-    assert {m["ami_id"] for m in planned["revoked"]} == {ami, copy}
+    assert {m["ami_id"] for m in planned["revoked"]} == {ami, copy, child}
     assert provenance.REVOKED not in world.tags("prod", copy), "a dry run marks nothing"
 
     code, done, err = cli(world, capsys, "revoke", "--ami", ami, "--reason", "CVE-2026-0001")
     assert code == 0, err
     marked = {(m["ami_id"], m["account_id"]) for m in done["revoked"]}
-    assert marked == {(ami, DEV_ACCOUNT), (copy, PROD_ACCOUNT)}
+    assert marked == {(ami, DEV_ACCOUNT), (copy, PROD_ACCOUNT), (child, DEV_ACCOUNT)}
     said = provenance.parse_revoked(world.tags("prod", copy)[provenance.REVOKED])
     assert said is not None and (said["reason"], said["root"]) == ("CVE-2026-0001", ami)
     prod_ec2 = world.cloud.client("ec2", "us-west-2", PROD_ACCOUNT)
@@ -239,6 +241,7 @@ def test_a_revoked_ami_and_its_promoted_copy_are_refused_everywhere_and_status_a
     snap_tags = prod_ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["Tags"]
     assert provenance.REVOKED in {t["Key"] for t in snap_tags}, "its snapshots too"
 
+    assert set(done["ledgers"]) >= {"dev", "staging", "prod"}
     refusals = {
         "promote staging -> prod": ("promote", "--from", "staging", "--to", "prod", "--no-deploy"),
         "promote dev -> staging": ("promote", "--from", "dev", "--to", "staging", "--no-deploy"),
@@ -261,11 +264,11 @@ def test_a_revoked_ami_and_its_promoted_copy_are_refused_everywhere_and_status_a
     assert (history[0].kind, history[0].reason, set(history[0].revoked_amis or [])) == (
         "revoke",
         "CVE-2026-0001",
-        {ami, copy},
+        {ami, copy, child},
     )
 
     code, lifted, err = cli(world, capsys, "unrevoke", "--ami", ami)
-    assert code == 0 and {u["ami_id"] for u in lifted["unrevoked"]} == {ami, copy}, err
+    assert code == 0 and {u["ami_id"] for u in lifted["unrevoked"]} == {ami, copy, child}, err
     assert provenance.REVOKED not in world.tags("prod", copy)
     code, calm, err = cli(world, capsys, "status", *three, "--fail-on", "revoked")
     assert code == 0 and all(e["revoked"] == [] for e in calm["environments"]), err
