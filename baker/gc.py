@@ -21,10 +21,18 @@ AMI says why):
   ``baker:promoted-from`` on the copy), or a regional copy of a kept AMI from the same bake (same
   account, recipe, build time and promotion source): an AMI's copies stay or go together.
 
-The rest is deregistered and its snapshots deleted. Before the first deregistration of a batch
-its snapshots get ``baker:gc-pending``; a run interrupted after a deregistration leaves snapshots
-whose AMI is gone, and the next run deletes every snapshot so tagged that no image still uses.
-Reads are batched and paginated: calls grow with the number of AMIs in chunks of 200.
+- it was launched within ``--launched-within`` days (LastLaunchedTime);
+- where the account offers DescribeImageReferences, an instance or launch template uses it (also
+  outside baker's environments).
+
+The rest is walked through stages, one per run (baker/lifecycle.py): deprecated, then disabled
+after ``--disable-after`` days, then deregistered with its snapshots after ``--delete-after`` days
+(a revoked AMI goes straight to disabled; a kept AMI gc had begun to retire is brought back). The
+live, previous-good and pinned AMIs of every environment get deregistration protection, lifted when
+they stop being any of those. Before the first deregistration of a batch its snapshots get
+``baker:gc-pending``; a run interrupted after a deregistration leaves snapshots whose AMI is gone,
+and the next run deletes every snapshot so tagged that no image still uses. Reads are batched and
+paginated: calls grow with the number of AMIs in chunks of 200.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from baker import fleet, images, provenance
+from baker import fleet, images, lifecycle, provenance
 from baker.aws import AWS, Client, error_code
 from baker.config import Environment, Project
 from baker.errors import AWSError, UsageError
@@ -48,6 +56,7 @@ log = logging.getLogger("baker")
 
 DEFAULT_KEEP = 3
 DEFAULT_OLDER_THAN_DAYS = 14
+DEFAULT_LAUNCHED_WITHIN_DAYS = 14
 
 
 # ---------------------------------------------------------------- where
@@ -107,14 +116,17 @@ def ordinal(n: int) -> str:
     return {1: "newest", 2: "2nd newest", 3: "3rd newest"}.get(n, f"{n}th newest")
 
 
-def ledger_reasons(ledger: Ledger, keep: int) -> Reasons:
-    """The pin, releases in progress, and the last ``keep`` distinct AMIs of healthy releases."""
+def ledger_reasons(ledger: Ledger, keep: int, protect: set[str] | None = None) -> Reasons:
+    """The pin, releases in progress, and the last ``keep`` distinct AMIs of healthy releases.
+    ``protect`` gets the pinned, live and previous-good AMIs (deregistration protection)."""
     reasons: Reasons = {}
+    protect = set() if protect is None else protect
     env = ledger.env
     if not ledger.table.exists():
         return reasons
     pin = ledger.pin()
     if pin and pin.get("ami_id"):
+        protect.add(pin["ami_id"])
         add(
             reasons,
             pin["ami_id"],
@@ -132,6 +144,8 @@ def ledger_reasons(ledger: Ledger, keep: int) -> Reasons:
         if release.ami_id in good:
             continue
         good.append(release.ami_id)
+        if len(good) <= 2:
+            protect.add(release.ami_id)
         if len(good) == 1:
             what = f"live in {env} ({release.kind} {release.id})"
         elif len(good) == 2 and keep < 2:
@@ -244,7 +258,7 @@ def decide(
     by_id = {i.id: i for i in found}
     for image in found:
         why: list[str] = []
-        if image.state != "available":
+        if image.state not in ("available", "disabled"):
             why.append(f"{image.state}, not available (being created or copied)")
         why += evidence.get(image.id, [])
         created = parse_iso(image.created)
@@ -306,6 +320,8 @@ class Look:
     images: list[Image]
     reasons: Reasons
     leftovers: list[dict[str, Any]]
+    #: DescribeImageReferences answered here (else baker's own reads decided alone)
+    references: bool = False
 
 
 class GC:
@@ -318,12 +334,22 @@ class GC:
         only: Sequence[str] = (),
         keep: int = DEFAULT_KEEP,
         older_than_days: float = DEFAULT_OLDER_THAN_DAYS,
+        disable_after_days: float = lifecycle.DEFAULT_DISABLE_AFTER_DAYS,
+        delete_after_days: float = lifecycle.DEFAULT_DELETE_AFTER_DAYS,
+        launched_within_days: float = DEFAULT_LAUNCHED_WITHIN_DAYS,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         if keep < 1:
             raise UsageError("--keep must be at least 1: every environment keeps its live AMI")
-        if older_than_days < 0:
-            raise UsageError("--older-than must not be negative")
+        ages = {
+            "--older-than": older_than_days,
+            "--disable-after": disable_after_days,
+            "--delete-after": delete_after_days,
+            "--launched-within": launched_within_days,
+        }
+        for option, days in ages.items():
+            if days < 0:
+                raise UsageError(f"{option} must not be negative ({days:g})")
         known = {e.name for e in envs}
         unknown = sorted(set(only) - known)
         if unknown:
@@ -335,7 +361,12 @@ class GC:
         self.only = list(only)
         self.keep = keep
         self.older_than = dt.timedelta(days=older_than_days)
+        self.disable_after = dt.timedelta(days=disable_after_days)
+        self.delete_after = dt.timedelta(days=delete_after_days)
+        self.launched_within = launched_within_days
         self.clock = clock
+        #: the live, previous-good and pinned AMIs of every environment (deregistration protection)
+        self.protect: set[str] = set()
         self._aws: dict[str, AWS] = {}
 
     def aws(self, env: Environment) -> AWS:
@@ -349,7 +380,8 @@ class GC:
         table = self.project.settings.state.table
 
         def one(env: Environment) -> Reasons:
-            return ledger_reasons(Ledger(self.aws(env), table=table, app=self.app, env=env.name), self.keep)
+            ledger = Ledger(self.aws(env), table=table, app=self.app, env=env.name)
+            return ledger_reasons(ledger, self.keep, self.protect)
 
         merged: Reasons = {}
         with ThreadPoolExecutor(max_workers=min(8, len(self.envs) or 1)) as pool:
@@ -364,6 +396,16 @@ class GC:
         reasons = fleet_reasons(place.aws)
         for ami, why in instance_reasons(ec2, [i.id for i in found]).items():
             reasons.setdefault(ami, []).extend(why)
+        now = self.clock()
+        for image in found:
+            recent = lifecycle.launched_within(image, now=now, days=self.launched_within)
+            if recent:
+                add(reasons, image.id, recent)
+        refs = images.references(ec2, [i.id for i in found])
+        for ami, arns in (refs or {}).items():
+            for arn in arns:
+                if ":instance/" not in arn:  # instances: said above, with their state
+                    add(reasons, ami, f"used by {arn.rsplit(':', 1)[-1]} (DescribeImageReferences)")
         leftovers: list[dict[str, Any]] = []
         if place.deletable:
             in_use = {s for i in found for s in i.snapshots}
@@ -373,7 +415,7 @@ class GC:
             leftovers = [
                 s for page in pages for s in page.get("Snapshots", []) if s["SnapshotId"] not in in_use
             ]
-        return Look(place=place, images=found, reasons=reasons, leftovers=leftovers)
+        return Look(place, found, reasons, leftovers, references=refs is not None)
 
     def run(self, *, apply: bool = False) -> dict[str, Any]:
         where = places(self.envs, self.aws, self.only)
@@ -402,6 +444,9 @@ class GC:
             "dry_run": not apply,
             "keep": self.keep,
             "older_than_days": self.older_than.total_seconds() / 86400,
+            "disable_after_days": self.disable_after.total_seconds() / 86400,
+            "delete_after_days": self.delete_after.total_seconds() / 86400,
+            "references": all(look.references for look in looks),
             "places": [
                 {"account_id": p.account_id, "region": p.region, "envs": p.envs, "deletable": p.deletable}
                 for p in where
@@ -420,13 +465,14 @@ class GC:
                 for i in every
                 if i.id in kept
             ],
+            **{stage: [r for part in done for r in part[stage]] for stage in lifecycle.CHANGES},
             "snapshots_deleted": snapshots,
             "failed": failed,
             "bytes_freed": sum(d["bytes"] for d in deleted) + sum(s["bytes"] for s in snapshots),
         }
         if failed:
             raise AWSError(
-                f"gc: {len(failed)} deletion(s) failed (first: {failed[0]['error']}); what was deleted is "
+                f"gc: {len(failed)} change(s) failed (first: {failed[0]['error']}); what was deleted is "
                 "listed; run gc again to finish",
                 tool="aws",
                 details=result,
@@ -434,10 +480,21 @@ class GC:
         return result
 
     def clean(self, look: Look, kept: Reasons, *, apply: bool) -> dict[str, list[dict[str, Any]]]:
-        """Deregister the doomed images of one place (or, in a dry run, say what would go)."""
+        """Take the unused images of one place one stage on, protect what must stay (or, in a dry
+        run, say what would happen)."""
         place = look.place
         ec2 = place.aws.client("ec2")
-        doomed = [i for i in look.images if i.id not in kept]
+        now = self.clock()
+        steps = [
+            lifecycle.next_step(i, now=now, disable_after=self.disable_after, delete_after=self.delete_after)
+            for i in look.images
+            if i.id not in kept
+        ]
+        doomed = [st.image for st in steps if st.action == "deregister"]
+        staged = [st for st in steps if st.action != "deregister"]
+        changes = lifecycle.changes(
+            look.images if place.deletable else [], staged, kept, self.protect, place.account_id
+        )
         sizes = images.snapshot_sizes(ec2, [s for i in doomed for s in i.snapshots])
         deleted = [
             {
@@ -464,7 +521,25 @@ class GC:
         ]
         failed: list[dict[str, Any]] = []
         if not apply:
-            return {"deleted": deleted, "snapshots": leftovers, "failed": failed}
+            return {"deleted": deleted, "snapshots": leftovers, "failed": failed, **changes}
+        by_id = {i.id: i for i in look.images}
+        steps_of = {st.image.id: st for st in staged}
+        for what, rows in changes.items():
+            reached = []
+            for row in rows:
+                image = by_id[row["ami_id"]]
+                try:
+                    if what == "restored":
+                        lifecycle.restore(ec2, image)
+                    elif what in ("protected", "unprotected"):
+                        lifecycle.set_protection(ec2, image, what == "protected")
+                    elif what != "waiting":
+                        lifecycle.carry_out(ec2, steps_of[image.id], now=now)
+                        reached.append(image.id)
+                except AWSError as exc:
+                    log.error("gc: %s %s in %s: %s", what, image.id, place.name, exc.message)
+                    failed.append({"ami_id": image.id, "region": image.region, "error": exc.message})
+            lifecycle.record(ec2, reached, what, now)
         mark = {"Key": provenance.GC_PENDING, "Value": f"{iso(self.clock())} gc of {self.app}"}
         done: list[dict[str, Any]] = []
         for start in range(0, len(doomed), images.BATCH):
@@ -496,4 +571,4 @@ class GC:
                 )
                 continue
             gone.append(snap)
-        return {"deleted": done, "snapshots": gone, "failed": failed}
+        return {"deleted": done, "snapshots": gone, "failed": failed, **changes}

@@ -41,6 +41,10 @@ class Image:
     root_size: int = 0
     encrypted: bool = False
     kms_key_id: str | None = None
+    #: the image's lifecycle as EC2 says it: DeprecationTime, DeregistrationProtection, LastLaunchedTime
+    deprecation_time: str | None = None
+    protection: str = "disabled"
+    last_launched: str | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], region: str) -> Image:
@@ -68,6 +72,9 @@ class Image:
             root_size=size,
             encrypted=encrypted,
             kms_key_id=kms,
+            deprecation_time=data.get("DeprecationTime"),
+            protection=data.get("DeregistrationProtection") or "disabled",
+            last_launched=data.get("LastLaunchedTime"),
         )
 
     # -- provenance, read back
@@ -96,6 +103,15 @@ class Image:
     def promoted_from(self) -> str | None:
         return self.tags.get(provenance.PROMOTED_FROM)
 
+    @property
+    def revoked(self) -> dict[str, str] | None:
+        """Who revoked it, when and why (``baker revoke``); None when it is not revoked."""
+        return provenance.parse_revoked(self.tags.get(provenance.REVOKED))
+
+    @property
+    def protected(self) -> bool:
+        return self.protection.startswith("enabled")
+
     def summary(self) -> dict[str, Any]:
         return {
             "ami_id": self.id,
@@ -117,7 +133,7 @@ def get(ec2: Client, ami_id: str, region: str) -> Image | None:
     """The image, or None when this account cannot see it in ``region``."""
     check_id(ami_id)
     try:
-        found = ec2.describe_images(ImageIds=[ami_id]).get("Images", [])
+        found = ec2.describe_images(ImageIds=[ami_id], IncludeDisabled=True).get("Images", [])
     except AWSError as exc:
         if error_code(exc).startswith("InvalidAMIID"):
             return None
@@ -131,7 +147,9 @@ def require(ec2: Client, ami_id: str, region: str) -> Image:
     if image is None:
         raise UsageError(f"AMI {ami_id} not found in {region}", details={"ami_id": ami_id})
     if image.state != "available":
-        raise UsageError(f"AMI {ami_id} is {image.state}, not available", details={"ami_id": ami_id})
+        revoked = image.revoked
+        why = f" (revoked {revoked['at']} by {revoked['by']}: {revoked['reason']})" if revoked else ""
+        raise UsageError(f"AMI {ami_id} is {image.state}, not available{why}", details={"ami_id": ami_id})
     return image
 
 
@@ -155,9 +173,15 @@ def many(ec2: Client, region: str, *, ids: Iterable[str] = (), **query: Any) -> 
 
 
 def of_app(ec2: Client, app: str, region: str) -> list[Image]:
-    """The app's own images (tag baker:app) in this account and region."""
+    """The app's own images (tag baker:app) in this account and region, disabled ones too."""
     return list(
-        many(ec2, region, Owners=["self"], Filters=[{"Name": f"tag:{provenance.APP}", "Values": [app]}])
+        many(
+            ec2,
+            region,
+            Owners=["self"],
+            IncludeDisabled=True,
+            Filters=[{"Name": f"tag:{provenance.APP}", "Values": [app]}],
+        )
     )
 
 
@@ -349,3 +373,37 @@ def snapshot_sizes(ec2: Client, snapshot_ids: Iterable[str]) -> dict[str, int]:
                 if snap["SnapshotId"] in keep:
                     sizes[snap["SnapshotId"]] = int(snap.get("VolumeSize") or 0) * GIB
     return sizes
+
+
+#: what DescribeImageReferences answers where the account or endpoint does not offer it
+UNSUPPORTED = ("InvalidAction", "UnsupportedOperation", "UnknownOperation", "NotImplemented", "InternalError")
+
+
+def references(ec2: Client, ami_ids: Iterable[str]) -> dict[str, list[str]] | None:
+    """AMI id -> the ARNs of this account's instances (not terminated) and launch templates in the
+    region that use it, as DescribeImageReferences says; None where the API is not offered (the
+    caller falls back to its own reads)."""
+    wanted = sorted(set(ami_ids))
+    found: dict[str, list[str]] = {}
+    alive = list(NOT_TERMINATED)
+    try:
+        for start in range(0, len(wanted), BATCH):
+            pages = ec2.get_paginator("describe_image_references").paginate(
+                ImageIds=wanted[start : start + BATCH],
+                ResourceTypes=[
+                    {
+                        "ResourceType": "ec2:Instance",
+                        "ResourceTypeOptions": [{"OptionName": "state-name", "OptionValues": alive}],
+                    },
+                    {"ResourceType": "ec2:LaunchTemplate"},
+                ],
+            )
+            for page in pages:
+                for ref in page.get("ImageReferences", []):
+                    found.setdefault(ref["ImageId"], []).append(ref["Arn"])
+    except AWSError as exc:
+        if error_code(exc) in UNSUPPORTED:
+            log.info("DescribeImageReferences is not offered here (%s): baker reads for itself", exc.message)
+            return None
+        raise
+    return found

@@ -6,6 +6,9 @@ shared by every CI runner and operator:
     pk = "<app>#<env>"   sk = "release#<at, ms>#<id>"   one item per release, ordered by time
                          sk = "pin"                     the pin, absent when not pinned
                          sk = "lock"                    the deploy lock
+                         sk = "revoked#<AMI>"           an AMI revoked (``baker revoke``), absent once
+                                                        unrevoked; revoke and unrevoke are also
+                                                        releases of their kind, for the history
 
 A release is written before the apply (outcome ``in_progress``) and again, the same item, when
 its outcome is known. Reads page newest first with no cap: nothing is ever dropped (an SSM
@@ -38,7 +41,7 @@ from baker.provenance import iso, utc_now
 
 log = logging.getLogger("baker")
 
-KINDS = ("deploy", "release", "promote", "pin", "unpin", "rollback")
+KINDS = ("deploy", "release", "promote", "pin", "unpin", "rollback", "revoke", "unrevoke")
 #: outcomes a release can end with (DESIGN.md), the intermediate one, and the recovery ones
 OUTCOMES = (
     "in_progress",
@@ -114,6 +117,8 @@ class Release:
     pin_reason: str | None = None
     #: blue_green: the color (blue or green) this release runs on; None for rolling
     color: str | None = None
+    #: revoke, unrevoke: every AMI it marked (the AMI, its copies and children)
+    revoked_amis: list[str] | None = None
     recorded_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -270,21 +275,27 @@ class Ledger:
             (r for r in self.iter_releases() if r.outcome == "healthy" and r.kind in FLEET_KINDS), None
         )
 
-    def last_good(self, *, exclude_ami: str | None = None) -> Release | None:
-        """The newest healthy release on another AMI than ``exclude_ami`` (the rollback target)."""
+    def last_good(self, *, exclude_ami: str | None = None, skip_revoked: bool = True) -> Release | None:
+        """The newest healthy release on another AMI than ``exclude_ami`` (the rollback target),
+        passing over releases of revoked AMIs."""
+        revoked = self.revoked() if skip_revoked else {}
         return next(
             (
                 r
                 for r in self.iter_releases()
-                if r.outcome == "healthy" and r.kind in FLEET_KINDS and r.ami_id != exclude_ami
+                if r.outcome == "healthy"
+                and r.kind in FLEET_KINDS
+                and r.ami_id != exclude_ami
+                and r.ami_id not in revoked
             ),
             None,
         )
 
-    def last_good_besides(self, failed: Release) -> Release | None:
+    def last_good_besides(self, failed: Release, *, skip_revoked: bool = True) -> Release | None:
         """The newest healthy release that is not ``failed``'s AMI *and* runtime: what a failed
-        release rolls back to. A runtime change alone that fails goes back to the same AMI with
-        the runtime values it ran with before."""
+        release rolls back to, passing over releases of revoked AMIs. A runtime change alone that
+        fails goes back to the same AMI with the runtime values it ran with before."""
+        revoked = self.revoked() if skip_revoked else {}
         return next(
             (
                 r
@@ -293,6 +304,7 @@ class Ledger:
                 and r.kind in FLEET_KINDS
                 and r.id != failed.id
                 and (r.ami_id, r.runtime) != (failed.ami_id, failed.runtime)
+                and r.ami_id not in revoked
             ),
             None,
         )
@@ -311,6 +323,42 @@ class Ledger:
     def open(self) -> list[Release]:
         """Releases still ``in_progress``: under the deploy lock, those of a run that died."""
         return [r for r in self.iter_releases() if r.outcome == "in_progress"]
+
+    # -- revocations
+
+    def revoked(self) -> dict[str, dict[str, Any]]:
+        """AMI -> its revocation (at, by, reason, root) for every AMI revoked in this ledger."""
+        if not self.table.exists():
+            return {}
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table.name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": {"S": self.pk}, ":r": {"S": "revoked#"}},
+            ConsistentRead=True,
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for page in pages:
+            for item in page.get("Items", []):
+                try:
+                    found[item["sk"]["S"].removeprefix("revoked#")] = json.loads(item["doc"]["S"])
+                except (KeyError, ValueError):
+                    log.warning("ledger %s: skipping an unreadable item %s", self.pk, item.get("sk"))
+        return found
+
+    def set_revoked(self, ami_ids: list[str], record: dict[str, Any]) -> None:
+        self.table.ensure()
+        doc = json.dumps(record, sort_keys=True)
+        for ami in ami_ids:
+            self.ddb.put_item(
+                TableName=self.table.name,
+                Item={"pk": {"S": self.pk}, "sk": {"S": f"revoked#{ami}"}, "doc": {"S": doc}},
+            )
+
+    def clear_revoked(self, ami_ids: list[str]) -> None:
+        self.table.ensure()
+        for ami in ami_ids:
+            key = {"pk": {"S": self.pk}, "sk": {"S": f"revoked#{ami}"}}
+            self.ddb.delete_item(TableName=self.table.name, Key=key)
 
     # -- pin
 

@@ -11,6 +11,8 @@ set it, and what to do; a refusal changes nothing:
 | require_verified | any verb, for an AMI without baker:verified | ``require_verified: true``      |
 | min_soak         | promote of an AMI live in the source less   | ``promotion.min_soak``          |
 |                  | than that long                              |                                 |
+| revoked          | any verb, for an AMI tagged baker:revoked   | ``baker revoke`` (the AMI's tag)|
+|                  | (itself, or as a copy or child of one)      |                                 |
 
 The pin is checked twice by the verbs: once before anything starts, and again after the deploy
 lock is taken (someone may have pinned in between).
@@ -22,6 +24,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from baker import provenance
 from baker.config import Environment
 from baker.errors import Refused
 from baker.images import Image
@@ -57,6 +60,7 @@ class Gate:
         """Raise Refused when a rule forbids the change; return when every rule allows it."""
         if change.verb not in VERBS:
             raise ValueError(f"unknown verb {change.verb!r}")
+        self._revoked(change)
         self.check_pin(change)
         self._protected(change)
         self._promote_from(change)
@@ -84,6 +88,23 @@ class Gate:
             f"'baker unpin -e {name}' lifts the pin",
             where=f"the pin of {name} in the state table {self.ledger.table.name}",
             extra={"pinned": pin},
+        )
+
+    def _revoked(self, change: Change) -> None:
+        revoked = change.image.revoked if change.image is not None else None
+        if revoked is None:
+            return
+        assert change.image is not None
+        root = revoked.get("root") or change.image.id
+        via = f" (a copy or child of {root})" if root != change.image.id else ""
+        self._refuse(
+            change,
+            "revoked",
+            f"{change.image.id}{via} was revoked by {revoked['by']} at {revoked['at']}: "
+            f"{revoked['reason']!r}. No {change.verb} takes a revoked AMI; "
+            f"'baker unrevoke --ami {root}' lifts it",
+            where=f"the {provenance.REVOKED} tag of {change.image.id}",
+            extra={"revoked": {**revoked, "ami_id": change.image.id}},
         )
 
     def _protected(self, change: Change) -> None:

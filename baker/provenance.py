@@ -35,11 +35,18 @@ BUILD_ID = "baker:build-id"
 #: set by gc --apply on the snapshots of an AMI it is about to deregister: an interrupted run's
 #: next run finds and deletes them although their AMI is gone
 GC_PENDING = "baker:gc-pending"
+#: on an app image baked on a base image (layered images): the base AMI's id
+BASE_AMI = "baker:base-ami"
+#: set by ``baker revoke`` on the AMI, its snapshots and every copy and child: "<UTC time> by <who>
+#: [as a copy of <AMI>]: <reason>"; no verb that changes what runs takes a revoked AMI
+REVOKED = "baker:revoked"
+#: set by gc on an unused AMI at each stage it walks it through: "<stage> <UTC time>"
+GC_STAGE = "baker:gc-stage"
 
 #: the provenance tags of DESIGN.md that every baked AMI has (baker:ci-url only when CI says it)
 BAKED = (APP, VERSION, GIT_SHA, DEB_SHA256, RECIPE, SOURCE_AMI, BAKED_FOR, BUILT_AT, BUILDER)
 #: every tag baker may set on an AMI: the budget AWS's 50-tag limit must leave free
-ALL = (*BAKED, CI_URL, VERIFIED, PROMOTED_FROM, PROMOTED_TO)
+ALL = (*BAKED, CI_URL, VERIFIED, PROMOTED_FROM, PROMOTED_TO, REVOKED, GC_STAGE)
 MAX_VALUE = 256
 
 
@@ -131,3 +138,32 @@ def parse_verified(value: str | None) -> tuple[dt.datetime, str] | None:
     if when is None or not rest.startswith("checks=") or len(rest) <= len("checks="):
         return None
     return when, rest.removeprefix("checks=")
+
+
+def revoked_value(at: dt.datetime, by: str, reason: str, root: str | None = None) -> str:
+    """The ``baker:revoked`` value; ``root``: the AMI whose revocation this copy or child inherits."""
+    via = f" as a copy of {root}" if root else ""
+    return f"{iso(at)} by {by}{via}: {reason}"[:MAX_VALUE]
+
+
+def parse_revoked(value: str | None) -> dict[str, str] | None:
+    """{at, by, reason, root} of a ``baker:revoked`` value; None when there is none."""
+    if not value:
+        return None
+    head, _, reason = value.partition(": ")
+    at, _, rest = head.partition(" by ")
+    by, _, root = rest.partition(" as a copy of ")
+    return {"at": at, "by": by, "reason": reason, "root": root}
+
+
+def stage_value(stage: str, at: dt.datetime) -> str:
+    return f"{stage} {iso(at)}"
+
+
+def parse_stage(value: str | None) -> tuple[str, dt.datetime] | None:
+    """(stage, since when) of a ``baker:gc-stage`` value."""
+    if not value:
+        return None
+    stage, _, at = value.partition(" ")
+    when = parse_iso(at)
+    return (stage, when) if when is not None else None

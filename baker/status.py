@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from baker import images
 from baker.aws import AWS
 from baker.config import Environment, Project
-from baker.errors import BakerError
+from baker.errors import BakerError, Refused
 from baker.fleet import Fleet
 from baker.fleet import read as read_fleet
 from baker.ledger import FLEET_KINDS, Ledger, Lock, Release
@@ -125,6 +126,9 @@ class EnvironmentStatus:
             lock = self.lock.holder()
         fleet = read_fleet(self.aws, ref.asg_name) if ref is not None and ref.asg_name else None
         reasons = drift(live, fleet)
+        running = {live.ami_id} if live is not None and live.ami_id else set()
+        if fleet is not None:
+            running |= {a for a in (fleet.group_ami_id, fleet.default_ami_id, *fleet.instances) if a}
         s = self.env.settings.aws
         return {
             "env": self.env.name,
@@ -143,12 +147,20 @@ class EnvironmentStatus:
             "drift": bool(reasons),
             "drift_reasons": reasons,
             "fleet": fleet.as_dict() if fleet else None,
+            "revoked": self.revoked(running - {"?"}),
             "lock": lock,
             "unfinished": release_view(newest)
             if newest is not None and newest.outcome in UNFINISHED
             else None,
             "error": None,
         }
+
+    def revoked(self, running: set[str]) -> list[dict[str, Any]]:
+        """The revoked AMIs among those the environment runs (one call): who, when, why."""
+        if not running:
+            return []
+        found = images.many(self.aws.client("ec2"), self.aws.region, ids=running, IncludeDisabled=True)
+        return [{"ami_id": i.id, **i.revoked} for i in found if i.revoked is not None]
 
 
 def unreadable(env: Environment, exc: BakerError) -> dict[str, Any]:
@@ -192,3 +204,20 @@ class Status:
         with ThreadPoolExecutor(max_workers=min(8, len(self.envs))) as pool:
             found = list(pool.map(self.one, self.envs))
         return {"environments": found}
+
+
+def fail_on_revoked(result: dict[str, Any]) -> None:
+    """``status --fail-on revoked``: refuse (exit 6) while any environment runs a revoked AMI,
+    naming each, for a CI alarm."""
+    running = [e for e in result["environments"] if e.get("revoked")]
+    if not running:
+        return
+    said = "; ".join(
+        f"{e['env']} runs {r['ami_id']} (revoked by {r['by']} at {r['at']}: {r['reason']!r})"
+        for e in running
+        for r in e["revoked"]
+    )
+    raise Refused(
+        f"refused by policy [revoked]: {len(running)} environment(s) run a revoked AMI: {said}",
+        details={**result, "rule": "revoked", "revoked_envs": [e["env"] for e in running]},
+    )

@@ -38,6 +38,8 @@ COMMANDS = [
     ("baker.cli.history_cmd", "history"),
     ("baker.cli.status_cmd", "status"),
     ("baker.cli.gc_cmd", "gc"),
+    ("baker.cli.revoke_cmd", "revoke"),
+    ("baker.cli.revoke_cmd", "unrevoke"),
     ("baker.cli.verify_cmd", "verify"),
 ]
 

@@ -57,6 +57,9 @@ def render(result: dict[str, Any]) -> str:
                 f"{name}: pinned to {pin.get('ami_id')} by {pin.get('by')} at {pin.get('at')}: "
                 f"{pin.get('reason')!r} (lift with 'baker unpin -e {name}')"
             )
+        for r in e.get("revoked") or []:
+            by = f"revoked by {r['by']} at {r['at']}: {r['reason']!r}"
+            notes.append(f"{name}: REVOKED: runs {r['ami_id']}, {by}")
         fleet = e.get("fleet")
         for reason in e.get("drift_reasons") or []:
             notes.append(f"{name}: DRIFT: {reason}")
@@ -93,12 +96,22 @@ def render(result: dict[str, Any]) -> str:
     help="environment name [default: every one]",
     shell_complete=complete_environment,
 )
+@click.option(
+    "--fail-on",
+    "fail_on",
+    type=click.Choice(["revoked"]),
+    help="exit 6, naming each environment that runs a revoked AMI (the status in the JSON error): a CI alarm",
+)
 @click.pass_obj
-def status(app: App, env_names: tuple[str, ...]) -> None:
+def status(app: App, env_names: tuple[str, ...], fail_on: str | None) -> None:
     """What runs in each environment (ledger and AWS, no Terraform): AMI, version, git sha, when,
-    by whom, the pin, the lock, an unfinished release, and drift between the ledger and AWS."""
-    from baker.status import Status
+    by whom, the pin, the lock, an unfinished release, drift between the ledger and AWS, and
+    whether it runs a revoked AMI."""
+    from baker.status import Status, fail_on_revoked
 
     names = list(dict.fromkeys(env_names)) or app.project.environment_names()
     envs = [app.environment(n) for n in names]
-    app.emit(Status(app.project, envs, app.aws).read(), render)
+    result = Status(app.project, envs, app.aws).read()
+    if fail_on == "revoked":
+        fail_on_revoked(result)
+    app.emit(result, render)

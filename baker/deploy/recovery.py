@@ -57,9 +57,15 @@ def after_failure(
     target = ledger.last_good_besides(failed)
     if target is None or target.ami_id is None:
         result["outcome"] = "failed"
+        revoked = ledger.last_good_besides(failed, skip_revoked=False)
+        why = (
+            f"every earlier good release is of a revoked AMI (the newest: {revoked.ami_id}; see "
+            f"'baker history -e {name}')"
+            if revoked is not None
+            else "there is no previous good release to roll back to (first deploy)"
+        )
         raise RollbackFailed(
-            f"{failed.kind} of {ami_id} to {name} failed ({failure}) and there is no previous good "
-            f"release to roll back to (first deploy). Live: {state.live()}",
+            f"{failed.kind} of {ami_id} to {name} failed ({failure}) and {why}. Live: {state.live()}",
             details=result,
         )
     good = target.ami_id

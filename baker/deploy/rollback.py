@@ -40,7 +40,7 @@ class Rollback:
         if found is None:
             raise UsageError(
                 f"{self.env.name} has no earlier healthy release on another AMI than {exclude} "
-                "to roll back to",
+                "that is not revoked to roll back to",
                 details={"env": self.env.name},
             )
         return found

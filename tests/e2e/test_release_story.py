@@ -112,7 +112,8 @@ def test_release_cache_hit_and_automatic_rollback(baker: Baker, local_cloud: Any
 def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(baker: Baker, local_cloud: Any):
     """After the release story: v2 deployed, v1 pinned for an incident, a release and a promotion
     into the pinned environment refused (6), unpinned, rolled back to v2; history shows every step;
-    gc --apply keeps what is live and previous and deletes an image nobody used, with its snapshots."""
+    gc --apply keeps what is live and previous (protected from deregistration) and walks an image
+    nobody used through deprecated, disabled and deregistered with its snapshots, one run each."""
     code, history, err = baker("history", "-e", ENV)
     assert code == 0, err
     v1 = next(r["ami_id"] for r in history["releases"] if r["outcome"] == "healthy")
@@ -171,17 +172,25 @@ def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(baker:
         and status["environments"][0]["pinned"] is None
     )
 
-    # gc keeps the live AMI and the previous one, deletes the rolled-back one with its snapshots
+    # gc keeps the live AMI and the previous one (protected), and takes the unused one a stage a run
     ec2 = local_cloud.client("ec2")
     snapshots = [
         m["Ebs"]["SnapshotId"]
         for m in ec2.describe_images(ImageIds=[broken])["Images"][0]["BlockDeviceMappings"]
     ]
-    code, dry, err = baker("gc", "-e", ENV, "--keep", "1", "--older-than", "0")
+    ages = ("--keep", "1", "--older-than", "0", "--disable-after", "0", "--delete-after", "0")
+    code, dry, err = baker("gc", "-e", ENV, *ages)
     assert code == 0, err
-    assert broken in {d["ami_id"] for d in dry["deleted"]}
-    assert ec2.describe_images(ImageIds=[broken])["Images"], "a dry run deletes nothing"
-    code, done, err = baker("gc", "-e", ENV, "--keep", "1", "--older-than", "0", "--apply")
+    assert broken in {d["ami_id"] for d in dry["deprecated"]}
+    (unchanged,) = ec2.describe_images(ImageIds=[broken])["Images"]
+    assert "DeprecationTime" not in unchanged, "a dry run changes nothing"
+    for stage in ("deprecated", "disabled"):
+        code, done, err = baker("gc", "-e", ENV, *ages, "--apply")
+        assert code == 0 and broken in {d["ami_id"] for d in done[stage]}, err
+    assert {p["ami_id"] for p in done["protected"]} == set(), "protected by the first run already"
+    live = ec2.describe_images(ImageIds=[v2, v1])["Images"]
+    assert {i["DeregistrationProtection"] for i in live} == {"enabled"}
+    code, done, err = baker("gc", "-e", ENV, *ages, "--apply")
     assert code == 0, err
     kept = {k["ami_id"]: k["reason"] for k in done["kept"]}
     assert v2 in kept and v1 in kept, kept

@@ -1,5 +1,6 @@
-"""baker gc against the local cloud: what it keeps (and why), what it deletes, and an interrupted
-run finished by the next one.
+"""baker gc against the local cloud: what it keeps (and why), the stages it walks the rest through
+(deprecated, disabled: no launch, deregistered with its snapshots), the deregistration protection of
+what runs, and an interrupted run finished by the next one.
 
 Fleets, instances and launch templates are made through boto3 (tests/integration/operator_cloud.py):
 gc reads what AWS says, and every kept-reason needs its own kind of holder, cheaply.
@@ -11,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from baker import images, provenance
@@ -85,38 +87,38 @@ def test_a_dry_run_says_what_goes_and_why_the_rest_stays(
 ):
     code, out = gc(root, capsys, "--keep", "2", "--older-than", "0")
     assert code == 0 and out["dry_run"] is True
-    deleted = {d["ami_id"] for d in out["deleted"]}
-    assert deleted == {amis[n] for n in DOOMED}
+    assert out["deleted"] == [] and out["bytes_freed"] == 0, "the first stage deletes nothing"
+    deprecated = {d["ami_id"] for d in out["deprecated"]}
+    assert deprecated == {amis[n] for n in DOOMED}
     kept = {k["ami_id"]: k for k in out["kept"]}
-    assert amis["other-app"] not in kept and amis["other-app"] not in deleted, "only the app's AMIs"
+    assert amis["other-app"] not in kept and amis["other-app"] not in deprecated, "only the app's AMIs"
     why = {name: " | ".join(kept[amis[name]]["reasons"]) for name in amis if amis[name] in kept}
     assert set(why) == {"prev", "pinned", "instance", "default", "live", "live-copy", "copy", "source"}
     assert "live in ops-dev" in why["live"] and "Auto Scaling group ops-gc-dev launches it" in why["live"]
     assert "the 2nd newest healthy AMI in ops-dev" in why["prev"]
     assert "pinned in ops-stage by oncall" in why["pinned"] and "incident 7" in why["pinned"]
     assert "used by instance i-" in why["instance"] and "(running)" in why["instance"]
+    assert "launched within 14 days (last launch 20" in why["instance"], "LastLaunchedTime"
+    assert "used by launch-template/lt-" in why["default"] and out["references"] is True
     assert f"the default version (1) of launch template {APP}-by-hand" in why["default"]
     assert "live in ops-prod" in why["copy"]
     assert f"the source of promoted copy {amis['copy']} (us-west-2), which is kept" in why["source"]
     assert f"a regional copy of kept {amis['live']}" in why["live-copy"]
     for k in out["kept"]:
         assert k["reason"] == k["reasons"][0]
-    # bytes_freed: what the doomed AMIs' snapshots hold, as EC2 says
-    expected = 0
-    for d in out["deleted"]:
-        ec2 = local_cloud.client("ec2", d["region"], d["account_id"])
-        snaps = ec2.describe_snapshots(SnapshotIds=d["snapshots"])["Snapshots"]
-        assert snaps, "every doomed AMI has its snapshot"
-        expected += sum(s["VolumeSize"] for s in snaps) * images.GIB
-    assert out["bytes_freed"] == expected > 0
+    # what runs, may be rolled back to or is pinned gets deregistration protection
+    assert {p["ami_id"] for p in out["protected"]} == {amis[n] for n in ("live", "prev", "pinned", "copy")}
     # nothing changed
     ec2 = local_cloud.client("ec2", *DEV)
-    assert len(ec2.describe_images(ImageIds=[amis["junk1"], amis["old"]])["Images"]) == 2
+    images_now = ec2.describe_images(ImageIds=[amis["junk1"], amis["old"], amis["live"]])["Images"]
+    assert len(images_now) == 3 and {i["DeregistrationProtection"] for i in images_now} == {"disabled"}
+    assert all("DeprecationTime" not in i for i in images_now)
 
     assert main(["--project", str(root), "--local", "gc", "--keep", "2", "--older-than", "0"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("dry run: would deregister 5 AMIs of ops-gc")
-    assert "KEEP" in text and "DELETE" in text and "run with --apply" in text
+    assert text.startswith("dry run: would deregister 0 AMIs of ops-gc")
+    assert "would deprecate 5" in text and "KEEP" in text and "DEPRECATED" in text
+    assert "run with --apply" in text
 
 
 def test_young_amis_are_kept_by_default(amis: dict[str, str], root: Path, capsys: pytest.CaptureFixture):
@@ -131,7 +133,8 @@ def test_e_narrows_where_gc_deletes_not_what_it_reads(
 ):
     code, out = gc(root, capsys, "-e", "ops-prod", "--keep", "2", "--older-than", "0")
     assert code == 0
-    assert [d["ami_id"] for d in out["deleted"]] == [amis["prod-junk"]]
+    assert [d["ami_id"] for d in out["deprecated"]] == [amis["prod-junk"]]
+    assert [p["ami_id"] for p in out["protected"]] == [amis["copy"]], "protection too only where gc cleans"
     kept = {k["ami_id"]: k["reasons"] for k in out["kept"]}
     assert any("outside the environments" in r for r in kept[amis["junk1"]])
     assert [p["deletable"] for p in out["places"] if p["region"] == "us-west-2"] == [True]
@@ -139,10 +142,30 @@ def test_e_narrows_where_gc_deletes_not_what_it_reads(
     assert code == 2 and "nosuch" in out["error"]
 
 
-def test_an_interrupted_apply_is_finished_by_the_next_run(
+def test_apply_walks_the_unused_through_its_stages_and_an_interrupted_run_is_finished_by_the_next(
     local_cloud: Any, amis: dict[str, str], root: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    """Three runs with both ages 0: deprecated, disabled (RunInstances refuses it), deregistered
+    with its snapshots; the live AMI is protected from a deregistration by hand meanwhile."""
     doomed = {amis[n] for n in DOOMED}
+    ages = {"keep": 2, "older_than_days": 0, "disable_after_days": 0, "delete_after_days": 0}
+    first = run(root, apply=True, **ages)
+    assert {d["ami_id"] for d in first["deprecated"]} == doomed and first["deleted"] == []
+    ec2 = local_cloud.client("ec2", *DEV)
+    junk = ec2.describe_images(ImageIds=[amis["junk1"]])["Images"][0]
+    assert junk["DeprecationTime"] and provenance.GC_STAGE in {t["Key"] for t in junk["Tags"]}
+    with pytest.raises(botocore.exceptions.ClientError) as protected:
+        ec2.deregister_image(ImageId=amis["live"])
+    assert protected.value.response["Error"]["Code"] == "OperationNotPermitted"
+
+    second = run(root, apply=True, **ages)
+    assert {d["ami_id"] for d in second["disabled"]} == doomed and second["deleted"] == []
+    (junk,) = ec2.describe_images(ImageIds=[amis["junk1"]], IncludeDisabled=True)["Images"]
+    assert junk["State"] == "disabled"
+    with pytest.raises(botocore.exceptions.ClientError) as disabled:
+        ec2.run_instances(ImageId=amis["junk1"], MinCount=1, MaxCount=1, InstanceType="t3.micro")
+    assert disabled.value.response["Error"]["Code"] == "InvalidAMIID.Unavailable"
+
     snapshots: dict[str, list[str]] = {}
     for ami in doomed:
         image = next(
@@ -160,10 +183,10 @@ def test_an_interrupted_apply_is_finished_by_the_next_run(
 
     monkeypatch.setattr(images, "deregister", killed_after_the_deregistration)
     with pytest.raises(KeyboardInterrupt):
-        run(root, keep=2, older_than_days=0, apply=True)
+        run(root, apply=True, **ages)
     monkeypatch.setattr(images, "deregister", real)
 
-    out = run(root, keep=2, older_than_days=0, apply=True)
+    out = run(root, apply=True, **ages)
     assert out["dry_run"] is False
     assert out["snapshots_deleted"], "the first run's orphaned snapshots"
     orphaned = {s["snapshot_id"] for s in out["snapshots_deleted"]}
@@ -177,7 +200,7 @@ def test_an_interrupted_apply_is_finished_by_the_next_run(
         ec2 = local_cloud.client("ec2", region, account)
         assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])["Images"] == []
         assert ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": snaps}])["Snapshots"] == []
-    again = run(root, keep=2, older_than_days=0, apply=True)
+    again = run(root, apply=True, **ages)
     assert again["deleted"] == [] and again["snapshots_deleted"] == [] and again["bytes_freed"] == 0
     kept = {k["ami_id"] for k in again["kept"]}
     assert kept == {

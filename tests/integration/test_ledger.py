@@ -37,6 +37,30 @@ def test_the_ledger_keeps_every_release_in_order(local_cloud: Any):
     assert ledger.releases(limit=5) == back[:5]
 
 
+def test_the_rollback_target_passes_over_revoked_amis(local_cloud: Any):
+    """What the automatic rollback (and ``baker rollback``) goes back to skips revoked releases;
+    when all earlier good ones are revoked there is none, and the unfiltered read says which."""
+    ledger = Ledger(local_cloud.aws(), table="baker-state", app="ledger-test", env="revoked")
+    made = []
+    for ami, outcome in (("ami-00000000000000001", "healthy"), ("ami-00000000000000002", "healthy")):
+        release = ledger.new("deploy", ami)
+        release.outcome = outcome
+        made.append(ledger.write(release))
+    failed = ledger.new("deploy", "ami-00000000000000003", outcome="failed")
+    ledger.write(failed)
+    assert ledger.last_good_besides(failed).ami_id == "ami-00000000000000002"
+    record = {"at": "t", "by": "sec", "reason": "CVE", "root": "ami-00000000000000002"}
+    ledger.set_revoked(["ami-00000000000000002"], record)
+    assert ledger.revoked() == {"ami-00000000000000002": record}
+    assert ledger.last_good_besides(failed).ami_id == "ami-00000000000000001"
+    assert ledger.last_good(exclude_ami="ami-00000000000000003").ami_id == "ami-00000000000000001"
+    ledger.set_revoked(["ami-00000000000000001"], record)
+    assert ledger.last_good_besides(failed) is None
+    assert ledger.last_good_besides(failed, skip_revoked=False).ami_id == "ami-00000000000000002"
+    ledger.clear_revoked(["ami-00000000000000001", "ami-00000000000000002"])
+    assert ledger.revoked() == {} and ledger.last_good_besides(failed).ami_id == "ami-00000000000000002"
+
+
 def test_a_pin_is_set_read_and_cleared(local_cloud: Any):
     ledger = Ledger(local_cloud.aws(), table="baker-state", app="ledger-test", env="pinned")
     assert ledger.pin() is None

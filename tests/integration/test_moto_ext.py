@@ -386,3 +386,55 @@ def test_accounts_are_separate_and_a_shared_image_can_be_copied(local_cloud: Any
     assert [i["ImageId"] for i in prod.describe_images(Owners=["self"])["Images"]] == [copy]
     sts = local_cloud.client("sts", account_id="444455556666")
     assert sts.get_caller_identity()["Account"] == "444455556666"
+
+
+def test_an_image_is_deprecated_disabled_protected_and_referenced_as_on_aws(local_cloud: Any) -> None:
+    """Gaps 16 and 17: deprecation, a disabled image that cannot launch, deregistration protection,
+    LastLaunchedTime, and DescribeImageReferences naming the instance and the launch template."""
+    owner = local_cloud.client("ec2", "eu-central-1", "111122223333")
+    other = local_cloud.client("ec2", "eu-central-1", "444455556666")
+    ami = owner.register_image(
+        Name=f"lifecycle-{time.time_ns()}",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+    )["ImageId"]
+    owner.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": "444455556666"}]})
+
+    def image(ec2: Any = owner, **kwargs: Any) -> dict[str, Any] | None:
+        found = ec2.describe_images(ImageIds=[ami], **kwargs)["Images"]
+        return found[0] if found else None
+
+    assert (image() or {}).get("DeregistrationProtection") == "disabled" and "LastLaunchedTime" not in image()
+    owner.enable_image_deprecation(ImageId=ami, DeprecateAt="2020-01-01T00:00:29Z")
+    assert (image() or {})["DeprecationTime"] == "2020-01-01T00:00:00.000Z", "rounded to the minute"
+    assert image(other) is None and image(other, IncludeDeprecated=True), "others see it only when asking"
+    owner.disable_image_deprecation(ImageId=ami)
+    assert "DeprecationTime" not in (image() or {}) and image(other)
+
+    instance = owner.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    assert (image() or {})["LastLaunchedTime"].endswith("Z")
+    template = owner.create_launch_template(
+        LaunchTemplateName=f"uses-{ami}", LaunchTemplateData={"ImageId": ami}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    refs = owner.describe_image_references(ImageIds=[ami], IncludeAllResourceTypes=True)["ImageReferences"]
+    assert sorted((r["ResourceType"], r["Arn"].rsplit("/", 1)[-1]) for r in refs) == [
+        ("ec2:Instance", instance),
+        ("ec2:LaunchTemplate", template),
+    ]
+
+    owner.enable_image_deregistration_protection(ImageId=ami)
+    assert (image() or {})["DeregistrationProtection"] == "enabled"
+    with pytest.raises(botocore.exceptions.ClientError) as protected:
+        owner.deregister_image(ImageId=ami)
+    assert protected.value.response["Error"]["Code"] == "OperationNotPermitted"
+
+    owner.disable_image(ImageId=ami)
+    assert image() is None and (image(IncludeDisabled=True) or {})["State"] == "disabled"
+    with pytest.raises(botocore.exceptions.ClientError) as disabled:
+        owner.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+    assert disabled.value.response["Error"]["Code"] == "InvalidAMIID.Unavailable"
+    owner.enable_image(ImageId=ami)
+    owner.terminate_instances(InstanceIds=[instance])
+    owner.disable_image_deregistration_protection(ImageId=ami)
+    owner.deregister_image(ImageId=ami)
+    assert owner.describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])["Images"] == []

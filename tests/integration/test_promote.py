@@ -4,6 +4,7 @@ AMIs registered in the emulator: promote never bakes, so they need no Packer run
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from baker import provenance
+from baker.cli import main
 from baker.config import load_project
 from baker.errors import Refused
 from baker.ledger import Ledger
@@ -63,12 +65,17 @@ class World:
         tags = {provenance.RECIPE: "r" * 64}
         if verified:
             tags[provenance.VERIFIED] = provenance.verified_value(provenance.utc_now(), "0" * 16)
-        ami = register_ami(aws, "1.2.3", ebs=ebs, **tags)
-        ledger = Ledger(aws, table="baker-state", app="hello-web", env=env)
+        app = self.project.app.name
+        ami = register_ami(aws, "1.2.3", app=app, ebs=ebs, **tags)
+        self.record(env, ami)
+        return ami
+
+    def record(self, env: str, ami: str) -> None:
+        """A healthy release of ``ami`` in ``env``'s ledger, as a deploy writes it."""
+        ledger = Ledger(self.aws(env), table="baker-state", app=self.project.app.name, env=env)
         release = ledger.new("deploy", ami, version="1.2.3")
         release.outcome, release.healthy_at = "healthy", provenance.iso(provenance.utc_now())
         ledger.write(release)
-        return ami
 
     def promote(self, source: str, target: str, **kwargs: Any) -> dict[str, Any]:
         stage = Promote(
@@ -182,3 +189,86 @@ def test_a_pinned_target_refuses_the_promotion(world: World):
     finally:
         staging.clear_pin()
     assert info.value.details["rule"] == "pinned" and "baker unpin -e staging" in info.value.message
+
+
+@pytest.fixture(scope="module")
+def revoke_world(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The example's dev, staging and prod (prod in another account and region) for an app of its
+    own, so its ledgers and revoked AMIs meet no other test's."""
+    root = copy_project(tmp_path_factory.mktemp("revoke-project"), "environments", "terraform")
+    settings = yaml.safe_load((root / "baker.yml").read_text())
+    settings["app"]["name"] = "revoke-web"
+    (root / "baker.yml").write_text(yaml.safe_dump(settings))
+    return World(local_cloud, root)
+
+
+def cli(world: World, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, dict[str, Any], str]:
+    """``baker --local --output json ARGS`` in this process: exit code, its JSON, its stderr."""
+    code = main(["--project", str(world.project.root), "--local", "--output", "json", *args])
+    said = capsys.readouterr()
+    return code, json.loads(said.out.strip().splitlines()[-1]), said.err
+
+
+def test_a_revoked_ami_and_its_promoted_copy_are_refused_everywhere_and_status_alarms(
+    revoke_world: World, capsys: pytest.CaptureFixture
+):
+    """Issue 21's check: dev's live AMI promoted to staging and on to prod (another account and
+    region: a copy), then revoked: prod's copy is revoked too; promote, deploy and rollback --to of
+    either exit 6 naming the reason; status --fail-on revoked names all three environments."""
+    world = revoke_world
+    ami = world.healthy_ami("dev", verified=True)
+    assert world.promote("dev", "staging")["ami_id"] == ami
+    world.record("staging", ami)
+    copy = world.promote("staging", "prod")["copies"]["us-west-2"]
+    world.record("prod", copy)
+    # an app image baked on it as its base (layered images): revoked with it
+    child = register_ami(world.aws("dev"), "1.2.4", app="revoke-web", **{provenance.BASE_AMI: ami})
+
+    code, planned, err = cli(world, capsys, "revoke", "--ami", ami, "--reason", "CVE-2026-0001", "--dry-run")
+    assert code == 0, err
+    assert {m["ami_id"] for m in planned["revoked"]} == {ami, copy, child}
+    assert provenance.REVOKED not in world.tags("prod", copy), "a dry run marks nothing"
+
+    code, done, err = cli(world, capsys, "revoke", "--ami", ami, "--reason", "CVE-2026-0001")
+    assert code == 0, err
+    marked = {(m["ami_id"], m["account_id"]) for m in done["revoked"]}
+    assert marked == {(ami, DEV_ACCOUNT), (copy, PROD_ACCOUNT), (child, DEV_ACCOUNT)}
+    said = provenance.parse_revoked(world.tags("prod", copy)[provenance.REVOKED])
+    assert said is not None and (said["reason"], said["root"]) == ("CVE-2026-0001", ami)
+    prod_ec2 = world.cloud.client("ec2", "us-west-2", PROD_ACCOUNT)
+    (image,) = prod_ec2.describe_images(ImageIds=[copy])["Images"]
+    snap = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snap_tags = prod_ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["Tags"]
+    assert provenance.REVOKED in {t["Key"] for t in snap_tags}, "its snapshots too"
+
+    assert set(done["ledgers"]) >= {"dev", "staging", "prod"}
+    refusals = {
+        "promote staging -> prod": ("promote", "--from", "staging", "--to", "prod", "--no-deploy"),
+        "promote dev -> staging": ("promote", "--from", "dev", "--to", "staging", "--no-deploy"),
+        "deploy dev": ("deploy", "-e", "dev", "--ami", ami),
+        "deploy staging": ("deploy", "-e", "staging", "--ami", ami),
+        "rollback --to in prod": ("rollback", "-e", "prod", "--to", copy),
+        "rollback --to in dev": ("rollback", "-e", "dev", "--to", ami),
+    }
+    for what, args in refusals.items():
+        code, refused, err = cli(world, capsys, *args)
+        assert (code, refused.get("rule")) == (6, "revoked"), f"{what}: {err}"
+        assert "CVE-2026-0001" in refused["error"] and f"baker unrevoke --ami {ami}" in refused["error"], what
+
+    three = ("-e", "dev", "-e", "staging", "-e", "prod")
+    code, alarm, err = cli(world, capsys, "status", *three, "--fail-on", "revoked")
+    assert code == 6 and alarm["revoked_envs"] == ["dev", "staging", "prod"], err
+    for env in ("dev", "staging", "prod"):
+        assert f"{env} runs " in alarm["error"]
+    history = Ledger(world.aws("prod"), table="baker-state", app="revoke-web", env="prod").releases(limit=1)
+    assert (history[0].kind, history[0].reason, set(history[0].revoked_amis or [])) == (
+        "revoke",
+        "CVE-2026-0001",
+        {ami, copy, child},
+    )
+
+    code, lifted, err = cli(world, capsys, "unrevoke", "--ami", ami)
+    assert code == 0 and {u["ami_id"] for u in lifted["unrevoked"]} == {ami, copy, child}, err
+    assert provenance.REVOKED not in world.tags("prod", copy)
+    code, calm, err = cli(world, capsys, "status", *three, "--fail-on", "revoked")
+    assert code == 0 and all(e["revoked"] == [] for e in calm["environments"]), err

@@ -101,14 +101,19 @@ def test_text_says_dry_run_what_goes_and_why_the_rest_stays():
         "kept": [
             {"ami_id": "ami-2", "account_id": "1", "region": "r", "version": "2", "reasons": ["a", "b"]}
         ],
+        "deprecated": [
+            {"ami_id": "ami-3", "account_id": "1", "region": "r", "version": "3", "why": "unused: deprecated"}
+        ],
         "snapshots_deleted": [],
         "bytes_freed": 8 * GIB,
     }
     text = render(result)
     assert text.splitlines()[0] == (
-        "dry run: would deregister 1 AMI of hello-web and their snapshots (8.0 GiB to free), kept 1; in 1/r"
+        "dry run: would deregister 1 AMI of hello-web and their snapshots (8.0 GiB to free), "
+        "would deprecate 1, would disable 0, kept 1; in 1/r"
     )
     assert "ami-2" in text and "a; b" in text and "run with --apply" in text
+    assert "DEPRECATED" in text and "unused: deprecated" in text
 
 
 def test_a_fraction_of_a_day_is_said_as_such():

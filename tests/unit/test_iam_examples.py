@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO
 
 IAM = REPO / "examples" / "iam"
-GROUPS = ("bake", "deploy", "promote", "gc")
+GROUPS = ("bake", "deploy", "promote", "gc", "revoke")
 #: what each verb group must be allowed, read off what baker (and the tools it runs) calls
 NEEDS = {
     "bake": [
@@ -34,7 +34,18 @@ NEEDS = {
         "elasticloadbalancing:DescribeTargetHealth",
     ],
     "promote": ["ec2:CopyImage", "ec2:ModifyImageAttribute", "ec2:ModifySnapshotAttribute", "dynamodb:Query"],
-    "gc": ["ec2:DeregisterImage", "ec2:DeleteSnapshot", "autoscaling:DescribeAutoScalingGroups"],
+    "gc": [
+        "ec2:DeregisterImage",
+        "ec2:DeleteSnapshot",
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:EnableImageDeprecation",
+        "ec2:DisableImage",
+        "ec2:EnableImage",
+        "ec2:EnableImageDeregistrationProtection",
+        "ec2:DisableImageDeregistrationProtection",
+        "ec2:DescribeImageReferences",
+    ],
+    "revoke": ["ec2:DescribeImages", "ec2:CreateTags", "ec2:DeleteTags", "dynamodb:PutItem"],
 }
 DESTRUCTIVE = re.compile(r":(Delete|Deregister|Terminate|Stop)")
 

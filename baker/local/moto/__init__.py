@@ -65,12 +65,21 @@ record is not replaced by the group; warm pools during a refresh.
     balancers relay or make are ``AWS/ApplicationELB`` metrics (``HTTPCode_Target_5XX_Count`` per
     target group, ``HTTPCode_ELB_5XX_Count``, ...), matched exactly (baker.local.moto.metrics).
 
+16. Images have no lifecycle: a disabled image still launches and is listed, and there is no
+    deprecation, no deregistration protection and no ``LastLaunchedTime``. Now EnableImageDeprecation
+    and DisableImageDeprecation set ``DeprecationTime``; a disabled image cannot launch
+    (``InvalidAMIID.Unavailable``) and is listed only with ``IncludeDisabled``; a protected image
+    cannot be deregistered (``OperationNotPermitted``); every launch sets ``LastLaunchedTime``.
+17. ``DescribeImageReferences`` answers HTTP 500. Now it lists the instances and launch templates
+    of the caller's region that use the images.
+
 Where each gap is filled: 1 and 10 ``refresh``, 2 ``target_health``, 3 ``termination``, 4-6
 ``launch_templates``, 7-9 and 14 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
-``load_balancers``, 15 ``metrics``; the request path's ``throttling`` (a knob that answers as AWS
-throttles) and ``retries`` (a retried call that was carried out gets its first answer). Their shared
-state (knobs, lock, live instances) is ``state``. The emulator's own endpoints (``/_baker/...``) are
-in baker.local.api. ``install()`` applies all of it once per process, before the server starts.
+``load_balancers``, 15 ``metrics``, 16 ``image_lifecycle``, 17 ``image_references``; the request
+path's ``throttling`` (a knob that answers as AWS throttles) and ``retries`` (a retried call that
+was carried out gets its first answer). Their shared state (knobs, lock, live instances) is
+``state``. The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()``
+applies all of it once per process, before the server starts.
 """
 
 from __future__ import annotations
@@ -90,6 +99,8 @@ def install() -> None:
     """Apply every extension (idempotent). Call before the server starts."""
     from baker.local.moto import (
         accounts,
+        image_lifecycle,
+        image_references,
         images,
         launch_templates,
         live_instances,
@@ -112,4 +123,6 @@ def install() -> None:
     tags.install()
     live_instances.install()
     metrics.install()
+    image_lifecycle.install()  # after live_instances: a disabled image is refused before it boots
+    image_references.install()
     _installed = True
