@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -95,6 +96,12 @@ class Colors:
     test_port: int | None
     load_balancer_arn: str | None
     lb_dns_name: str | None
+    #: the ACM certificate the test listener speaks HTTPS with (None: plain HTTP)
+    test_certificate: str | None = None
+
+    @property
+    def test_scheme(self) -> str:
+        return "https" if self.test_certificate else "http"
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> Colors | None:
@@ -124,6 +131,9 @@ class Colors:
             test_port=bg.get("test_listener_port"),
             load_balancer_arn=bg.get("load_balancer_arn"),
             lb_dns_name=outputs.get("lb_dns_name"),
+            test_certificate=bg.get("certificate_arn")
+            if bg.get("test_listener_protocol") == "HTTPS"
+            else None,
         )
 
     @property
@@ -337,6 +347,7 @@ class BlueGreen:
                 {"name": c.name, "ok": None, "output": "skipped: the color served before"} for c in checks
             ]
         base, why = self.deploy.test_route(colors) if colors.test == color else (None, "not under test")
+        trust = self._trust(colors) if base and colors.test_certificate else None
         out: list[dict[str, Any]] = []
         for check in checks:
             assert check.http is not None
@@ -345,10 +356,19 @@ class BlueGreen:
                 continue
             parts = urlsplit(check.http)
             url = base.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            ok, output = fetch(url, check.expect)
+            ok, output = fetch(url, check.expect, trust)
             log.info("smoke %s through the test route (%s): %s", check.name, url, "ok" if ok else output)
             out.append({"name": check.name, "ok": ok, "output": output, "url": url})
         return out
+
+    def _trust(self, colors: Colors) -> ssl.SSLContext:
+        """TLS through the test route: the certificate chains to a CA the system or ACM's chain has;
+        not its name (the route is the load balancer's own, which the users' certificate lacks)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        chain = self.deploy.aws.client("acm").get_certificate(CertificateArn=colors.test_certificate)
+        ctx.load_verify_locations(cadata=chain.get("CertificateChain") or chain["Certificate"])
+        return ctx
 
     # -- traffic
 
@@ -559,9 +579,12 @@ class BlueGreen:
             return result
 
 
-def fetch(url: str, expect: str | None) -> tuple[bool, str]:
+def fetch(url: str, expect: str | None, trust: ssl.SSLContext | None = None) -> tuple[bool, str]:
     """GET ``url`` (no proxy: the test route is the load balancer itself); 2xx and ``expect`` in the body."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if trust is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=trust))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=SMOKE_TIMEOUT) as resp:
             body = resp.read(65536).decode("utf-8", "replace")

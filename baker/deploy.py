@@ -310,7 +310,7 @@ class Deploy:
         The local cloud's listeners answer on loopback ports of their own (baker/local/lb.py)."""
         if not self.local:
             if colors.lb_dns_name and colors.test_port:
-                return f"http://{colors.lb_dns_name}:{colors.test_port}", ""
+                return f"{colors.test_scheme}://{colors.lb_dns_name}:{colors.test_port}", ""
             return None, "the load balancer has no DNS name"
         if not (colors.test_listener_arn and self.aws.endpoint_url):
             return None, "no test listener"

@@ -65,12 +65,19 @@ record is not replaced by the group; warm pools during a refresh.
     balancers relay or make are ``AWS/ApplicationELB`` metrics (``HTTPCode_Target_5XX_Count`` per
     target group, ``HTTPCode_ELB_5XX_Count``, ...), matched exactly (baker.local.moto.metrics).
 
+16. An HTTPS listener needs an ACM certificate that exists before the listener, but moto's ARNs are
+    random (no environment file can name one) and what it issues is signed by no CA a client has;
+    its listeners answer nowhere, HTTPS or redirect. Now every account and region holds the local
+    cloud's own certificate at a fixed ARN (its CA is GetCertificate's chain), HTTPS listeners
+    terminate TLS with their certificate and redirect actions answer (baker.local.lb).
+
 Where each gap is filled: 1 and 10 ``refresh``, 2 ``target_health``, 3 ``termination``, 4-6
 ``launch_templates``, 7-9 and 14 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
-``load_balancers``, 15 ``metrics``; the request path's ``throttling`` (a knob that answers as AWS
-throttles) and ``retries`` (a retried call that was carried out gets its first answer). Their shared
-state (knobs, lock, live instances) is ``state``. The emulator's own endpoints (``/_baker/...``) are
-in baker.local.api. ``install()`` applies all of it once per process, before the server starts.
+``load_balancers``, 15 ``metrics``, 16 ``certificates`` and ``load_balancers``; the request path's
+``throttling`` (a knob that answers as AWS throttles) and ``retries`` (a retried call that was
+carried out gets its first answer). Their shared state (knobs, lock, live instances) is ``state``.
+The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all of
+it once per process, before the server starts.
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ def install() -> None:
     """Apply every extension (idempotent). Call before the server starts."""
     from baker.local.moto import (
         accounts,
+        certificates,
         images,
         launch_templates,
         live_instances,
@@ -112,4 +120,5 @@ def install() -> None:
     tags.install()
     live_instances.install()
     metrics.install()
+    certificates.install()
     _installed = True
