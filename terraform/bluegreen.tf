@@ -124,8 +124,6 @@ resource "aws_lb_target_group" "green" {
 # The test route: a second listener that forwards only to the color under test. Users reach the
 # load balancer on listener_port; this port is open only to test_allowed_cidrs (the VPC by default).
 resource "aws_lb_listener" "test" {
-  #checkov:skip=CKV_AWS_2:HTTPS with the users' certificate when certificate_arn is set; reachable only from test_allowed_cidrs (the VPC by default)
-  #checkov:skip=CKV_AWS_103:with certificate_arn the policy is ssl_policy (TLS 1.2 and 1.3 by default)
   count             = local.green
   load_balancer_arn = aws_lb.this.arn
   port              = var.test_listener_port

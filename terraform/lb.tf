@@ -7,8 +7,6 @@ locals {
 
 resource "aws_lb" "this" {
   #checkov:skip=CKV_AWS_150:deletion protection is the input deletion_protection (on in the example's prod); off by default so a dev environment can be destroyed
-  #checkov:skip=CKV_AWS_91:access logs are the opt-in input access_logs_bucket (a bucket whose policy lets the region's ELB account write)
-  #checkov:skip=CKV2_AWS_28:a WAF is the opt-in input waf_web_acl_arn (a WAFv2 web ACL of the account)
   #checkov:skip=CKV2_AWS_76:the WAF ACL (Log4j rules) is the user's, given as waf_web_acl_arn
   name                       = "${local.short_name}-lb"
   load_balancer_type         = "application"
@@ -63,8 +61,6 @@ resource "aws_lb_target_group" "this" {
 
 # The users' listener: HTTP on listener_port, or HTTPS on https_listener_port with certificate_arn
 resource "aws_lb_listener" "http" {
-  #checkov:skip=CKV_AWS_2:HTTPS when certificate_arn is set (then listener_port only redirects to it); plain HTTP stays the default for a module tried without a certificate
-  #checkov:skip=CKV_AWS_103:with certificate_arn the policy is ssl_policy (TLS 1.2 and 1.3 by default); without it there is no TLS to set
   load_balancer_arn = aws_lb.this.arn
   port              = local.https ? var.https_listener_port : var.listener_port
   protocol          = local.https ? "HTTPS" : "HTTP"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ssl
 import subprocess
 import threading
 import time
@@ -86,17 +87,24 @@ def bake_hello(local_cloud: Any, version: str) -> str:
 
 class Users:
     """GET ``path`` through a listener on 127.0.0.1:``port``, one connection per request, every
-    answer kept as (status, body); status 0 when the connection failed."""
+    answer kept as (status, body); status 0 when the connection failed. With ``tls`` (a client
+    context trusting the listener's certificate) over HTTPS."""
 
-    def __init__(self, port: int, path: str = "/version", pause: float = 0.1) -> None:
-        self.port, self.path, self.pause = port, path, pause
+    def __init__(
+        self, port: int, path: str = "/version", pause: float = 0.1, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.port, self.path, self.pause, self.tls = port, path, pause, tls
         self.answers: list[tuple[int, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="users", daemon=True)
 
     def get(self) -> tuple[int, str]:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            conn = (
+                http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=self.tls)
+                if self.tls
+                else http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            )
             try:
                 conn.request("GET", self.path)
                 resp = conn.getresponse()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -93,6 +94,12 @@ class Colors:
     test_port: int | None
     load_balancer_arn: str | None
     lb_dns_name: str | None
+    #: the ACM certificate the test listener speaks HTTPS with (None: plain HTTP)
+    test_certificate: str | None = None
+
+    @property
+    def test_scheme(self) -> str:
+        return "https" if self.test_certificate else "http"
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> Colors | None:
@@ -122,6 +129,9 @@ class Colors:
             test_port=bg.get("test_listener_port"),
             load_balancer_arn=bg.get("load_balancer_arn"),
             lb_dns_name=outputs.get("lb_dns_name"),
+            test_certificate=bg.get("certificate_arn")
+            if bg.get("test_listener_protocol") == "HTTPS"
+            else None,
         )
 
     @property
@@ -164,7 +174,7 @@ def values(
 def aws_test_route(colors: Colors) -> tuple[str | None, str]:
     """On AWS the test route is the load balancer's test listener, by its DNS name."""
     if colors.lb_dns_name and colors.test_port:
-        return f"http://{colors.lb_dns_name}:{colors.test_port}", ""
+        return f"{colors.test_scheme}://{colors.lb_dns_name}:{colors.test_port}", ""
     return None, "the load balancer has no DNS name"
 
 
@@ -365,6 +375,7 @@ class BlueGreen:
             ]
         route = self.ctx.test_route or aws_test_route
         base, why = route(colors) if colors.test == color else (None, "not under test")
+        trust = self._trust(colors) if base and colors.test_certificate else None
         out: list[dict[str, Any]] = []
         for check in checks:
             assert check.http is not None
@@ -373,10 +384,19 @@ class BlueGreen:
                 continue
             parts = urlsplit(check.http)
             url = base.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            ok, output = fetch(url, check.expect)
+            ok, output = fetch(url, check.expect, trust)
             log.info("smoke %s through the test route (%s): %s", check.name, url, "ok" if ok else output)
             out.append({"name": check.name, "ok": ok, "output": output, "url": url})
         return out
+
+    def _trust(self, colors: Colors) -> ssl.SSLContext:
+        """TLS through the test route: the certificate chains to a CA the system or ACM's chain has;
+        not its name (the route is the load balancer's own, which the users' certificate lacks)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        chain = self.aws.client("acm").get_certificate(CertificateArn=colors.test_certificate)
+        ctx.load_verify_locations(cadata=chain.get("CertificateChain") or chain["Certificate"])
+        return ctx
 
     # -- traffic
 
@@ -587,9 +607,12 @@ class BlueGreen:
             return result
 
 
-def fetch(url: str, expect: str | None) -> tuple[bool, str]:
+def fetch(url: str, expect: str | None, trust: ssl.SSLContext | None = None) -> tuple[bool, str]:
     """GET ``url`` (no proxy: the test route is the load balancer itself); 2xx and ``expect`` in the body."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if trust is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=trust))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=SMOKE_TIMEOUT) as resp:
             body = resp.read(65536).decode("utf-8", "replace")

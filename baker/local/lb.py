@@ -1,6 +1,6 @@
 """Load balancers you can curl: each ALB listener answers on a loopback port of the local cloud.
 
-The emulator keeps one listening socket per HTTP listener of every application load balancer, on
+The emulator keeps one listening socket per HTTP or HTTPS listener of every application load balancer, on
 127.0.0.1 in the local cloud's network namespace (the listener's own port when it is free there,
 else one the kernel picks; ``local status`` says which). Each connection goes to the next healthy
 target of the listener's forward action (round robin, by weight across target groups), reached at
@@ -10,6 +10,10 @@ target: 503, as an ALB answers; a target that refuses: 502.
 
 A connection is relayed as bytes (the LB does not parse HTTP), so a client that keeps its
 connection alive stays on one target; ``curl`` and the bench make one request per connection.
+
+An HTTPS listener terminates TLS with its ACM certificate (the minimum version from its policy)
+and relays the plain bytes to the target, as an ALB does; a listener whose default action is a
+redirect answers it (301 or 302 to the protocol and port it names, host, path and query kept).
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import collections
 import contextlib
 import itertools
 import logging
+import os
+import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +47,52 @@ class Target:
     netns_file: str
     port: int
     target_group_arn: str = ""
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What an HTTPS listener serves: its ACM certificate (PEM), chain and key, and its policy."""
+
+    arn: str
+    pem: bytes
+    chain: bytes
+    key: bytes
+    policy: str = ""
+
+    def context(self) -> ssl.SSLContext:
+        """A server context; the key reaches OpenSSL through an anonymous memory file, never disk."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # ELBSecurityPolicy-TLS13-1-3-*: TLS 1.3 only; the other current policies start at 1.2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if "-1-3-" in self.policy else ssl.TLSVersion.TLSv1_2
+        fd = os.memfd_create("baker-lb-certificate")
+        try:
+            os.write(fd, self.pem.strip() + b"\n" + self.chain.strip() + b"\n" + self.key)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return ctx
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A listener's redirect action: ``status`` to ``protocol`` on the load balancer's ``port``."""
+
+    status: int
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the emulator wants of one listener: where it answers and what it does there."""
+
+    load_balancer_arn: str
+    name: str
+    dns_name: str
+    port: int
+    targets: list[Target] = field(default_factory=list)
+    certificate: Certificate | None = None
+    redirect: Redirect | None = None
 
 
 class Meter:
@@ -208,6 +261,77 @@ def _answer(code: int, reason: str) -> bytes:
     return head.encode() + body
 
 
+def _redirect_answer(head: bytes, redirect: Redirect, port: int) -> bytes:
+    """The redirect of a request whose head is ``head``: same host, path and query, ``port`` (the
+    local port of the listener the action names)."""
+    lines = head.decode("latin-1").split("\r\n")
+    words = lines[0].split(" ")
+    target = words[1] if len(words) > 1 and words[1].startswith("/") else "/"
+    host = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("host:")), HOST)
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    scheme = redirect.protocol.lower()
+    location = (
+        f"{scheme}://{host}{'' if (scheme, port) in (('https', 443), ('http', 80)) else f':{port}'}{target}"
+    )
+    reason = {301: "Moved Permanently", 302: "Found"}.get(redirect.status, "Found")
+    return (
+        f"HTTP/1.1 {redirect.status} {reason}\r\nServer: baker-local-elb\r\nLocation: {location}\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+def _read_head(client: socket.socket) -> bytes | None:
+    """A request's head (up to the blank line), or None when the client sent none in time."""
+    head = b""
+    try:
+        client.settimeout(CONNECT_TIMEOUT)
+        while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+            data = client.recv(4096)
+            if not data:
+                return None
+            head += data
+    except OSError:
+        return None
+    return head.split(b"\r\n\r\n", 1)[0]
+
+
+def _pump(client: socket.socket, upstream: socket.socket, requests: Framing, answers: Framing) -> int:
+    """Relay both ways in one thread (a TLS socket must not be read and written by two threads at
+    once); the bytes the target answered."""
+    answered = 0
+    open_ends = {client, upstream}
+    while upstream in open_ends:
+        pending = isinstance(client, ssl.SSLSocket) and client in open_ends and client.pending() > 0
+        ready = [client] if pending else select.select(list(open_ends), [], [])[0]
+        for sock in ready:
+            try:
+                data = sock.recv(65536)
+            except (OSError, ssl.SSLError):
+                data = b""
+            if sock is client:
+                if not data:
+                    open_ends.discard(client)
+                    _shut(upstream)
+                    continue
+                requests.feed(data)
+                upstream.sendall(data)
+            else:
+                if not data:
+                    open_ends.discard(upstream)
+                    if isinstance(client, ssl.SSLSocket):  # close_notify: the answer ends here
+                        with contextlib.suppress(OSError, ValueError):
+                            client.settimeout(1)
+                            client.unwrap()
+                    continue
+                answers.feed(data)
+                try:
+                    client.sendall(data)
+                except OSError:
+                    return answered
+                answered += len(data)
+    return answered
+
+
 def _pipe(src: socket.socket, dst: socket.socket, framing: Framing) -> int:
     """Relay ``src`` to ``dst`` until ``src`` ends, framing what passes; the bytes relayed."""
     relayed = 0
@@ -238,12 +362,20 @@ class Listener:
     load_balancer_arn: str = ""
     meter: Meter = field(default_factory=Meter)
     targets: list[Target] = field(default_factory=list)
+    #: HTTPS: the server context of the listener's certificate (and which certificate it holds)
+    tls: ssl.SSLContext | None = None
+    certificate: Certificate | None = None
+    redirect: Redirect | None = None
+    #: the listener's own port (what AWS says); ``port`` is where it answers here
+    declared: int = 0
+    #: the local port of this load balancer's listener on a given listener port (for redirects)
+    port_of: Callable[[str, int], int | None] = lambda lb, port: None
     _turn: itertools.count = field(default_factory=itertools.count)
     _closed: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     def serve(self) -> None:
         while not self._closed.is_set():
@@ -259,17 +391,42 @@ class Listener:
             return None
         return targets[next(self._turn) % len(targets)]
 
-    def _answer(self, client: socket.socket, code: int, reason: str) -> None:
-        """An answer of the load balancer itself, counted as CloudWatch counts it."""
+    def _answer(self, client: socket.socket, code: int, reason: str, *, unread: bool = False) -> None:
+        """An answer of the load balancer itself, counted as CloudWatch counts it. ``unread``: the
+        request has not been read yet; it is first (closing on unread bytes resets the connection,
+        and the client may lose the answer)."""
         self.meter.elb(self.load_balancer_arn, code)
+        if unread:
+            _read_head(client)
         with contextlib.suppress(OSError):
             client.sendall(_answer(code, reason))
 
+    def _redirect(self, client: socket.socket, redirect: Redirect) -> None:
+        head = _read_head(client)
+        if head is None:
+            return
+        port = self.port_of(self.load_balancer_arn, redirect.port) or redirect.port
+        with contextlib.suppress(OSError):
+            client.sendall(_redirect_answer(head, redirect, port))
+
     def _relay(self, client: socket.socket) -> None:
+        if self.redirect is not None:
+            with client:
+                self._redirect(client, self.redirect)
+            return
+        if self.tls is not None:
+            try:
+                client.settimeout(CONNECT_TIMEOUT)
+                client = self.tls.wrap_socket(client, server_side=True)
+                client.settimeout(None)
+            except (OSError, ssl.SSLError) as exc:
+                log.info("load balancer %s: TLS handshake failed: %s", self.load_balancer, exc)
+                client.close()
+                return
         with client:
             target = self.pick()
             if target is None:
-                self._answer(client, 503, "Service Temporarily Unavailable")
+                self._answer(client, 503, "Service Temporarily Unavailable", unread=True)
                 return
             try:
                 upstream = kernel.in_netns(
@@ -278,10 +435,10 @@ class Listener:
                     name="lb-connect",
                 )
             except TimeoutError:
-                self._answer(client, 504, "Gateway Time-out")
+                self._answer(client, 504, "Gateway Time-out", unread=True)
                 return
             except OSError:
-                self._answer(client, 502, "Bad Gateway")
+                self._answer(client, 502, "Bad Gateway", unread=True)
                 return
             methods: collections.deque[str] = collections.deque()
             requests = Framing("request", lambda words: None, methods)
@@ -292,6 +449,10 @@ class Listener:
             answers = Framing("response", counted, methods)
             with upstream:
                 upstream.settimeout(None)
+                if isinstance(client, ssl.SSLSocket):
+                    if _pump(client, upstream, requests, answers) == 0 and methods:
+                        self._answer(client, 502, "Bad Gateway")
+                    return
 
                 def back() -> None:
                     if _pipe(upstream, client, answers) == 0 and methods:
@@ -331,20 +492,43 @@ class LoadBalancers:
         #: every listener's answers (a load balancer's metrics add up its listeners)
         self.meter = Meter()
 
-    def sync(self, wanted: dict[str, tuple[str, str, str, int, list[Target]]]) -> None:
-        """``wanted``: listener ARN -> (load balancer ARN, its name, DNS name, listener port,
-        healthy targets)."""
+    def sync(self, wanted: dict[str, Route]) -> None:
+        """``wanted``: listener ARN -> what it does (healthy targets, certificate, redirect)."""
         for arn in [a for a in self.listeners if a not in wanted]:
             self.listeners.pop(arn).close()
-        for arn, (lb_arn, name, dns, port, targets) in wanted.items():
+        for arn, route in wanted.items():
             listener = self.listeners.get(arn)
+            if listener is not None and listener.declared != route.port:
+                self.listeners.pop(arn).close()  # ModifyListener moved it: answer on the new port
+                listener = None
             if listener is None:
-                listener = Listener(arn, name, dns, 0, _bind(port), lb_arn, self.meter)
+                listener = Listener(
+                    arn, route.name, route.dns_name, 0, _bind(route.port), route.load_balancer_arn, self.meter
+                )
                 listener.port = int(listener.sock.getsockname()[1])
+                listener.declared = route.port
+                listener.port_of = self.port_of
                 self.listeners[arn] = listener
-                threading.Thread(target=listener.serve, name=f"lb-{name}", daemon=True).start()
-                log.info("load balancer %s (%s): listener %d answers on %s", name, dns, port, listener.url)
-            listener.targets = targets
+                threading.Thread(target=listener.serve, name=f"lb-{route.name}", daemon=True).start()
+                log.info(
+                    "load balancer %s (%s): listener %d answers on %s",
+                    route.name,
+                    route.dns_name,
+                    route.port,
+                    f"{'https' if route.certificate else 'http'}://{HOST}:{listener.port}",
+                )
+            if route.certificate != listener.certificate:
+                listener.tls = route.certificate.context() if route.certificate else None
+                listener.certificate = route.certificate
+            listener.redirect = route.redirect
+            listener.targets = route.targets
+
+    def port_of(self, load_balancer_arn: str, port: int) -> int | None:
+        """The local port of the load balancer's listener on ``port``."""
+        for listener in list(self.listeners.values()):
+            if listener.load_balancer_arn == load_balancer_arn and listener.declared == port:
+                return listener.port
+        return None
 
     def describe(self) -> list[dict[str, object]]:
         return [
@@ -353,6 +537,10 @@ class LoadBalancers:
                 "dns_name": lst.dns_name,
                 "listener_arn": arn,
                 "url": lst.url,
+                "port": lst.declared,
+                "redirect": f"{lst.redirect.status} to {lst.redirect.protocol} {lst.redirect.port}"
+                if lst.redirect
+                else None,
                 "healthy_targets": [t.instance_id for t in lst.targets],
             }
             for arn, lst in self.listeners.items()

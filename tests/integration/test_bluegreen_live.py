@@ -2,6 +2,10 @@
 deployed and the users' listener answers v2; ``rollback`` makes it answer v1 with no instance
 launched; a v3 whose app fails /healthz never answers a user request and the deploy exits 4.
 
+The fleet speaks HTTPS (``certificate_arn``: the local cloud's own ACM certificate): users reach
+443 over TLS, checked against the CA ACM gives as the certificate's chain (``curl --cacert``),
+port 80 answers 301 to it, and the smoke checks go through the test listener over TLS too.
+
 The app is the probe of tests/livefleet.py (images made without Packer); its own environment
 (``bglive``), Terraform state and load balancer, one for the module. Tests run in file order.
 """
@@ -9,6 +13,8 @@ The app is the probe of tests/livefleet.py (images made without Packer); its own
 from __future__ import annotations
 
 import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +28,7 @@ from baker.deploy import Deploy, Options
 from baker.deploy.rollback import Rollback
 from baker.errors import RolledBack
 from baker.local import cloud
+from baker.local.moto import certificates
 from tests.conftest import copy_project, need_tools
 from tests.livefleet import Users, bake_probe
 
@@ -44,13 +51,19 @@ class LiveFleet:
                     "key": "hello-web/bglive.tfstate",
                     "region": "us-east-1",
                 },
-                "variables": {"name": NAME, "health_check_interval": 5, "deregistration_delay": 5},
+                "variables": {
+                    "name": NAME,
+                    "health_check_interval": 5,
+                    "deregistration_delay": 5,
+                    "certificate_arn": certificates.local_arn("us-east-1", "123456789012"),
+                },
                 "strategy": "blue_green",
                 "unhealthy_timeout": 15,
                 "step_seconds": 2,
             },
         }
         (root / "environments" / f"{ENV}.yml").write_text(yaml.safe_dump(data))
+        self.root = root
         self.project = load_project(root)
 
     def deploy(self) -> Deploy:
@@ -64,17 +77,29 @@ class LiveFleet:
             test_route=cloud.test_route(self.aws.endpoint_url),
         )
 
-    def users_port(self) -> int:
+    def users_port(self, port: int = 443) -> int:
+        """The local port of the load balancer's listener on ``port`` (443: the users' HTTPS)."""
         elb = self.aws.client("elbv2")
         lb = elb.describe_load_balancers(Names=[f"{NAME}-lb"])["LoadBalancers"][0]
         arn = next(
             x["ListenerArn"]
             for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
-            if x["Port"] == 80
+            if x["Port"] == port
         )
         found = cloud.listener(self.aws.endpoint_url, arn)
         assert found is not None
         return int(str(found["url"]).rsplit(":", 1)[1])
+
+    def ca_file(self) -> Path:
+        """The certificate's chain as ACM gives it (GetCertificate): what a client trusts."""
+        arn = certificates.local_arn("us-east-1", "123456789012")
+        chain = self.aws.client("acm").get_certificate(CertificateArn=arn)["CertificateChain"]
+        path = self.root / "ca.pem"
+        path.write_text(chain)
+        return path
+
+    def users(self) -> Users:
+        return Users(self.users_port(), tls=ssl.create_default_context(cafile=str(self.ca_file())))
 
     def instance_ids(self) -> set[str]:
         found = set()
@@ -85,7 +110,7 @@ class LiveFleet:
 
 @pytest.fixture(scope="module")
 def live(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFleet]:
-    need_tools("terraform")
+    need_tools("terraform", "curl")
     if not shutil.which("systemd-nspawn"):
         pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
     fleet = LiveFleet(
@@ -114,8 +139,23 @@ def images(live: LiveFleet) -> dict[str, str]:
 def test_v1_then_v2_and_the_load_balancer_answers_v2(live: LiveFleet, images: dict[str, str]):
     first = live.deploy().run(images["1"], options=TIMEOUT)
     assert (first["outcome"], first["color"]) == ("healthy", "blue")
-    users = Users(live.users_port())
+    users = live.users()
     assert {users.get() for _ in range(6)} == {(200, "1")}
+    # as a user checks it: curl trusting the CA ACM gives, and plain HTTP sent on with a 301
+    https = f"https://127.0.0.1:{live.users_port()}/version"
+    tls = subprocess.run(
+        ["curl", "-sS", "--cacert", str(live.ca_file()), https], capture_output=True, text=True, check=False
+    )
+    assert (tls.returncode, tls.stdout.strip()) == (0, "1"), tls.stderr
+    untrusted = subprocess.run(["curl", "-sS", https], capture_output=True, text=True, check=False)
+    assert untrusted.returncode == 60, "a client that does not trust the CA refuses the certificate"
+    plain = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+         f"http://127.0.0.1:{live.users_port(80)}/version?x=1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    code, location = plain.stdout.split(" ", 1)
+    assert code == "301" and location.startswith("https://127.0.0.1") and location.endswith("/version?x=1")
     second = live.deploy().run(images["2"], options=TIMEOUT)
     assert (second["outcome"], second["color"]) == ("healthy", "green")
     smoke = {c["name"]: c for c in second["smoke"]}
@@ -125,7 +165,7 @@ def test_v1_then_v2_and_the_load_balancer_answers_v2(live: LiveFleet, images: di
 
 def test_rollback_answers_v1_again_with_no_instance_launched(live: LiveFleet, images: dict[str, str]):
     before = live.instance_ids()
-    with Users(live.users_port()) as users:
+    with live.users() as users:
         result = Rollback(live.deploy()).run(options=TIMEOUT)
         time.sleep(1)
     assert (result["outcome"], result["color"], result["launched"]) == ("healthy", "blue", False)
@@ -135,7 +175,7 @@ def test_rollback_answers_v1_again_with_no_instance_launched(live: LiveFleet, im
 
 
 def test_a_v3_failing_healthz_never_gets_user_traffic_and_exits_4(live: LiveFleet, images: dict[str, str]):
-    with Users(live.users_port()) as users, pytest.raises(RolledBack) as info:
+    with live.users() as users, pytest.raises(RolledBack) as info:
         live.deploy().run(images["3"], options=TIMEOUT)
     assert info.value.exit_code == 4
     assert "no user traffic reached it" in info.value.message

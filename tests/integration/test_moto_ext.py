@@ -438,3 +438,58 @@ def test_an_image_is_deprecated_disabled_protected_and_referenced_as_on_aws(loca
     owner.disable_image_deregistration_protection(ImageId=ami)
     owner.deregister_image(ImageId=ami)
     assert owner.describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])["Images"] == []
+
+
+def test_the_local_certificate_serves_https_listeners_and_a_redirect_answers_301(local_cloud: Any) -> None:
+    """Gap 18: the local cloud's own ACM certificate at its fixed ARN, trusted through the chain
+    GetCertificate gives; an HTTPS listener terminates TLS with it (503: no target yet, as an ALB
+    answers), a redirect listener answers 301 to it."""
+    import http.client
+    import ssl
+
+    from baker.local.moto import certificates
+
+    arn = certificates.local_arn("us-east-1", "123456789012")
+    acm, ec2, elb = local_cloud.client("acm"), local_cloud.client("ec2"), local_cloud.client("elbv2")
+    held = acm.get_certificate(CertificateArn=arn)
+    assert "BEGIN CERTIFICATE" in held["Certificate"] and "BEGIN CERTIFICATE" in held["CertificateChain"]
+    assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["DomainName"] == "*.elb.amazonaws.com"
+    with pytest.raises(botocore.exceptions.ClientError):
+        acm.get_certificate(CertificateArn=certificates.local_arn("us-east-1", "999999999999"))
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    tg = elb.create_target_group(Name="tls-tg", Protocol="HTTP", Port=8080, VpcId=vpc)["TargetGroups"][0]
+    lb = elb.create_load_balancer(Name="tls-lb", Subnets=subnets, Type="application")["LoadBalancers"][0]
+    try:
+        https = elb.create_listener(
+            LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=443,
+            SslPolicy="ELBSecurityPolicy-TLS13-1-2-2021-06", Certificates=[{"CertificateArn": arn}],
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
+        )["Listeners"][0]["ListenerArn"]  # fmt: skip
+        plain = elb.create_listener(
+            LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
+            DefaultActions=[{"Type": "redirect", "RedirectConfig": {
+                "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}],
+        )["Listeners"][0]["ListenerArn"]  # fmt: skip
+
+        def urls() -> dict[str, str] | None:
+            found = {b["listener_arn"]: b["url"] for b in local_cloud.status()["load_balancers"]}
+            return found if https in found and plain in found else None
+
+        found = wait_for("both listeners on loopback", urls, 15)
+        assert found[https].startswith("https://127.0.0.1:") and found[plain].startswith("http://127.0.0.1:")
+        trust = ssl.create_default_context(cadata=held["CertificateChain"])
+        port = int(found[https].rsplit(":", 1)[1])
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=trust)
+        conn.request("GET", "/version")
+        assert conn.getresponse().status == 503, "TLS accepted; no healthy target behind it"
+        conn.close()
+        conn2 = http.client.HTTPConnection("127.0.0.1", int(found[plain].rsplit(":", 1)[1]), timeout=10)
+        conn2.request("GET", "/version?x=1", headers={"Host": "127.0.0.1"})
+        moved = conn2.getresponse()
+        assert moved.status == 301
+        assert moved.getheader("Location") == found[https].replace(":443", "") + "/version?x=1"
+        conn2.close()
+    finally:
+        elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
+        elb.delete_target_group(TargetGroupArn=tg["TargetGroupArn"])

@@ -72,10 +72,16 @@ record is not replaced by the group; warm pools during a refresh.
     cannot be deregistered (``OperationNotPermitted``); every launch sets ``LastLaunchedTime``.
 17. ``DescribeImageReferences`` answers HTTP 500. Now it lists the instances and launch templates
     of the caller's region that use the images.
+18. An HTTPS listener needs an ACM certificate that exists before the listener, but moto's ARNs are
+    random (no environment file can name one) and what it issues is signed by no CA a client has;
+    its listeners answer nowhere, HTTPS or redirect. Now every account and region holds the local
+    cloud's own certificate at a fixed ARN (its CA is GetCertificate's chain), HTTPS listeners
+    terminate TLS with their certificate and redirect actions answer (baker.local.lb).
 
 Where each gap is filled: 1 and 10 ``refresh``, 2 ``target_health``, 3 ``termination``, 4-6
 ``launch_templates``, 7-9 and 14 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
-``load_balancers``, 15 ``metrics``, 16 ``image_lifecycle``, 17 ``image_references``; the request
+``load_balancers``, 15 ``metrics``, 16 ``image_lifecycle``, 17 ``image_references``, 18
+``certificates`` and ``load_balancers``; the request
 path's ``throttling`` (a knob that answers as AWS throttles) and ``retries`` (a retried call that
 was carried out gets its first answer). Their shared state (knobs, lock, live instances) is
 ``state``. The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()``
@@ -99,6 +105,7 @@ def install() -> None:
     """Apply every extension (idempotent). Call before the server starts."""
     from baker.local.moto import (
         accounts,
+        certificates,
         image_lifecycle,
         image_references,
         images,
@@ -125,4 +132,5 @@ def install() -> None:
     metrics.install()
     image_lifecycle.install()  # after live_instances: a disabled image is refused before it boots
     image_references.install()
+    certificates.install()
     _installed = True

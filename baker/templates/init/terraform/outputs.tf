@@ -36,6 +36,9 @@ output "blue_green" {
     listener_arn       = aws_lb_listener.http.arn
     test_listener_arn  = one(aws_lb_listener.test[*].arn)
     test_listener_port = var.test_listener_port
+    # HTTPS: the test listener speaks TLS with the users' certificate
+    test_listener_protocol = one(aws_lb_listener.test[*].protocol)
+    certificate_arn        = var.certificate_arn
     colors = {
       blue = {
         asg_name                = aws_autoscaling_group.this.name
