@@ -4,6 +4,7 @@ Every name of the package is importable from ``baker.config``, as it was when th
 module: the models (models.py) and the loading around them.
 """
 
+from baker.config.loader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, merge, read_yaml
 from baker.config.models import (
     AWS_MAX_TAGS,
     AWS_TAG_KEY_MAX,
@@ -17,10 +18,6 @@ from baker.config.models import (
     ENV_VAR_NAME,
     INSTANCE_TYPE,
     KMS_KEY,
-    MAX_ALIASES,
-    MAX_DEPTH,
-    MAX_FILE_BYTES,
-    MAX_VALUES,
     PROJECT_FILE,
     REDACTED,
     SECRET_KEYS,
@@ -52,9 +49,7 @@ from baker.config.models import (
     key_path,
     load_environment,
     load_project,
-    merge,
     plain_data,
-    read_yaml,
     redact,
     redacted,
     resolve_secret_refs,
