@@ -4,6 +4,7 @@ Every name of the package is importable from ``baker.config``, as it was when th
 module: the models (models.py) and the loading around them.
 """
 
+from baker.config.keys import key_path
 from baker.config.loader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, merge, read_yaml
 from baker.config.models import (
     AWS_MAX_TAGS,
@@ -15,14 +16,9 @@ from baker.config.models import (
     DEFAULTS_FILE,
     ENV_DIR,
     ENV_NAME,
-    ENV_VAR_NAME,
     INSTANCE_TYPE,
     KMS_KEY,
     PROJECT_FILE,
-    REDACTED,
-    SECRET_KEYS,
-    SECRET_NAME,
-    VARIABLES,
     AppSettings,
     AWSSettings,
     BackendSettings,
@@ -31,13 +27,11 @@ from baker.config.models import (
     DeploySettings,
     Environment,
     EnvironmentSettings,
-    Model,
     PathSettings,
     Project,
     ProjectSettings,
     PromotionSettings,
     RuntimeSettings,
-    SecretRef,
     SmokeCheck,
     SourceAMI,
     SourceAMIFilter,
@@ -46,22 +40,29 @@ from baker.config.models import (
     aws_regions,
     check_region,
     check_tags,
-    key_path,
     load_environment,
     load_project,
     plain_data,
-    redact,
     redacted,
-    resolve_secret_refs,
     schema,
     seconds,
-    secret_bearing,
-    secret_refs,
-    secret_values,
     system_user,
     unit_name,
     withheld_variables,
 )
+from baker.config.secrets import (
+    REDACTED,
+    SECRET_KEYS,
+    SECRET_NAME,
+    VARIABLES,
+    SecretRef,
+    redact,
+    resolve_secret_refs,
+    secret_bearing,
+    secret_refs,
+    secret_values,
+)
+from baker.config.types import ENV_VAR_NAME, Model
 
 __all__ = [
     "AWS_MAX_TAGS",

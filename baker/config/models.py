@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +25,12 @@ from pydantic import (
     model_validator,
 )
 
+from baker.config.keys import key_path, lookup
 from baker.config.loader import merge, read_yaml
-from baker.errors import ConfigError, UsageError
+from baker.config.messages import describe, message, origin_of
+from baker.config.secrets import VARIABLES, SecretRef, redact, secret_refs
+from baker.config.types import ENV_VAR_NAME, Model
+from baker.errors import ConfigError
 
 PROJECT_FILE = "baker.yml"
 ENV_DIR = "environments"
@@ -37,64 +39,6 @@ ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # Debian policy: package names are lowercase alphanumerics and + - . , at least two characters
 DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]*$")
-ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---------------------------------------------------------------- secrets
-
-
-class SecretRef(Model):
-    """Where a secret comes from at run time. The value itself is never in a file baker reads."""
-
-    env: str | None = Field(None, description="name of an environment variable holding the secret")
-    file: str | None = Field(None, description="path of a file holding the secret (first line)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reference(cls, v: Any) -> Any:
-        # a plain string here is most likely the secret itself: say what belongs here, never echo it
-        if not isinstance(v, dict):
-            raise ValueError("must be {env: NAME} or {file: PATH}, never the secret itself")
-        return v
-
-    @field_validator("env")
-    @classmethod
-    def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not ENV_VAR_NAME.match(v):
-            raise ValueError("must name an environment variable (A-Z a-z 0-9 _), not hold the secret")
-        return v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SecretRef:
-        if bool(self.env) == bool(self.file):
-            raise ValueError("give exactly one of 'env' or 'file'")
-        return self
-
-    def resolve(self, root: Path | None = None, *, key: str = "bake.vault_password") -> str:
-        """The secret. Errors name the key, never what it says: a mistyped reference could be the
-        secret itself (`baker config show` shows the reference)."""
-        if self.env:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise UsageError(f"{key}: the environment variable its env: names is not set")
-            return value
-        assert self.file is not None
-        path = Path(self.file)
-        if root is not None and not path.is_absolute():
-            path = root / path
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise UsageError(f"{key}: the file its file: names cannot be read: {why}") from None
-        return text.splitlines()[0] if text else ""
-
-    def describe(self) -> str:
-        return f"env:{self.env}" if self.env else f"file:{self.file}"
 
 
 # ---------------------------------------------------------------- baker.yml
@@ -500,7 +444,7 @@ class DeploySettings(Model):
                 SecretRef.model_validate(ref)
             except ValidationError as exc:
                 # the reference's own words (they never hold its value), under the user's key path
-                why = "; ".join(_message(e) for e in exc.errors())
+                why = "; ".join(message(e) for e in exc.errors())
                 raise ValueError(f"{key_path(loc)}: {why}") from None
         return v
 
@@ -611,7 +555,7 @@ class Environment(BaseModel):
     def origin(self, *key: str) -> Path:
         """The file that sets ``key`` (a key path), or the environment's own file when none does."""
         for file, data in reversed(list(zip(self.files, self.layers, strict=False))):
-            if _lookup(data, key)[0]:
+            if lookup(data, key)[0]:
                 return file
         return self.files[-1]
 
@@ -637,184 +581,6 @@ class Project(BaseModel):
         return load_environment(self, name)
 
 
-def _lookup(data: Any, loc: tuple[Any, ...]) -> tuple[bool, Any]:
-    cur = data
-    for part in loc:
-        in_dict = isinstance(cur, dict) and part in cur
-        in_list = isinstance(cur, list) and isinstance(part, int) and part < len(cur)
-        if in_dict or in_list:
-            cur = cur[part]
-        else:
-            return False, None
-    return True, cur
-
-
-#: keys whose values are secrets, or may be a secret mistyped: never shown in an error or `config show`.
-#: ``bake.vault_password`` and everything under it, and any key whose name says password, secret or
-#: token (``db_password``, ``api_token``, …) wherever it is, e.g. under ``bake.ansible_vars``.
-SECRET_KEYS = (("bake", "vault_password"),)
-SECRET_NAME = re.compile(r"pass(word|wd|phrase)|secret|token|credential|private_?key|api_?key", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
-def secret_bearing(loc: tuple[Any, ...]) -> bool:
-    """Whether the value at key path ``loc`` is (or is under) a secret-bearing key."""
-    if any(tuple(loc[: len(k)]) == k for k in SECRET_KEYS):
-        return True
-    return any(isinstance(part, str) and SECRET_NAME.search(part) for part in loc)
-
-
-#: where Terraform's input variables sit in an environment's settings
-VARIABLES = ("deploy", "variables")
-
-
-def secret_refs(data: Any, loc: tuple[Any, ...] = VARIABLES) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """The secret references under ``data``: a mapping of only ``env``/``file`` at a secret-bearing
-    key (``deploy.variables.db_password: {env: DB_PASSWORD}``). Elsewhere such a mapping is data
-    (``tags: {env: prod}``)."""
-    if isinstance(data, dict):
-        if data and set(data) <= {"env", "file"} and secret_bearing(loc):
-            return [(loc, data)]
-        return [found for k, v in data.items() for found in secret_refs(v, (*loc, k))]
-    if isinstance(data, list):
-        return [found for i, v in enumerate(data) for found in secret_refs(v, (*loc, i))]
-    return []
-
-
-def resolve_secret_refs(data: Any, root: Path | None, loc: tuple[Any, ...] = VARIABLES) -> Any:
-    """``data`` with every secret reference replaced by the secret it names (read now, at the
-    moment it is needed); errors name the key, never a value."""
-    if isinstance(data, dict):
-        if data and set(data) <= {"env", "file"} and secret_bearing(loc):
-            return SecretRef.model_validate(data).resolve(root, key=key_path(loc))
-        return {k: resolve_secret_refs(v, root, (*loc, k)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [resolve_secret_refs(v, root, (*loc, i)) for i, v in enumerate(data)]
-    return data
-
-
-def redact(value: Any, loc: tuple[Any, ...] = ()) -> Any:
-    """``value`` (found at ``loc``) with every value under a secret-bearing key replaced."""
-    if secret_bearing(loc):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact(v, (*loc, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, (*loc, i)) for i, v in enumerate(value)]
-    return value
-
-
-def secret_values(data: Any, loc: tuple[Any, ...] = ()) -> list[str]:
-    """Every string under a secret-bearing key of ``data`` (what a log line must never show)."""
-    if isinstance(data, dict):
-        return [s for k, v in data.items() for s in secret_values(v, (*loc, k))]
-    if isinstance(data, list):
-        return [s for i, v in enumerate(data) for s in secret_values(v, (*loc, i))]
-    if secret_bearing(loc) and isinstance(data, str | int | float) and not isinstance(data, bool):
-        text = str(data)
-        return [text] if len(text) >= 4 else []
-    return []
-
-
-def key_path(loc: tuple[Any, ...]) -> str:
-    """A key path as the user writes it: ``bake.tags``, ``smoke_checks[0].name``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-_MAPPING = "must be a mapping (key: value)"
-_MESSAGES = {
-    "missing": "required key is missing",
-    "extra_forbidden": "unknown key",
-    "model_type": _MAPPING,
-    "model_attributes_type": _MAPPING,
-    "dict_type": _MAPPING,
-    "list_type": "must be a list",
-    "tuple_type": "must be a list",
-    "set_type": "must be a list",
-    "string_type": "must be a string (quote it)",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "none_required": "must be null",
-}
-
-
-def _message(err: Any) -> str:
-    """pydantic's message in the user's words: never a model's class name."""
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    if kind in _MESSAGES:
-        return _MESSAGES[kind]
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        bound = next(iter(ctx.values()), "?")
-        word = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most"}
-        return f"must be {word.get(kind, 'less than')} {bound}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '?')}"
-    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    msg = re.sub(r"\s*or instance of \w+", "", msg)
-    return msg.replace("Input should be", "must be")
-
-
-def _origin(
-    loc: tuple[Any, ...], sources: list[tuple[Path, dict[str, Any]]], missing: bool
-) -> tuple[Path, str]:
-    """The file to blame for ``loc``, and a hint: the most specific file that sets the key; for a
-    missing key, the least specific file that has its parent (where shared settings live)."""
-    if not missing:
-        for file, data in reversed(sources):
-            if _lookup(data, loc)[0]:
-                return file, ""
-    for file, data in sources:
-        if _lookup(data, loc[:-1])[0]:
-            others = [str(f) for f, _ in sources if f != file]
-            return file, f" (add it here{', or in ' + others[-1] if others else ''})" if missing else ""
-    return sources[0][0], ""
-
-
-def _describe(exc: ValidationError, sources: list[tuple[Path, dict[str, Any]]], merged: Any) -> str:
-    """One line per problem: ``file: key.path: message (got value)``; the file is the one that set it
-    (or should). Values under secret-bearing keys are never shown."""
-    lines = []
-    for err in exc.errors():
-        # drop pydantic's internal location parts (validator names, union members, "[key]")
-        loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
-        )
-        kind = err["type"]
-        origin, hint = _origin(loc, sources, kind == "missing")
-        msg = _message(err)
-        found, value = _lookup(merged, loc)
-        if not found:
-            found, value = "input" in err and kind != "missing", err.get("input")
-        secret = secret_bearing(loc)
-        if secret:
-            for text in {str(value), *secret_values(value, loc)} if found else ():
-                if len(text) >= 4:
-                    msg = msg.replace(text, REDACTED)
-        if kind == "missing" or not found:
-            shown = hint
-        elif isinstance(value, dict | list) and kind not in _MESSAGES:
-            shown = ""  # the message names what is wrong inside; the whole mapping would only be noise
-        elif secret:
-            shown = f" (value not shown: {key_path(loc)} is secret-bearing)"
-        else:
-            text = json.dumps(redact(value, loc), default=str, ensure_ascii=False)
-            shown = f" (got {text if len(text) <= 120 else text[:117] + '...'})"
-        lines.append(f"{origin}: {key_path(loc)}: {msg}{shown}")
-    return "invalid configuration:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
-
-
 def load_project(root: str | Path) -> Project:
     root = Path(root).resolve()
     path = root / PROJECT_FILE
@@ -824,7 +590,7 @@ def load_project(root: str | Path) -> Project:
     try:
         settings = ProjectSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, [(path, data)], data)) from None
+        raise ConfigError(describe(exc, [(path, data)], data)) from None
     return Project(root=root, settings=settings)
 
 
@@ -848,10 +614,10 @@ def load_environment(project: Project, name: str) -> Environment:
     try:
         settings = EnvironmentSettings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, sources, merged)) from None
+        raise ConfigError(describe(exc, sources, merged)) from None
     if settings.promote_from is not None and settings.promote_from not in known:
         raise ConfigError(
-            f"{_origin(('promote_from',), sources, False)[0]}: promote_from: unknown environment "
+            f"{origin_of(('promote_from',), sources, False)[0]}: promote_from: unknown environment "
             f"{settings.promote_from!r}; known: {', '.join(known)}"
         )
     return Environment(
