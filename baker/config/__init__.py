@@ -7,17 +7,11 @@ module: the models (models.py) and the loading around them.
 from baker.config.keys import key_path
 from baker.config.loader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, merge, read_yaml
 from baker.config.models import (
-    AWS_MAX_TAGS,
-    AWS_TAG_KEY_MAX,
-    AWS_TAG_VALUE_MAX,
-    BAKER_RESERVED_TAGS,
     DEB_NAME,
     DEB_VERSION,
     DEFAULTS_FILE,
     ENV_DIR,
     ENV_NAME,
-    INSTANCE_TYPE,
-    KMS_KEY,
     PROJECT_FILE,
     AppSettings,
     AWSSettings,
@@ -37,15 +31,10 @@ from baker.config.models import (
     SourceAMIFilter,
     StateSettings,
     TerraformSettings,
-    aws_regions,
-    check_region,
-    check_tags,
     load_environment,
     load_project,
-    plain_data,
     redacted,
     schema,
-    seconds,
     system_user,
     unit_name,
     withheld_variables,
@@ -62,7 +51,21 @@ from baker.config.secrets import (
     secret_refs,
     secret_values,
 )
-from baker.config.types import ENV_VAR_NAME, Model
+from baker.config.types import (
+    AWS_MAX_TAGS,
+    AWS_TAG_KEY_MAX,
+    AWS_TAG_VALUE_MAX,
+    BAKER_RESERVED_TAGS,
+    ENV_VAR_NAME,
+    INSTANCE_TYPE,
+    KMS_KEY,
+    Model,
+    aws_regions,
+    check_region,
+    check_tags,
+    plain_data,
+    seconds,
+)
 
 __all__ = [
     "AWS_MAX_TAGS",

@@ -8,9 +8,6 @@ the key path and the offending value. Nothing runs on an invalid configuration.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,7 +25,22 @@ from baker.config.keys import key_path, lookup
 from baker.config.loader import merge, read_yaml
 from baker.config.messages import describe, message, origin_of
 from baker.config.secrets import VARIABLES, SecretRef, redact, secret_refs
-from baker.config.types import ENV_VAR_NAME, Model
+from baker.config.types import (
+    AMI_ID,
+    AccountId,
+    AccountIds,
+    Duration,
+    EnvValues,
+    InstanceType,
+    KmsKey,
+    Model,
+    PlainData,
+    Region,
+    Regions,
+    SubnetId,
+    Tags,
+    VpcId,
+)
 from baker.errors import ConfigError
 
 PROJECT_FILE = "baker.yml"
@@ -183,114 +194,11 @@ class ProjectSettings(Model):
 # ---------------------------------------------------------------- environments/*.yml
 
 
-def plain_data(value: Any, where: str = "") -> Any:
-    """``value`` when JSON can carry it to Ansible or Terraform as written: strings, finite numbers,
-    booleans, null, lists and mappings with string keys. A YAML date, set or binary is refused here,
-    at load, not halfway through a bake or a deploy."""
-    at = f" at {where}" if where else ""
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value} is not a number JSON can carry{at}")
-        return value
-    if isinstance(value, list):
-        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"the key {k!r}{at} must be a string (quote it)")
-            plain_data(v, f"{where}.{k}" if where else k)
-        return value
-    kind = {"date": "a date", "datetime": "a timestamp", "set": "a set", "bytes": "binary data"}
-    what = kind.get(type(value).__name__, f"a {type(value).__name__}")
-    raise ValueError(f"{what}{at} cannot be passed on as written; quote it to make it a string")
-
-
-@functools.cache
-def aws_regions() -> frozenset[str]:
-    """Every region of every AWS partition in the endpoint data of the botocore baker runs with: the
-    regions baker can talk to (a region newer than that botocore needs a newer botocore anyway)."""
-    import botocore.session
-
-    session = botocore.session.Session()
-    return frozenset(
-        r for p in session.get_available_partitions() for r in session.get_available_regions("ec2", p)
-    )
-
-
-def check_region(name: Any) -> str:
-    if not isinstance(name, str) or name not in aws_regions():
-        import botocore
-
-        close = difflib.get_close_matches(str(name), sorted(aws_regions()), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise ValueError(
-            f"{name!r} is not an AWS region (botocore {botocore.__version__} knows "
-            f"{len(aws_regions())}){hint}"
-        )
-    return name
-
-
-#: AWS allows 50 tags per AMI or snapshot. baker sets up to 10 provenance tags when it bakes
-#: (baker:app … baker:builder, baker:ci-url), baker:verified after verify, and baker:promoted-from /
-#: baker:promoted-to on promotion: 13 stay reserved for baker.
-AWS_MAX_TAGS = 50
-BAKER_RESERVED_TAGS = 13
-AWS_TAG_KEY_MAX = 128
-AWS_TAG_VALUE_MAX = 256
-KMS_KEY = re.compile(
-    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|alias/[A-Za-z0-9/_-]+"
-    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/\S+)$"
-)
-#: EC2 instance types are family.size: t3.micro, m7i-flex.large, u-6tb1.metal
-INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
-
-
-def check_tags(tags: dict[str, str]) -> dict[str, str]:
-    """AWS's limits on tags, checked at load rather than by AWS after a ten-minute bake."""
-    room = AWS_MAX_TAGS - BAKER_RESERVED_TAGS
-    if len(tags) > room:
-        raise ValueError(
-            f"{len(tags)} tags; at most {room} (AWS allows {AWS_MAX_TAGS} per AMI and baker reserves "
-            f"{BAKER_RESERVED_TAGS} for its own baker:* tags)"
-        )
-    for key, value in tags.items():
-        shown = repr(key) if len(key) <= 40 else repr(key[:40]) + "..."
-        if not key.strip():
-            raise ValueError("a tag key cannot be empty")
-        if len(key) > AWS_TAG_KEY_MAX:
-            raise ValueError(f"tag key {shown} has {len(key)} characters; AWS allows {AWS_TAG_KEY_MAX}")
-        if len(value) > AWS_TAG_VALUE_MAX:
-            raise ValueError(
-                f"the value of tag {shown} has {len(value)} characters; AWS allows {AWS_TAG_VALUE_MAX}"
-            )
-        if key.lower().startswith("aws:"):
-            raise ValueError(f"tag key {shown}: the aws: prefix is reserved by AWS")
-        if key.startswith("baker:"):
-            raise ValueError(f"tag key {shown}: the baker: prefix is reserved for baker's provenance tags")
-    return tags
-
-
 class AWSSettings(Model):
-    region: str = Field(description="AWS region, e.g. eu-west-1")
-    account_id: str = Field(description="12-digit AWS account id of this environment")
+    region: Region = Field(description="AWS region, e.g. eu-west-1")
+    account_id: AccountId = Field(description="12-digit AWS account id of this environment")
     profile: str | None = Field(None, description="named profile (local credentials)")
     role_arn: str | None = Field(None, description="role to assume for this environment")
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str) -> str:
-        return check_region(v)
-
-    @field_validator("account_id", mode="before")
-    @classmethod
-    def _account(cls, v: Any) -> Any:
-        if isinstance(v, int):
-            v = f"{v:012d}"
-        if not isinstance(v, str) or not re.match(r"^\d{12}$", v):
-            raise ValueError(f"{v!r} is not a 12-digit AWS account id")
-        return v
 
 
 class SourceAMIFilter(Model):
@@ -308,42 +216,27 @@ class SourceAMI(Model):
     def _one(self) -> SourceAMI:
         if not self.id and not self.filter:
             raise ValueError("give 'id' or 'filter'")
-        if self.id and not re.match(r"^ami-[0-9a-f]{8,17}$", self.id):
+        if self.id and not AMI_ID.match(self.id):
             raise ValueError(f"{self.id!r} is not an AMI id")
         return self
 
 
 class BakeSettings(Model):
-    instance_type: str = "t3.micro"
+    instance_type: InstanceType = "t3.micro"
     source_ami: SourceAMI
-    vpc_id: str | None = None
-    subnet_id: str | None = None
+    vpc_id: VpcId | None = None
+    subnet_id: SubnetId | None = None
     ssh_username: str = "admin"
     encrypt_boot: bool = True
-    kms_key_id: str | None = None
+    kms_key_id: KmsKey | None = None
     volume_size: int = Field(8, ge=1, le=16384, description="root volume GiB")
-    copy_to_regions: list[str] = Field(default_factory=list)
-    share_with_accounts: list[str] = Field(default_factory=list)
-    ansible_vars: dict[str, Any] = Field(default_factory=dict, description="extra vars for the playbook")
+    copy_to_regions: Regions = Field(default_factory=list)
+    share_with_accounts: AccountIds = Field(default_factory=list)
+    ansible_vars: PlainData = Field(default_factory=dict, description="extra vars for the playbook")
     vault_file: str | None = Field(None, description="Ansible Vault encrypted vars file, relative to project")
     vault_password: SecretRef | None = Field(None, description="where the vault password comes from")
-    tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the AMI")
+    tags: Tags = Field(default_factory=dict, description="extra tags on the AMI")
     timeout: int = Field(3600, ge=60, description="seconds a packer build may take")
-
-    @field_validator("vpc_id", "subnet_id")
-    @classmethod
-    def _network_ids(cls, v: str | None, info: ValidationInfo) -> str | None:
-        prefix = "vpc" if info.field_name == "vpc_id" else "subnet"
-        if v is not None and not re.match(rf"^{prefix}-[0-9a-f]+$", v):
-            raise ValueError(f"{v!r} is not a {prefix} id ({prefix}-0123456789abcdef0)")
-        return v
-
-    @field_validator("kms_key_id")
-    @classmethod
-    def _kms_key(cls, v: str | None) -> str | None:
-        if v is not None and not KMS_KEY.match(v):
-            raise ValueError(f"{v!r} is not a KMS key id, alias (alias/NAME) or ARN")
-        return v
 
     @field_validator("ssh_username")
     @classmethod
@@ -352,55 +245,18 @@ class BakeSettings(Model):
             raise ValueError(f"{v!r} is not a user name")
         return v
 
-    @field_validator("ansible_vars")
-    @classmethod
-    def _ansible_vars(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return plain_data(v)
-
-    @field_validator("instance_type")
-    @classmethod
-    def _instance_type(cls, v: str) -> str:
-        if not INSTANCE_TYPE.match(v):
-            raise ValueError(f"{v!r} is not an EC2 instance type (family.size, e.g. t3.micro)")
-        return v
-
-    @field_validator("copy_to_regions")
-    @classmethod
-    def _regions(cls, v: list[str]) -> list[str]:
-        for region in v:
-            check_region(region)
-        return v
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
-        return check_tags(v)
-
-    @field_validator("share_with_accounts")
-    @classmethod
-    def _accounts(cls, v: list[str]) -> list[str]:
-        for a in v:
-            if not re.match(r"^\d{12}$", str(a)):
-                raise ValueError(f"{a!r} is not a 12-digit AWS account id")
-        return v
-
 
 class BackendSettings(Model):
     bucket: str
     key: str
-    region: str | None = None
+    region: Region | None = None
     use_lockfile: bool = True
     dynamodb_table: str | None = None
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        return v if v is None else check_region(v)
 
 
 class DeploySettings(Model):
     backend: BackendSettings | None = Field(None, description="Terraform S3 backend; none = local state")
-    variables: dict[str, Any] = Field(default_factory=dict, description="Terraform input variables")
+    variables: PlainData = Field(default_factory=dict, description="Terraform input variables")
     health_timeout: int = Field(600, ge=10, description="seconds to wait for a healthy fleet")
     unhealthy_timeout: int | None = Field(
         180,
@@ -425,7 +281,7 @@ class DeploySettings(Model):
         ge=0,
         description="blue_green: how long each traffic step is watched (health, 5xx) before the next",
     )
-    keep_previous: int = Field(
+    keep_previous: Duration = Field(
         3600,
         ge=0,
         description="blue_green: how long the previous color keeps its capacity for a rollback by weights "
@@ -438,7 +294,6 @@ class DeploySettings(Model):
     @field_validator("variables")
     @classmethod
     def _variables(cls, v: dict[str, Any]) -> dict[str, Any]:
-        v = plain_data(v)
         for loc, ref in secret_refs(v, VARIABLES):
             try:
                 SecretRef.model_validate(ref)
@@ -447,11 +302,6 @@ class DeploySettings(Model):
                 why = "; ".join(message(e) for e in exc.errors())
                 raise ValueError(f"{key_path(loc)}: {why}") from None
         return v
-
-    @field_validator("keep_previous", mode="before")
-    @classmethod
-    def _keep(cls, v: Any) -> Any:
-        return seconds(v)
 
     @field_validator("traffic_steps")
     @classmethod
@@ -467,61 +317,19 @@ class RuntimeSettings(Model):
     """What the app needs at run time in this environment. Never baked: the launch template's user
     data writes it at first boot, so one AMI runs in every environment."""
 
-    env: dict[str, str] = Field(
+    env: EnvValues = Field(
         default_factory=dict,
         description="variables of the app's runtime environment file (app.deb.runtime_env_file)",
     )
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            return v
-        out = {}
-        for key, value in v.items():
-            if not isinstance(key, str) or not ENV_VAR_NAME.match(key):
-                raise ValueError(
-                    f"{key!r} is not an environment variable name (A-Z a-z 0-9 _, not a digit first)"
-                )
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            elif isinstance(value, int | float):
-                value = str(value)
-            if not isinstance(value, str):
-                raise ValueError(f"{key}: a value must be a string, number or boolean")
-            if "\0" in value:
-                raise ValueError(f"{key}: a value cannot hold a NUL byte")
-            out[key] = value
-        return out
-
-
-_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def seconds(value: Any) -> Any:
-    """A duration as seconds: an integer, or a string like ``90s``, ``30m``, ``2h``, ``1d``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be seconds or a string like 30m, 2h, 1d")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and (m := _DURATION.match(value.strip())):
-        return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    raise ValueError(f"{value!r} is not a duration (seconds, or like 30m, 2h, 1d)")
-
 
 class PromotionSettings(Model):
-    min_soak: int = Field(
+    min_soak: Duration = Field(
         0,
         ge=0,
         description="how long the AMI must have been live and healthy in promote_from before promote "
         "takes it (seconds, or 30m, 2h, 1d)",
     )
-
-    @field_validator("min_soak", mode="before")
-    @classmethod
-    def _soak(cls, v: Any) -> Any:
-        return seconds(v)
 
 
 class EnvironmentSettings(Model):
