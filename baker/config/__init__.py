@@ -1,7 +1,17 @@
 """Typed configuration: ``baker.yml`` for the project, ``environments/*.yml`` per environment.
 
-Every name of the package is importable from ``baker.config``, as it was when the package was one
-module: the models (models.py) and the loading around them.
+Every name is importable from ``baker.config``, as it was when the package was one module. Inside,
+each module imports only those above it in this list (tests/unit/test_imports.py guards the arrows):
+
+- types.py: the base ``Model`` and the shapes of values as reusable annotated types (``Region``,
+  ``AccountId``, ``Duration``, ``Tags``, ...), each checked once;
+- keys.py: key paths, as pydantic locates a value and as the user writes it;
+- loader.py: the safe YAML loader with its limits (``read_yaml``) and the merge rule (``merge``);
+- secrets.py: ``SecretRef``, which keys bear secrets, resolving references and redaction;
+- messages.py: pydantic's errors as one line per problem, naming the file, key path and value;
+- models.py: the settings models, ``Project`` and ``Environment``, loading them (``load_project``,
+  ``load_environment``), what they show and withhold (``redacted``, ``withheld_variables``) and
+  ``schema``.
 """
 
 from baker.config.keys import key_path
