@@ -2,7 +2,7 @@
 
 A new strategy is one module with a class that takes a ``Context`` and implements
 ``baker.deploy.context.Strategy``, one line here, and its name among the choices of
-``deploy.strategy`` (baker/config.py), which the schema shows users.
+``deploy.strategy`` (baker/config/models.py), which the schema shows users.
 """
 
 from __future__ import annotations
