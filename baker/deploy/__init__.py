@@ -5,7 +5,9 @@ automatic rollback, all under one lock (see ``run``'s docstring for the whole pa
     context.py     what a strategy is handed (Context) and what it must do (Strategy)
     strategies.py  deploy.strategy name -> strategy class
     rolling.py     rolling: a launch template version and an instance refresh
-    bluegreen.py   blue_green: the idle color, a test route, traffic by weights
+    bluegreen.py   blue_green: the idle color, traffic by weights, rollback by weights, retire
+    colors.py      blue/green's state as Terraform applied it (pure)
+    test_route.py  blue/green's smoke checks through the test listener
     handoff.py     the Terraform side: variables, plan, the plan gate (baker/plan.py), apply, outputs
     records.py     the release records of a run: intent, outcome, abandoned, interrupted
     recovery.py    the automatic rollback after a failed health gate

@@ -38,14 +38,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from baker.deploy import test_route
+from baker.deploy.colors import COLORS, ColorGroup, Colors, arn_suffix, other, step_weights, variables
 from baker.deploy.context import Context
 from baker.errors import BakerError, Refused
 from baker.health import Rollout, Watch, duration
@@ -55,127 +52,12 @@ from baker.provenance import parse_iso, utc_now
 
 log = logging.getLogger("baker")
 
-COLORS = ("blue", "green")
-#: seconds one HTTP smoke check through the test route may take
-SMOKE_TIMEOUT = 5.0
-
-
-def other(color: str) -> str:
-    return "green" if color == "blue" else "blue"
-
-
-@dataclass(frozen=True)
-class ColorGroup:
-    """One color's group as Terraform last applied it (what AWS says of a fleet: baker.fleet.Fleet)."""
-
-    color: str
-    asg_name: str
-    target_group_arn: str
-    image_id: str
-    capacity: int
-    runtime_env: dict[str, str]
-    launch_template_id: str | None = None
-    launch_template_version: str | None = None
-
-    def spec(self) -> dict[str, Any]:
-        return {"image_id": self.image_id, "capacity": self.capacity, "runtime_env": dict(self.runtime_env)}
-
-
-@dataclass(frozen=True)
-class Colors:
-    """The blue/green state of an environment as Terraform last applied it (its ``blue_green`` output)."""
-
-    live: str
-    test: str
-    weights: dict[str, int]
-    fleets: dict[str, ColorGroup]
-    listener_arn: str
-    test_listener_arn: str | None
-    test_port: int | None
-    load_balancer_arn: str | None
-    lb_dns_name: str | None
-    #: the ACM certificate the test listener speaks HTTPS with (None: plain HTTP)
-    test_certificate: str | None = None
-
-    @property
-    def test_scheme(self) -> str:
-        return "https" if self.test_certificate else "http"
-
-    @classmethod
-    def from_outputs(cls, outputs: Mapping[str, Any]) -> Colors | None:
-        bg = outputs.get("blue_green")
-        if not isinstance(bg, dict):
-            return None
-        fleets = {
-            c: ColorGroup(
-                color=c,
-                asg_name=f["asg_name"],
-                target_group_arn=f["target_group_arn"],
-                image_id=f["image_id"],
-                capacity=int(f["capacity"]),
-                runtime_env=dict(f.get("runtime_env") or {}),
-                launch_template_id=f.get("launch_template_id"),
-                launch_template_version=str(f.get("launch_template_version")),
-            )
-            for c, f in (bg.get("colors") or {}).items()
-        }
-        return cls(
-            live=bg["live_color"],
-            test=bg.get("test_color") or bg["live_color"],
-            weights={c: int(w) for c, w in (bg.get("weights") or {}).items()},
-            fleets=fleets,
-            listener_arn=bg["listener_arn"],
-            test_listener_arn=bg.get("test_listener_arn"),
-            test_port=bg.get("test_listener_port"),
-            load_balancer_arn=bg.get("load_balancer_arn"),
-            lb_dns_name=outputs.get("lb_dns_name"),
-            test_certificate=bg.get("certificate_arn")
-            if bg.get("test_listener_protocol") == "HTTPS"
-            else None,
-        )
-
-    @property
-    def idle(self) -> str:
-        return other(self.live)
-
-    def spec(self) -> dict[str, dict[str, Any]]:
-        return {c: f.spec() for c, f in self.fleets.items()}
-
-
-def variables(
-    spec: Mapping[str, Mapping[str, Any]], *, live: str, test: str, weights: Mapping[str, int]
-) -> dict[str, Any]:
-    """The module's blue/green variables (pure)."""
-    return {
-        "colors": {c: dict(s) for c, s in spec.items()},
-        "live_color": live,
-        "test_color": test,
-        "weights": {c: int(weights.get(c, 0)) for c in COLORS},
-    }
-
-
-def step_weights(new: str, percent: int) -> dict[str, int]:
-    """The users' listener's weights when ``new`` takes ``percent`` of the traffic (pure)."""
-    return {new: percent, other(new): 100 - percent}
-
-
-def arn_suffix(arn: str, marker: str) -> str:
-    """The CloudWatch dimension of a load balancer (``app/...``) or target group (``targetgroup/...``)."""
-    return arn.split(":", 5)[-1].removeprefix(marker) if marker else arn.split(":", 5)[-1]
-
 
 def values(
     spec: Mapping[str, Mapping[str, Any]], *, live: str, test: str, weights: Mapping[str, int]
 ) -> dict[str, Any]:
     """The strategy's Terraform variables: the module's blue/green switch and the colors."""
     return {"strategy": "blue_green", **variables(spec, live=live, test=test, weights=weights)}
-
-
-def aws_test_route(colors: Colors) -> tuple[str | None, str]:
-    """On AWS the test route is the load balancer's test listener, by its DNS name."""
-    if colors.lb_dns_name and colors.test_port:
-        return f"{colors.test_scheme}://{colors.lb_dns_name}:{colors.test_port}", ""
-    return None, "the load balancer has no DNS name"
 
 
 def refuse_leaving_blue_green(env: Any, applied: Mapping[str, Any]) -> None:
@@ -363,40 +245,10 @@ class BlueGreen:
         release.launch_template_id = fleet.launch_template_id
         release.launch_template_version = fleet.launch_template_version
 
-    # -- the test route
+    # -- the test route (baker/deploy/test_route.py)
 
     def smoke(self, colors: Colors, color: str, *, skip: bool = False) -> list[dict[str, Any]]:
-        """The ``http`` smoke checks, fetched through the test route (the test listener, which
-        forwards to ``color`` only). ``ok`` None: not run, and why."""
-        checks = [c for c in self.ctx.project.settings.smoke_checks if c.http]
-        if skip:
-            return [
-                {"name": c.name, "ok": None, "output": "skipped: the color served before"} for c in checks
-            ]
-        route = self.ctx.test_route or aws_test_route
-        base, why = route(colors) if colors.test == color else (None, "not under test")
-        trust = self._trust(colors) if base and colors.test_certificate else None
-        out: list[dict[str, Any]] = []
-        for check in checks:
-            assert check.http is not None
-            if base is None:
-                out.append({"name": check.name, "ok": None, "output": f"skipped: {why}"})
-                continue
-            parts = urlsplit(check.http)
-            url = base.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            ok, output = fetch(url, check.expect, trust)
-            log.info("smoke %s through the test route (%s): %s", check.name, url, "ok" if ok else output)
-            out.append({"name": check.name, "ok": ok, "output": output, "url": url})
-        return out
-
-    def _trust(self, colors: Colors) -> ssl.SSLContext:
-        """TLS through the test route: the certificate chains to a CA the system or ACM's chain has;
-        not its name (the route is the load balancer's own, which the users' certificate lacks)."""
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        chain = self.aws.client("acm").get_certificate(CertificateArn=colors.test_certificate)
-        ctx.load_verify_locations(cadata=chain.get("CertificateChain") or chain["Certificate"])
-        return ctx
+        return test_route.smoke(self.ctx, colors, color, skip=skip)
 
     # -- traffic
 
@@ -605,24 +457,3 @@ class BlueGreen:
             result.update({"retired": idle.color, "capacity_was": idle.capacity})
             log.info("%s (%s) scaled to zero; %s stays live", idle.color, idle.image_id, colors.live)
             return result
-
-
-def fetch(url: str, expect: str | None, trust: ssl.SSLContext | None = None) -> tuple[bool, str]:
-    """GET ``url`` (no proxy: the test route is the load balancer itself); 2xx and ``expect`` in the body."""
-    handlers: list[Any] = [urllib.request.ProxyHandler({})]
-    if trust is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=trust))
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(url, timeout=SMOKE_TIMEOUT) as resp:
-            body = resp.read(65536).decode("utf-8", "replace")
-            code = resp.status
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-    if not 200 <= code < 300:
-        return False, f"HTTP {code}"
-    if expect and expect not in body:
-        return False, f"HTTP {code}, {expect!r} not in the answer"
-    return True, f"HTTP {code}"
