@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -367,6 +368,8 @@ class GC:
         self.clock = clock
         #: the live, previous-good and pinned AMIs of every environment (deregistration protection)
         self.protect: set[str] = set()
+        #: set on Ctrl-C: the places' workers stop before their next change
+        self._stop = threading.Event()
         self._aws: dict[str, AWS] = {}
 
     def aws(self, env: Environment) -> AWS:
@@ -435,7 +438,11 @@ class GC:
             deletable=lambda image: home[image.id].deletable,
         )
         with ThreadPoolExecutor(max_workers=min(8, len(looks) or 1)) as pool:
-            done = list(pool.map(lambda look: self.clean(look, kept, apply=apply), looks))
+            try:
+                done = list(pool.map(lambda look: self.clean(look, kept, apply=apply), looks))
+            except KeyboardInterrupt:
+                self._stop.set()  # the workers finish the change under way and stop
+                raise
         deleted = [d for part in done for d in part["deleted"]]
         snapshots = [s for part in done for s in part["snapshots"]]
         failed = [f for part in done for f in part["failed"]]
@@ -527,6 +534,8 @@ class GC:
         for what, rows in changes.items():
             reached = []
             for row in rows:
+                if self._stop.is_set():
+                    break
                 image = by_id[row["ami_id"]]
                 try:
                     if what == "restored":
@@ -539,7 +548,9 @@ class GC:
                 except AWSError as exc:
                     log.error("gc: %s %s in %s: %s", what, image.id, place.name, exc.message)
                     failed.append({"ami_id": image.id, "region": image.region, "error": exc.message})
-            lifecycle.record(ec2, reached, what, now)
+            lifecycle.record(ec2, reached, what, now)  # also when stopped: what did reach its stage
+            if self._stop.is_set():
+                raise KeyboardInterrupt
         mark = {"Key": provenance.GC_PENDING, "Value": f"{iso(self.clock())} gc of {self.app}"}
         done: list[dict[str, Any]] = []
         for start in range(0, len(doomed), images.BATCH):
@@ -548,6 +559,8 @@ class GC:
             for part in range(0, len(snaps), images.BATCH):
                 ec2.create_tags(Resources=snaps[part : part + images.BATCH], Tags=[mark])
             for image, entry in zip(chunk, deleted[start : start + images.BATCH], strict=True):
+                if self._stop.is_set():
+                    raise KeyboardInterrupt
                 try:
                     images.deregister(ec2, image)
                 except AWSError as exc:
