@@ -33,10 +33,8 @@ from pydantic import (
 )
 
 from baker.errors import ConfigError, UsageError
+from baker.layout import DEFAULTS_FILE, ENV_DIR, PROJECT_FILE
 
-PROJECT_FILE = "baker.yml"
-ENV_DIR = "environments"
-DEFAULTS_FILE = "defaults.yml"
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # Debian policy: package names are lowercase alphanumerics and + - . , at least two characters
 DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")

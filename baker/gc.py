@@ -43,11 +43,9 @@ from baker.errors import AWSError, UsageError
 from baker.images import Image
 from baker.ledger import FLEET_KINDS, Ledger
 from baker.provenance import iso, parse_iso, utc_now
+from baker.retention import DEFAULT_KEEP, DEFAULT_OLDER_THAN_DAYS
 
 log = logging.getLogger("baker")
-
-DEFAULT_KEEP = 3
-DEFAULT_OLDER_THAN_DAYS = 14
 
 
 # ---------------------------------------------------------------- where
