@@ -8,11 +8,12 @@ import click
 
 from baker.cli.app import App, complete_environment
 from baker.cli.table import table
-from baker.gc import DEFAULT_KEEP, DEFAULT_OLDER_THAN_DAYS
-from baker.images import GIB
+from baker.retention import DEFAULT_KEEP, DEFAULT_OLDER_THAN_DAYS
 
 
 def gib(n: int) -> str:
+    from baker.images import GIB
+
     return f"{n / GIB:.1f} GiB"
 
 
