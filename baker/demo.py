@@ -21,6 +21,7 @@ import time
 import urllib.request
 from typing import Any
 
+from baker.aws import AWS
 from baker.bake import Bake
 from baker.config import Environment, Project
 from baker.deploy import Deploy
@@ -57,6 +58,9 @@ class Demo:
                     return resp.read().decode().strip()
         return "(no load balancer answers yet)"
 
+    def deploy(self, aws: AWS) -> Deploy:
+        return Deploy(self.project, self.env, aws, local=True, test_route=cloud.test_route(aws.endpoint_url))
+
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         if cloud.status().get("running"):
@@ -80,6 +84,7 @@ class Demo:
             build_host=build_host,
             allow_dirty=self.allow_dirty,
             verify=verify,
+            deploy=self.deploy(aws),
         ).run()
         first = released["bake"]
         self.step(
@@ -104,7 +109,7 @@ class Demo:
             **self.env.settings.runtime.env,
             "HELLO_GREETING": f"hello from {self.env.name}, rolled forward",
         }
-        forward = Deploy(self.project, self.env, aws, local=True).run(new["ami_id"], runtime=runtime)
+        forward = self.deploy(aws).run(new["ami_id"], runtime=runtime)
         self.step(
             "roll forward",
             f"{new['ami_id']} rolled out with a new greeting, every instance replaced, fleet "
@@ -116,7 +121,7 @@ class Demo:
         broken = {**runtime, "HELLO_UNHEALTHY": "1"}
         log.info("== the same AMI with HELLO_UNHEALTHY=1: the app's /healthz answers 503 on every instance")
         try:
-            Deploy(self.project, self.env, aws, local=True).run(new["ami_id"], runtime=broken)
+            self.deploy(aws).run(new["ami_id"], runtime=broken)
         except RolledBack as exc:
             self.step(
                 "automatic rollback",

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from baker import images, provenance
+from baker import fleet, images, provenance
 from baker.aws import AWS, Client, error_code
 from baker.config import Environment, Project
 from baker.errors import AWSError, UsageError
@@ -144,14 +144,6 @@ def ledger_reasons(ledger: Ledger, keep: int) -> Reasons:
     return reasons
 
 
-def _template_key(spec: Mapping[str, Any]) -> tuple[str, str] | None:
-    if spec.get("LaunchTemplateId"):
-        return ("LaunchTemplateId", spec["LaunchTemplateId"])
-    if spec.get("LaunchTemplateName"):
-        return ("LaunchTemplateName", spec["LaunchTemplateName"])
-    return None
-
-
 def fleet_reasons(aws: AWS) -> Reasons:
     """AMIs the region's fleets launch: every group's launch template version or launch
     configuration, and every launch template's default version."""
@@ -164,11 +156,8 @@ def fleet_reasons(aws: AWS) -> Reasons:
     for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate():
         for group in page.get("AutoScalingGroups", []):
             name = group["AutoScalingGroupName"]
-            mixed = (group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate") or {}
-            specs = [group.get("LaunchTemplate") or {}, mixed.get("LaunchTemplateSpecification") or {}]
-            specs += [o.get("LaunchTemplateSpecification") or {} for o in mixed.get("Overrides", [])]
-            for spec in specs:
-                key = _template_key(spec)
+            for spec in fleet.template_specs(group):
+                key = fleet.template_key(spec)
                 if key is not None:
                     version = str(spec.get("Version") or "$Default")
                     wanted.setdefault(key, {}).setdefault(version, []).append(name)

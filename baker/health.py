@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from baker import fleet
 from baker.aws import AWS, POLL_ATTEMPTS, endpoint_of, transient
 from baker.errors import AWSError, UsageError
 from baker.provenance import iso, utc_now
@@ -35,8 +36,6 @@ REFRESH_FAILED = (
     "RollbackSuccessful",
 )
 REFRESH_RUNNING = ("Pending", "InProgress", "Baking")
-#: EC2 accepts at most this many values in one filter
-FILTER_VALUES = 200
 
 
 # ---------------------------------------------------------------- the rollout
@@ -173,20 +172,13 @@ class Watch:
         return self.aws.client(service) if attempts is None else self.aws.client(service, attempts=attempts)
 
     def refreshes(self, attempts: int | None = None) -> list[dict[str, Any]]:
-        return (
-            self._client("autoscaling", attempts)
-            .describe_instance_refreshes(AutoScalingGroupName=self.asg_name, MaxRecords=10)
-            .get("InstanceRefreshes", [])
-        )
+        return fleet.refreshes(self._client("autoscaling", attempts), self.asg_name)
 
     def look(self, ami_id: str, attempts: int | None = None) -> Rollout:
         """One look (four calls). ``attempts``: botocore's per call, when the caller loops itself."""
-        asg = self._client("autoscaling", attempts)
         # the group first: DescribeInstanceRefreshes of a group that is gone is a ValidationError
-        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.asg_name]).get(
-            "AutoScalingGroups"
-        )
-        if not groups:
+        group = fleet.group(self._client("autoscaling", attempts), self.asg_name)
+        if group is None:
             raise GroupGone(
                 f"Auto Scaling group {self.asg_name} not found (was it deleted outside Terraform?)"
             )
@@ -199,21 +191,9 @@ class Watch:
             .describe_target_health(TargetGroupArn=self.target_group_arn)
             .get("TargetHealthDescriptions", [])
         )
-        ids = sorted(
-            {i["InstanceId"] for i in groups[0].get("Instances", [])} | {t["Target"]["Id"] for t in targets}
-        )
-        images: dict[str, str] = {}
-        # One call for up to 200 instances (EC2's limit of values per filter). A filter, not
-        # InstanceIds: an instance that is already gone must not fail the whole call.
-        for start in range(0, len(ids), FILTER_VALUES):
-            chunk = ids[start : start + FILTER_VALUES]
-            resp = self._client("ec2", attempts).describe_instances(
-                Filters=[{"Name": "instance-id", "Values": chunk}]
-            )
-            for res in resp.get("Reservations", []):
-                for inst in res.get("Instances", []):
-                    images[inst["InstanceId"]] = inst.get("ImageId", "")
-        return assess(ami_id, groups[0], targets, images, refresh)
+        ids = {i["InstanceId"] for i in group.get("Instances", [])} | {t["Target"]["Id"] for t in targets}
+        images = fleet.instance_images(self._client("ec2", attempts), ids)
+        return assess(ami_id, group, targets, images, refresh)
 
     def _stuck(self, state: Rollout, since: list[float], at: float) -> str | None:
         """The reason to fail early when the new AMI looks broken: one of its targets reported

@@ -209,7 +209,7 @@ class Promote:
                 result["copies"] = {self.dst.settings.aws.region: source.id}
             result.update(outcome="planned", actions=actions, deploy=deploy)
             if deploy:
-                plan = self.deploy.handoff.plan(source.id, self.dst.settings.runtime.env)
+                plan = self.deploy.plan(source.id, self.dst.settings.runtime.env)
                 self.deploy.terraform.discard(plan)
                 from baker.deploy import plan_text
 

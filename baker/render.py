@@ -16,10 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from baker import package, provenance, recipe, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
+from baker.hcl import literal
 from baker.preflight import TEMPLATE, VAULT_CLIENT, check_project_files
 
 if TYPE_CHECKING:  # imported when a template is rendered: a cache-hit bake renders none
@@ -46,36 +45,7 @@ _AMI_NAME_BAD = re.compile(r"[^A-Za-z0-9()\[\] ./'@_-]")
 _PACKER_VERSION = re.compile(r"Packer v?(\d+)\.(\d+)\.(\d+)")
 
 
-# ---------------------------------------------------------------- the one quoting filter
-
-
-def _hcl_string(text: str) -> str:
-    out = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "$%" and text[i + 1 : i + 2] == "{":
-            # `${` and `%{` start template sequences; doubling the sigil makes them literal
-            out.append(ch + ch + "{")
-            i += 2
-            continue
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif not ch.isprintable():
-            code = ord(ch)
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-        i += 1
-    return '"' + "".join(out) + '"'
+# ---------------------------------------------------------------- the one quoting filter (baker/hcl.py)
 
 
 class HCL(str):
@@ -89,38 +59,7 @@ def hcl(value: Any) -> HCL:
 
     The only way values enter the template, so nothing in a setting can become HCL syntax.
     """
-    return HCL(_literal(value))
-
-
-def _undefined(value: Any) -> bool:
-    """A value Jinja2 could not find; only a rendering makes one, so without Jinja2 there is none."""
-    jinja = sys.modules.get("jinja2")
-    return jinja is not None and isinstance(value, jinja.Undefined)
-
-
-def _literal(value: Any) -> str:
-    if _undefined(value):
-        str(value)  # StrictUndefined raises here, naming the missing value
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise UsageError(f"{value!r} cannot be written to a Packer template")
-        return repr(value)
-    if isinstance(value, str):
-        return _hcl_string(value)
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}"
-        items = ", ".join(f"{_hcl_string(str(k))} = {_literal(v)}" for k, v in value.items())
-        return "{ " + items + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    raise UsageError(f"a {type(value).__name__} cannot be written to a Packer template: {value!r}")
+    return HCL(literal(value, "a Packer template"))
 
 
 # ---------------------------------------------------------------- packer itself

@@ -14,49 +14,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from baker.aws import AWS
 from baker.config import Environment, Project
 from baker.errors import BakerError
-from baker.health import FILTER_VALUES
+from baker.fleet import Fleet
+from baker.fleet import read as read_fleet
 from baker.ledger import FLEET_KINDS, Ledger, Lock, Release
 
 log = logging.getLogger("baker")
 
 #: outcomes of a newest release that an operator must see: it did not finish as planned
 UNFINISHED = ("in_progress", "interrupted", "abandoned")
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """What AWS says about one environment's fleet (all None/empty when the group is gone)."""
-
-    asg_name: str
-    found: bool = False
-    launch_template_id: str | None = None
-    #: the version the group launches from, as the group names it, and its AMI
-    group_version: str | None = None
-    group_ami_id: str | None = None
-    default_version: str | None = None
-    default_ami_id: str | None = None
-    desired: int = 0
-    #: in-service instances per AMI
-    instances: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "asg_name": self.asg_name,
-            "found": self.found,
-            "launch_template_id": self.launch_template_id,
-            "launch_template_version": self.group_version,
-            "launch_template_ami_id": self.group_ami_id,
-            "default_version": self.default_version,
-            "default_version_ami_id": self.default_ami_id,
-            "desired": self.desired,
-            "in_service": self.instances,
-        }
 
 
 def drift(live: Release | None, fleet: Fleet | None) -> list[str]:
@@ -105,72 +75,6 @@ def drift(live: Release | None, fleet: Fleet | None) -> list[str]:
     if not fleet.instances and fleet.desired:
         reasons.append(f"no instance in service (desired {fleet.desired})")
     return reasons
-
-
-def read_fleet(aws: AWS, asg_name: str) -> Fleet:
-    """The group, its launch template's two versions and its instances' AMIs: three kinds of call."""
-    groups = (
-        aws.client("autoscaling")
-        .describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
-        .get("AutoScalingGroups", [])
-    )
-    if not groups:
-        return Fleet(asg_name=asg_name)
-    group = groups[0]
-    spec = group.get("LaunchTemplate") or (
-        (group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification")
-        or {}
-    )
-    ec2 = aws.client("ec2")
-    template_id = spec.get("LaunchTemplateId")
-    version = str(spec.get("Version") or "$Default")
-    by_version: dict[str, str | None] = {}
-    default_version = None
-    if template_id or spec.get("LaunchTemplateName"):
-        wanted = sorted({version, "$Default"})
-        ask: dict[str, Any] = {"Versions": wanted}
-        if template_id:
-            ask["LaunchTemplateId"] = template_id
-        else:
-            ask["LaunchTemplateName"] = spec["LaunchTemplateName"]
-        for data in ec2.describe_launch_template_versions(**ask).get("LaunchTemplateVersions", []):
-            template_id = data.get("LaunchTemplateId", template_id)
-            number = str(data.get("VersionNumber"))
-            by_version[number] = data.get("LaunchTemplateData", {}).get("ImageId")
-            if data.get("DefaultVersion"):
-                default_version = number
-    group_version: str | None = version
-    if version in ("$Default", "$Latest"):
-        group_version = default_version if version == "$Default" else max(by_version, key=int, default=None)
-    members = {
-        i["InstanceId"]: {"lifecycle": i.get("LifecycleState"), "ami_id": None}
-        for i in group.get("Instances", [])
-    }
-    ids = sorted(members)
-    for start in range(0, len(ids), FILTER_VALUES):
-        resp = ec2.describe_instances(
-            Filters=[{"Name": "instance-id", "Values": ids[start : start + FILTER_VALUES]}]
-        )
-        for res in resp.get("Reservations", []):
-            for inst in res.get("Instances", []):
-                if inst["InstanceId"] in members:
-                    members[inst["InstanceId"]]["ami_id"] = inst.get("ImageId")
-    in_service: dict[str, int] = {}
-    for member in members.values():
-        if member["lifecycle"] == "InService":
-            ami = member["ami_id"] or "?"
-            in_service[ami] = in_service.get(ami, 0) + 1
-    return Fleet(
-        asg_name=asg_name,
-        found=True,
-        launch_template_id=template_id,
-        group_version=group_version,
-        group_ami_id=by_version.get(group_version or ""),
-        default_version=default_version,
-        default_ami_id=by_version.get(default_version or ""),
-        desired=int(group.get("DesiredCapacity") or 0),
-        instances=in_service,
-    )
 
 
 def release_view(release: Release | None) -> dict[str, Any] | None:

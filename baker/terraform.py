@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baker import runner
+from baker import hcl, runner
 from baker.config import BackendSettings
 from baker.errors import ToolError, UsageError
 
@@ -110,11 +110,6 @@ def output_argv(binary: str, work_dir: Path | str) -> list[str]:
     return [*_base(binary, work_dir), "output", "-json", "-no-color"]
 
 
-def _hcl_string(value: str) -> str:
-    # JSON string syntax is valid HCL string syntax (escapes included)
-    return json.dumps(value)
-
-
 def backend_config(backend: BackendSettings, *, region: str, endpoint: str | None = None) -> dict[str, str]:
     """``-backend-config`` pairs of the S3 backend for one environment.
 
@@ -134,7 +129,7 @@ def backend_config(backend: BackendSettings, *, region: str, endpoint: str | Non
                 "skip_requesting_account_id": "true",
                 "skip_metadata_api_check": "true",
                 "skip_region_validation": "true",
-                "endpoints": "{s3=%s}" % _hcl_string(endpoint),  # noqa: UP031 - HCL braces
+                "endpoints": "{s3=%s}" % hcl.string(endpoint),  # noqa: UP031 - HCL braces
             }
         )
     return out
@@ -146,12 +141,12 @@ def cli_config(mirror: Path | str, providers: Sequence[str]) -> str:
     Other providers still come from their registries, so a module that needs one more provider
     fails with the registry's own message rather than a mirror miss.
     """
-    listed = ", ".join(_hcl_string(p) for p in providers) or _hcl_string("*/*/*")
+    listed = ", ".join(hcl.string(p) for p in providers) or hcl.string("*/*/*")
     return (
         "# written by baker; Terraform reads it through TF_CLI_CONFIG_FILE\n"
         "provider_installation {\n"
         "  filesystem_mirror {\n"
-        f"    path    = {_hcl_string(str(mirror))}\n"
+        f"    path    = {hcl.string(str(mirror))}\n"
         f"    include = [{listed}]\n"
         "  }\n"
         "  direct {\n"

@@ -37,8 +37,8 @@ from privatecloud import private_cloud  # noqa: E402
 from baker.aws import AWS  # noqa: E402
 from baker.config import load_project  # noqa: E402
 from baker.deploy import Deploy, Options  # noqa: E402
+from baker.deploy.rollback import Rollback  # noqa: E402
 from baker.local import cloud  # noqa: E402
-from baker.rollback import Rollback  # noqa: E402
 from tests.livefleet import bake_probe  # noqa: E402
 from tests.localcloud import LocalCloud  # noqa: E402
 
@@ -164,7 +164,15 @@ def story(root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate
     lb_name = f"hello-web-{name}-lb"
 
     def deploy() -> Deploy:
-        return Deploy(project, env, aws, local=True, poll_min=0.5, poll_max=2)
+        return Deploy(
+            project,
+            env,
+            aws,
+            local=True,
+            poll_min=0.5,
+            poll_max=2,
+            test_route=cloud.test_route(aws.endpoint_url),
+        )
 
     assert deploy().run(v1, options=Options(timeout=600))["outcome"] == "healthy"
     client = Client(users_port(aws, endpoint, lb_name), rate)

@@ -25,6 +25,7 @@ from baker.layout import DEFAULTS_FILE, ENV_DIR
 if TYPE_CHECKING:
     from baker.aws import AWS
     from baker.config import Environment, Project
+    from baker.deploy import Deploy
 
 log = logging.getLogger("baker")
 
@@ -89,6 +90,17 @@ class App:
         from baker.aws import AWS
 
         return AWS(region=s.region, profile=s.profile, role_arn=s.role_arn)
+
+    def deploy(self, env: Environment) -> Deploy:
+        """The environment's Deploy, with what the local cloud needs handed in under --local."""
+        from baker.deploy import Deploy
+
+        aws = self.aws(env)
+        if not self.local:
+            return Deploy(self.project, env, aws)
+        from baker.local import cloud
+
+        return Deploy(self.project, env, aws, local=True, test_route=cloud.test_route(aws.endpoint_url))
 
     def emit(self, result: dict[str, Any], text: Callable[[dict[str, Any]], str] | str | None = None) -> None:
         """Print the command's result: one JSON object, or the text rendering."""

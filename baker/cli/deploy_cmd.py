@@ -69,9 +69,9 @@ def deploy(
     dry_run: bool,
 ) -> None:
     """Point ENV's fleet at an AMI and wait until every instance is healthy on it (or roll back)."""
-    from baker.deploy import Deploy, Options
+    from baker.deploy import Options
 
     env = app.environment(env_name)
-    stage = Deploy(app.project, env, app.aws(env), local=app.local)
+    stage = app.deploy(env)
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(ami_id, options=options, dry_run=dry_run), render)

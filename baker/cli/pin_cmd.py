@@ -41,11 +41,11 @@ def pin(
     dry_run: bool,
 ) -> None:
     """Deploy AMI to ENV and freeze it there: deploys and promotions are refused until unpinned."""
-    from baker.deploy import Deploy, Options
+    from baker.deploy import Options
     from baker.pin import Pin
 
     env = app.environment(env_name)
-    stage = Pin(Deploy(app.project, env, app.aws(env), local=app.local))
+    stage = Pin(app.deploy(env))
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.pin(ami_id, reason=reason, options=options, dry_run=dry_run), render_pin)
 
@@ -57,11 +57,10 @@ def pin(
 @click.pass_obj
 def unpin(app: App, env_name: str) -> None:
     """Lift ENV's pin (what runs stays as it is)."""
-    from baker.deploy import Deploy
     from baker.pin import Pin
 
     env = app.environment(env_name)
-    result = Pin(Deploy(app.project, env, app.aws(env), local=app.local)).unpin()
+    result = Pin(app.deploy(env)).unpin()
     app.emit(
         result,
         lambda r: (

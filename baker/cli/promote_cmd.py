@@ -70,6 +70,15 @@ def promote(
         from baker.local import cloud
 
         build_host = cloud.build_host()
-    stage = Promote(app.project, src, dst, app.aws(src), app.aws(dst), local=app.local, build_host=build_host)
+    stage = Promote(
+        app.project,
+        src,
+        dst,
+        app.aws(src),
+        app.aws(dst),
+        local=app.local,
+        build_host=build_host,
+        deploy=app.deploy(dst),
+    )
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(ami_id=ami_id, deploy=not no_deploy, dry_run=dry_run, options=options), render)

@@ -71,6 +71,7 @@ def release(
         build_host=build_host,
         allow_dirty=allow_dirty,
         verify=verify,
+        deploy=app.deploy(env),
     )
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(force=force, dry_run=dry_run, options=options), render)

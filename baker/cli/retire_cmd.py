@@ -25,12 +25,5 @@ def retire(app: App, env_name: str, force: bool) -> None:
     """Scale ENV's previous color to zero once deploy.keep_previous has passed since the live
     release got healthy (blue_green only). Until then a rollback is a weight flip; after it, a
     rollback launches the previous color again. Run it from a scheduled CI job."""
-    from baker.bluegreen import BlueGreen
-    from baker.deploy import Deploy
-    from baker.errors import UsageError
-
     env = app.environment(env_name)
-    if env.settings.deploy.strategy != "blue_green":
-        raise UsageError(f"{env_name} deploys {env.settings.deploy.strategy}: retire is for blue_green")
-    stage = BlueGreen(Deploy(app.project, env, app.aws(env), local=app.local))
-    app.emit(stage.retire(force=force), render)
+    app.emit(app.deploy(env).retire(force=force), render)

@@ -29,10 +29,10 @@ def rollback(
 ) -> None:
     """Go back to ENV's previous good release: the newest healthy one on another AMI than the
     live one, or --to an AMI that was healthy there, with the runtime values it ran with."""
-    from baker.deploy import Deploy, Options
-    from baker.rollback import Rollback
+    from baker.deploy import Options
+    from baker.deploy.rollback import Rollback
 
     env = app.environment(env_name)
-    stage = Rollback(Deploy(app.project, env, app.aws(env), local=app.local))
+    stage = Rollback(app.deploy(env))
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(to=to, options=options, dry_run=dry_run), render)

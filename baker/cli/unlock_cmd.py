@@ -33,10 +33,8 @@ def render(result: dict[str, Any]) -> str:
 def unlock(app: App, env_name: str, force: bool) -> None:
     """Break ENV's deploy lock. Only for a lock whose holder is gone (a killed CI job): what it
     left in progress is closed as abandoned, with what is live."""
-    from baker.deploy import Deploy
-
     env = app.environment(env_name)
-    stage = Deploy(app.project, env, app.aws(env), local=app.local)
+    stage = app.deploy(env)
     if not force:
         held = stage.lock("unlock").holder()
         who = f"held by {held.get('owner')} since {held.get('since')}" if held else "not held"

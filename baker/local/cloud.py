@@ -380,6 +380,25 @@ def listener(endpoint_url: str, listener_arn: str) -> dict[str, Any] | None:
     return next((b for b in found.get("load_balancers", []) if b.get("listener_arn") == listener_arn), None)
 
 
+def test_route(endpoint_url: str | None) -> Callable[[Any], tuple[str | None, str]]:
+    """Blue/green's test route in the local cloud: its listeners answer on loopback ports of their
+    own (baker/local/lb.py), found through the emulator; handed into Deploy by the CLI."""
+
+    def route(colors: Any) -> tuple[str | None, str]:
+        if not (colors.test_listener_arn and endpoint_url):
+            return None, "no test listener"
+        found = listener(endpoint_url, colors.test_listener_arn)
+        if found is None:
+            return None, "the local load balancer does not serve the test listener"
+        if not found.get("healthy_targets"):
+            # healthy by the emulator's API, yet no live target: instances of an AMI whose content
+            # this local cloud does not hold are records only, and nothing answers for them
+            return None, "no live instance behind the test route (record-only instances)"
+        return str(found["url"]), ""
+
+    return route
+
+
 def set_health(ami_id: str, state: str | None, state_dir: str | Path | None = None) -> dict[str, Any]:
     """Make every target of instances of ``ami_id`` report ``state`` (None: back to normal)."""
     from baker.local.moto.state import HEALTH_STATES

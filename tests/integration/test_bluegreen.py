@@ -20,6 +20,7 @@ from baker.config import load_project
 from baker.deploy import Deploy, Options
 from baker.errors import Refused, RolledBack
 from baker.ledger import Ledger
+from baker.local import cloud
 from tests.conftest import copy_project, need_tools
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,13 @@ class Fleet:
 
     def deploy(self) -> Deploy:
         return Deploy(
-            self.project, self.project.environment(ENV), self.aws, local=True, poll_min=0.5, poll_max=2
+            self.project,
+            self.project.environment(ENV),
+            self.aws,
+            local=True,
+            poll_min=0.5,
+            poll_max=2,
+            test_route=cloud.test_route(self.aws.endpoint_url),
         )
 
     def weights(self) -> dict[str, int]:
@@ -192,7 +199,7 @@ def test_migrated_fleet_takes_a_blue_green_release_without_touching_blue(
 def test_rollback_by_weights_launches_nothing(fleet: Fleet, migrated: dict[str, Any]):
     v1 = migrated["blue_before"]
     instances = fleet.instance_ids()
-    from baker.rollback import Rollback
+    from baker.deploy.rollback import Rollback
 
     result = Rollback(fleet.deploy()).run(options=TIMEOUT)
     assert result["outcome"] == "healthy"
@@ -276,20 +283,18 @@ def test_a_step_with_5xx_moves_the_weights_back(fleet: Fleet, migrated: dict[str
 
 
 def test_retire_keeps_the_previous_color_until_keep_previous(fleet: Fleet, migrated: dict[str, Any]):
-    from baker.bluegreen import BlueGreen
-
     result = fleet.deploy().run(fleet.ami("5.0.0"), options=TIMEOUT)
     assert (result["outcome"], result["color"]) == ("healthy", "green")
-    kept = BlueGreen(fleet.deploy()).retire()
+    kept = fleet.deploy().retire()
     assert kept["retired"] is None and "keep_previous" in kept["reason"]
     assert len(fleet.group(BLUE)) == 2
-    done = BlueGreen(fleet.deploy()).retire(force=True)
+    done = fleet.deploy().retire(force=True)
     assert done["retired"] == "blue"
     assert fleet.group(BLUE) == {}
     assert fleet.weights() == {BLUE_TG: 0, GREEN_TG: 100}
     # with the previous color gone, a rollback launches it again on its AMI
     before = fleet.instance_ids()
-    from baker.rollback import Rollback
+    from baker.deploy.rollback import Rollback
 
     back = Rollback(fleet.deploy()).run(options=TIMEOUT)
     assert (back["outcome"], back["color"], back["launched"]) == ("healthy", "blue", True)

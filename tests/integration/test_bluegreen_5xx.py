@@ -60,7 +60,13 @@ class Fleet:
 
     def deploy(self) -> Deploy:
         return Deploy(
-            self.project, self.project.environment(ENV), self.aws, local=True, poll_min=0.5, poll_max=1
+            self.project,
+            self.project.environment(ENV),
+            self.aws,
+            local=True,
+            poll_min=0.5,
+            poll_max=1,
+            test_route=cloud.test_route(self.aws.endpoint_url),
         )
 
     def load_balancer(self) -> dict[str, Any]:

@@ -19,9 +19,9 @@ import yaml
 
 from baker.config import load_project
 from baker.deploy import Deploy, Options
+from baker.deploy.rollback import Rollback
 from baker.errors import RolledBack
 from baker.local import cloud
-from baker.rollback import Rollback
 from tests.conftest import copy_project, need_tools
 from tests.livefleet import Users, bake_probe
 
@@ -55,7 +55,13 @@ class LiveFleet:
 
     def deploy(self) -> Deploy:
         return Deploy(
-            self.project, self.project.environment(ENV), self.aws, local=True, poll_min=0.5, poll_max=2
+            self.project,
+            self.project.environment(ENV),
+            self.aws,
+            local=True,
+            poll_min=0.5,
+            poll_max=2,
+            test_route=cloud.test_route(self.aws.endpoint_url),
         )
 
     def users_port(self) -> int:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from baker.bluegreen import Colors, arn_suffix, other, step_weights, variables
 from baker.config import DeploySettings
 from baker.deploy import applied_strategy
+from baker.deploy.bluegreen import Colors, arn_suffix, other, step_weights, variables
 
 ELB = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
 OUTPUTS: dict[str, Any] = {

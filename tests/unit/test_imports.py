@@ -16,18 +16,6 @@ BAKER = Path(__file__).resolve().parents[2] / "baker"
 #: what may import the local cloud
 LOCAL_ALLOWED = ("baker.cli", "baker.demo", "baker.local")
 
-#: circles and core imports of the local cloud that main still has, each to be removed by the
-#: step of issue 20 that names it. An entry that is no longer true fails the test too, so the
-#: list can only shrink.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # the strategy seam (issue 20, step 2)
-    frozenset({"baker.bluegreen", "baker.deploy", "baker.rollback"}),
-}
-KNOWN_LOCAL_IMPORTS: set[tuple[str, str]] = {
-    # the test route (issue 20, step 4)
-    ("baker.deploy", "baker.local.cloud"),
-}
-
 
 def module_name(path: Path, root: Path = BAKER) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
@@ -117,15 +105,11 @@ def local_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 
 def test_no_import_cycle_in_baker():
-    found = set(cycles(import_graph()))
-    assert sorted(map(sorted, found - KNOWN_CYCLES)) == []
-    assert sorted(map(sorted, KNOWN_CYCLES - found)) == [], "a known cycle is gone: remove it from the list"
+    assert sorted(map(sorted, cycles(import_graph()))) == []
 
 
 def test_the_core_does_not_import_the_local_cloud():
-    found = local_imports(import_graph())
-    assert sorted(found - KNOWN_LOCAL_IMPORTS) == []
-    assert sorted(KNOWN_LOCAL_IMPORTS - found) == [], "a known import is gone: remove it from the list"
+    assert sorted(local_imports(import_graph())) == []
 
 
 def test_the_guard_sees_a_cycle_and_a_core_import_of_the_local_cloud(tmp_path):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from baker.cli.status_cmd import render
+from baker.fleet import Fleet
 from baker.ledger import Release
-from baker.status import Fleet, drift
+from baker.status import drift
 
 A, B = "ami-0000000a", "ami-0000000b"
 

@@ -1,7 +1,7 @@
 """The local load balancers' CloudWatch metrics, served by the emulator's CloudWatch (gap 15).
 
 moto's CloudWatch holds only what PutMetricData put there: nothing counts the answers of a load
-balancer, so a blue/green traffic step (baker.bluegreen, ``HTTPCode_Target_5XX_Count``) watched
+balancer, so a blue/green traffic step (baker.deploy.bluegreen, ``HTTPCode_Target_5XX_Count``) watched
 an empty metric. Now the answers the local load balancers relay or make (baker.local.lb.Meter)
 are metrics of namespace ``AWS/ApplicationELB``, with AWS's names and dimension sets:
 

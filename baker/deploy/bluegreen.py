@@ -28,7 +28,7 @@ target groups (terraform/bluegreen.tf). A release goes to the *idle* color:
 
 What the local cloud does: both listeners answer on loopback and forward by weight to the healthy
 live instances of each color (baker/local/lb.py), so the smoke checks go through the test route
-(``Deploy.test_route``); they are reported as skipped (``ok: None``, with why) behind record-only
+(the test route the CLI hands in); they are reported as skipped (``ok: None``, with why) behind record-only
 instances, for which nothing answers. Its load balancer counts each answer it relays as an ALB
 does, and the emulator's CloudWatch serves the counts (baker/local/moto/metrics.py), so a step fails on
 the 5xx real users got there too.
@@ -38,21 +38,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from baker.errors import BakerError
+from baker.deploy.context import Context
+from baker.deploy.plan import gate
+from baker.errors import BakerError, Refused
 from baker.health import Rollout, Watch, duration
 from baker.ledger import Release
 from baker.provenance import parse_iso, utc_now
-
-if TYPE_CHECKING:
-    from baker.deploy import Deploy
 
 log = logging.getLogger("baker")
 
@@ -66,8 +64,8 @@ def other(color: str) -> str:
 
 
 @dataclass(frozen=True)
-class Fleet:
-    """One color as Terraform last applied it."""
+class ColorGroup:
+    """One color's group as Terraform last applied it (what AWS says of a fleet: baker.fleet.Fleet)."""
 
     color: str
     asg_name: str
@@ -89,7 +87,7 @@ class Colors:
     live: str
     test: str
     weights: dict[str, int]
-    fleets: dict[str, Fleet]
+    fleets: dict[str, ColorGroup]
     listener_arn: str
     test_listener_arn: str | None
     test_port: int | None
@@ -102,7 +100,7 @@ class Colors:
         if not isinstance(bg, dict):
             return None
         fleets = {
-            c: Fleet(
+            c: ColorGroup(
                 color=c,
                 asg_name=f["asg_name"],
                 target_group_arn=f["target_group_arn"],
@@ -156,33 +154,65 @@ def arn_suffix(arn: str, marker: str) -> str:
     return arn.split(":", 5)[-1].removeprefix(marker) if marker else arn.split(":", 5)[-1]
 
 
-class BlueGreen:
-    """The blue/green side of one Deploy: rollouts, rollbacks by weight, and retiring a color."""
+def values(
+    spec: Mapping[str, Mapping[str, Any]], *, live: str, test: str, weights: Mapping[str, int]
+) -> dict[str, Any]:
+    """The strategy's Terraform variables: the module's blue/green switch and the colors."""
+    return {"strategy": "blue_green", **variables(spec, live=live, test=test, weights=weights)}
 
-    def __init__(self, deploy: Deploy) -> None:
-        self.deploy = deploy
-        self.aws = deploy.aws
-        self.settings = deploy.env.settings.deploy
+
+def aws_test_route(colors: Colors) -> tuple[str | None, str]:
+    """On AWS the test route is the load balancer's test listener, by its DNS name."""
+    if colors.lb_dns_name and colors.test_port:
+        return f"http://{colors.lb_dns_name}:{colors.test_port}", ""
+    return None, "the load balancer has no DNS name"
+
+
+def refuse_leaving_blue_green(env: Any, applied: Mapping[str, Any]) -> None:
+    """From blue_green back to rolling, the rolling fleet is blue: refuse while blue does not
+    serve everyone at capacity (the switch would move users onto it at once)."""
+    colors = Colors.from_outputs(applied)
+    if colors is None:
+        return
+    blue = colors.fleets["blue"]
+    if colors.live == "blue" and colors.weights.get("blue") == 100 and blue.capacity > 0:
+        return
+    origin = env.origin("deploy", "strategy")
+    raise Refused(
+        f"switching deploy.strategy from blue_green to rolling ({origin}): "
+        f"the rolling fleet is blue, and {colors.live} is live (blue: {blue.capacity} instances, "
+        f"weight {colors.weights.get('blue', 0)}). Release onto blue with blue_green first "
+        f"(or 'baker rollback -e {env.name}' to it), then switch",
+        details={
+            "outcome": "refused",
+            "rule": "plan",
+            "strategy_from": "blue_green",
+            "strategy_to": "rolling",
+        },
+    )
+
+
+class BlueGreen:
+    """The blue/green strategy: rollouts onto the idle color, rollbacks by weight, retiring a color."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.aws = ctx.aws
+        self.settings = ctx.env.settings.deploy
+        #: the colors as they were before this run's rollout (what a rollback goes back to)
+        self.before: Colors | None = None
+        #: the last rollback moved the weights back and launched nothing
+        self.by_weights = False
 
     # -- reading
 
     def current(self) -> Colors | None:
-        return Colors.from_outputs(self.deploy.handoff.outputs())
+        return Colors.from_outputs(self.ctx.handoff.outputs())
 
-    def watch(self, fleet: Fleet, known: frozenset[str] = frozenset()) -> Watch:
-        d = self.deploy
-        return Watch(
-            self.aws,
-            fleet.asg_name,
-            fleet.target_group_arn,
-            poll_min=d.poll_min,
-            poll_max=d.poll_max,
-            known_refreshes=known,
-            on_poll=d.on_poll,
-            unhealthy_timeout=self.settings.unhealthy_timeout,
-        )
+    def watch(self, fleet: ColorGroup, known: frozenset[str] = frozenset()) -> Watch:
+        return self.ctx.watch(fleet.asg_name, fleet.target_group_arn, known)
 
-    def _known(self, fleet: Fleet | None) -> frozenset[str]:
+    def _known(self, fleet: ColorGroup | None) -> frozenset[str]:
         if fleet is None:
             return frozenset()
         try:
@@ -230,9 +260,8 @@ class BlueGreen:
     def migrated(self) -> dict[str, Any] | None:
         """Blue's spec right after a switch from rolling (the rolling fleet is blue) when it has
         served: its live release's AMI and runtime, at the group's capacity."""
-        d = self.deploy
-        outputs = d.handoff.outputs()
-        live = d.ledger.live()
+        outputs = self.ctx.handoff.outputs()
+        live = self.ctx.ledger.live()
         if not outputs.get("asg_name") or live is None or live.ami_id is None:
             return None
         groups = (
@@ -249,7 +278,7 @@ class BlueGreen:
         """--dry-run: the variables of the first apply (the new color launched, traffic unmoved)."""
         new, live, spec, weights = self.next(self.current(), ami_id, runtime)
         result.update({"color": new, "previous_color": live})
-        return variables(spec, live=live or new, test=new, weights=weights)
+        return values(spec, live=live or new, test=new, weights=weights)
 
     def roll(
         self, release: Release, allow_replace: bool, health_timeout: int, result: dict[str, Any]
@@ -257,10 +286,10 @@ class BlueGreen:
         """One release onto the idle color: launch, health gate, smoke checks through the test
         route, traffic by steps. Returns the last look at the new color and the failure (None:
         it is live). The colors as they were before are kept for the rollback (``before``)."""
-        d = self.deploy
+        ctx = self.ctx
         assert release.ami_id is not None
         colors = self.current()
-        d.bg_before = colors
+        self.before = colors
         new, live, spec, weights = self.next(colors, release.ami_id, release.runtime)
         release.color = new
         result.update({"color": new, "previous_color": live})
@@ -273,34 +302,32 @@ class BlueGreen:
                 release.ami_id,
             )
             result["launched"] = False
-            d.ledger.write(release)
-            if all(r.id != release.id for r in d._open):
-                d._open.append(release)
-            d.applied_at = time.monotonic()
+            ctx.records.intent(release)
+            ctx.progress.applied_at = ctx.clock.monotonic()
             fleet = colors.fleets[new]
             state = self.watch(fleet).look(release.ami_id)
         else:
             known = self._known(colors.fleets.get(new) if colors else None)
-            outputs = d.apply(
+            outputs = ctx.handoff.apply(
                 release,
-                allow_replace,
-                result,
-                variables(spec, live=live or new, test=new, weights=weights),
-                before={},
+                ctx.records,
+                allow_replace=allow_replace,
+                result=result,
+                values=values(spec, live=live or new, test=new, weights=weights),
             )
             colors_now = Colors.from_outputs(outputs)
             if colors_now is None:
                 raise BakerError("terraform applied no blue_green output: is paths.terraform baker's module?")
-            if d.bg_before is None and live is not None:
-                d.bg_before = colors_now  # migrated: this apply moved no traffic, blue is what was live
+            if self.before is None and live is not None:
+                self.before = colors_now  # migrated: this apply moved no traffic, blue is what was live
             fleet = colors_now.fleets[new]
             self._record(release, fleet)
-            d.ledger.write(release)
+            ctx.ledger.write(release)
             result["launched"] = True
-            watch = d._watch = self.watch(fleet, known)
-            applied = d.applied_at = time.monotonic()
+            watch = ctx.progress.watching = self.watch(fleet, known)
+            applied = ctx.progress.applied_at = ctx.clock.monotonic()
             state, failure = watch.wait(release.ami_id, applied + health_timeout, started=applied)
-            d._watch = None
+            ctx.progress.watching = None
             if failure is not None:
                 return (
                     state,
@@ -321,7 +348,7 @@ class BlueGreen:
         steps = [100] if release.kind == "rollback" else list(self.settings.traffic_steps)
         return self.shift(release, colors, new, steps, result)
 
-    def _record(self, release: Release, fleet: Fleet) -> None:
+    def _record(self, release: Release, fleet: ColorGroup) -> None:
         release.asg_name = fleet.asg_name
         release.launch_template_id = fleet.launch_template_id
         release.launch_template_version = fleet.launch_template_version
@@ -331,12 +358,13 @@ class BlueGreen:
     def smoke(self, colors: Colors, color: str, *, skip: bool = False) -> list[dict[str, Any]]:
         """The ``http`` smoke checks, fetched through the test route (the test listener, which
         forwards to ``color`` only). ``ok`` None: not run, and why."""
-        checks = [c for c in self.deploy.project.settings.smoke_checks if c.http]
+        checks = [c for c in self.ctx.project.settings.smoke_checks if c.http]
         if skip:
             return [
                 {"name": c.name, "ok": None, "output": "skipped: the color served before"} for c in checks
             ]
-        base, why = self.deploy.test_route(colors) if colors.test == color else (None, "not under test")
+        route = self.ctx.test_route or aws_test_route
+        base, why = route(colors) if colors.test == color else (None, "not under test")
         out: list[dict[str, Any]] = []
         for check in checks:
             assert check.http is not None
@@ -380,16 +408,16 @@ class BlueGreen:
                 return state, f"traffic step {percent}% to {new} failed: {failure}"
         return state, None
 
-    def watch_step(self, fleet: Fleet, colors: Colors) -> tuple[Rollout, str | None]:
+    def watch_step(self, fleet: ColorGroup, colors: Colors) -> tuple[Rollout, str | None]:
         """Watch the new color for ``deploy.step_seconds``: every target healthy, 5xx within bounds."""
-        d = self.deploy
-        started, since = time.monotonic(), utc_now()
+        ctx = self.ctx
+        started, since = ctx.clock.monotonic(), utc_now()
         watch = self.watch(fleet)
-        interval = d.poll_min
+        interval = ctx.poll_min
         while True:
             state = watch.look(fleet.image_id)
-            if d.on_poll is not None:
-                d.on_poll(state)
+            if ctx.progress.on_poll is not None:
+                ctx.progress.on_poll(state)
             if state.healthy < max(state.desired, 1) or state.new_states.get("unhealthy"):
                 return (
                     state,
@@ -401,14 +429,14 @@ class BlueGreen:
                     f"{errors} 5xx answers from {fleet.color}'s targets since the step began "
                     f"(deploy.max_5xx: {self.settings.max_5xx})"
                 )
-            left = self.settings.step_seconds - (time.monotonic() - started)
+            left = self.settings.step_seconds - (ctx.clock.monotonic() - started)
             if left <= 0:
                 return state, None
             log.info("watching %s for %s more", fleet.color, duration(left))
-            time.sleep(min(interval, left))
-            interval = min(interval * 1.5, d.poll_max)
+            ctx.clock.sleep(min(interval, left))
+            interval = min(interval * 1.5, ctx.poll_max)
 
-    def errors_5xx(self, fleet: Fleet, colors: Colors, since: dt.datetime) -> int:
+    def errors_5xx(self, fleet: ColorGroup, colors: Colors, since: dt.datetime) -> int:
         """5xx answers of the color's targets since ``since``, as CloudWatch has them."""
         dims = [{"Name": "TargetGroup", "Value": arn_suffix(fleet.target_group_arn, "")}]
         if colors.load_balancer_arn:
@@ -457,18 +485,17 @@ class BlueGreen:
                 }
             ],
         )
-        values = variables(spec or colors.spec(), live=live, test=test, weights=weights)
-        d = self.deploy
-        plan = d.handoff.plan(ami_id, runtime, values)
-        from baker.deploy import gate
-
+        terraform = self.ctx.handoff.terraform
+        plan = self.ctx.handoff.plan(
+            ami_id, runtime, values(spec or colors.spec(), live=live, test=test, weights=weights)
+        )
         try:
             gate(plan, allow_replace=False)
         except BakerError:
-            d.terraform.discard(plan)
+            terraform.discard(plan)
             raise
-        d.terraform.apply(plan)
-        now = Colors.from_outputs(d.terraform.outputs())
+        terraform.apply(plan)
+        now = Colors.from_outputs(terraform.outputs())
         if now is None:
             raise BakerError("terraform applied no blue_green output")
         return now
@@ -476,26 +503,24 @@ class BlueGreen:
     # -- back
 
     def roll_back(
-        self, back: Release, failed: Release, health_timeout: int
+        self, back: Release, failed: Release, allow_replace: bool, health_timeout: int
     ) -> tuple[Rollout | None, str | None]:
         """After a failed blue/green deploy: the weights back to the color that was live (it kept
         its capacity), the failed color scaled to zero; nothing is launched. When the previous
         color cannot take the traffic as it is, a normal blue/green deploy of ``back``."""
-        d = self.deploy
-        before = d.bg_before
+        before = self.before
         failed_color = failed.color
         if before is None or failed_color is None:
-            return d.roll(back, False, health_timeout, {})
+            return self.roll(back, False, health_timeout, {})
         prev = other(failed_color)
         fleet = before.fleets[prev]
         if fleet.image_id != back.ami_id or fleet.capacity <= 0:
             log.warning("%s does not run %s at capacity: rolling back by a new deploy", prev, back.ami_id)
-            return d.roll(back, False, health_timeout, {})
+            return self.roll(back, False, health_timeout, {})
         back.color = prev
-        d.bg_by_weights = True
+        self.by_weights = True
         self._record(back, fleet)
-        d.ledger.write(back)
-        d._open.append(back)
+        self.ctx.records.intent(back)
         now = self.current() or before
         spec = now.spec()
         spec[failed_color] = {**spec[failed_color], "capacity": 0}
@@ -514,15 +539,18 @@ class BlueGreen:
             return state, f"{prev} is not all healthy after the weights came back: {state.live()}"
         return state, None
 
+    def rollback_details(self) -> dict[str, Any]:
+        return {"by_weights": self.by_weights}
+
     # -- retire
 
     def retire(self, *, force: bool = False) -> dict[str, Any]:
         """Scale the idle color to zero once ``deploy.keep_previous`` has passed since the live
         release got healthy (``force``: now). Under the deploy lock; launches nothing."""
-        d = self.deploy
-        with d.lock("retire"):
+        ctx = self.ctx
+        with ctx.lock("retire"):
             colors = self.current()
-            result: dict[str, Any] = {"env": d.env.name, "retired": None}
+            result: dict[str, Any] = {"env": ctx.env.name, "retired": None}
             if colors is None:
                 result["reason"] = "no blue/green fleet yet"
                 return result
@@ -531,7 +559,7 @@ class BlueGreen:
             if idle.capacity == 0:
                 result["reason"] = f"{idle.color} has no capacity already"
                 return result
-            live = d.ledger.live()
+            live = ctx.ledger.live()
             since = parse_iso(live.healthy_at or live.at) if live else None
             age = (utc_now() - since).total_seconds() if since else None
             keep = self.settings.keep_previous

@@ -1,0 +1,34 @@
+"""Deploy: the Terraform handoff, a health-gated rollout by the environment's strategy, and the
+automatic rollback, all under one lock (see ``run``'s docstring for the whole path).
+
+    run.py         Deploy: the verb (gate, lock, ledger entry, interrupts, automatic rollback)
+    context.py     what a strategy is handed (Context) and what it must do (Strategy)
+    strategies.py  deploy.strategy name -> strategy class
+    rolling.py     rolling: a launch template version and an instance refresh
+    bluegreen.py   blue_green: the idle color, a test route, traffic by weights
+    handoff.py     the Terraform side: variables, plan, the plan gate, apply, outputs
+    plan.py        the plan gate and how a plan is shown
+    records.py     the release records of a run: intent, outcome, abandoned, interrupted
+    recovery.py    the automatic rollback after a failed health gate
+    rollback.py    ``baker rollback``
+    live.py        what the fleet runs now, in an AMI id and in words
+"""
+
+from baker.deploy.handoff import Handoff
+from baker.deploy.plan import applied_strategy, gate, plan_text
+from baker.deploy.recovery import Options
+from baker.deploy.run import Deploy
+from baker.health import Rollout, Watch, assess, duration
+
+__all__ = [
+    "Deploy",
+    "Handoff",
+    "Options",
+    "Rollout",
+    "Watch",
+    "applied_strategy",
+    "assess",
+    "duration",
+    "gate",
+    "plan_text",
+]
