@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,14 +37,26 @@ CHILD_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def wall(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
-    started = time.perf_counter()
+def cpu() -> float:
+    """CPU seconds (user + system) of the children that ended so far: less disturbed by a busy
+    machine than the wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wall(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run."""
+    used, started = cpu(), time.perf_counter()
     subprocess.run(argv, env=env or CHILD_ENV, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu() - used
 
 
-def spread(times: list[float]) -> str:
-    return f"{min(times):5.2f} {statistics.median(times):6.2f} {max(times):5.2f}"
+def spread(runs: list[tuple[float, float]]) -> str:
+    times = [w for w, _ in runs]
+    return (
+        f"{min(times):5.2f} {statistics.median(times):6.2f} {max(times):5.2f}"
+        f"   CPU {statistics.median(c for _, c in runs):5.2f}"
+    )
 
 
 def top_imports(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO) -> list[str]:
@@ -92,7 +105,7 @@ def git_project(root: Path) -> None:
         subprocess.run(["git", "-C", str(root), *args], check=True)
 
 
-def cache_hit(runs: int) -> tuple[list[float], list[str], float]:
+def cache_hit(runs: int) -> tuple[list[tuple[float, float]], list[str], float]:
     """(wall seconds of each cache-hit bake, its top imports, seconds of the first bake)."""
     sys.path.insert(0, str(REPO / "bench"))
     from privatecloud import private_cloud
@@ -109,9 +122,9 @@ def cache_hit(runs: int) -> tuple[list[float], list[str], float]:
         subprocess.run(argv, env=env, cwd=root, capture_output=True, check=True)  # unmeasured
         times = []
         for _ in range(runs):
-            started = time.perf_counter()
+            used, started = cpu(), time.perf_counter()
             out = subprocess.run(argv, env=env, cwd=root, capture_output=True, text=True, check=True).stdout
-            times.append(time.perf_counter() - started)
+            times.append((time.perf_counter() - started, cpu() - used))
             assert json.loads(out.splitlines()[-1])["cached"] is True, out
         return times, top_imports(argv, env=env, cwd=root), baked
 
@@ -144,7 +157,7 @@ def measure(args: argparse.Namespace) -> int:
         ("TAB: baker deploy -e <TAB>", baker(), completion_env("baker deploy -e ")),
     ]
     how = "compiled from source on every start" if args.source else "from bytecode"
-    print(f"whole process, wall seconds over {args.runs} runs; baker from {REPO}, {how}")
+    print(f"whole process, wall seconds (and median CPU) over {args.runs} runs; baker from {REPO}, {how}")
     print(f"  {'':34} {'min':>5} {'median':>6} {'max':>5}")
     for label, argv, env in rows:
         wall(argv, env=env)  # warm the page cache
