@@ -6,6 +6,7 @@ automatic rollback, all under one lock (see ``run``'s docstring for the whole pa
     strategies.py  deploy.strategy name -> strategy class
     rolling.py     rolling: a launch template version and an instance refresh
     bluegreen.py   blue_green: the idle color, a test route, traffic by weights
+    traffic.py     the users' listener's weights, set at once (a rollback's first, before Terraform)
     handoff.py     the Terraform side: variables, plan, the plan gate, apply, outputs
     plan.py        the plan gate and how a plan is shown
     records.py     the release records of a run: intent, outcome, abandoned, interrupted
