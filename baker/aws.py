@@ -328,6 +328,13 @@ def _data_loader() -> botocore.loaders.Loader:
 _LOADER_LOCK = threading.Lock()
 
 
+def known_regions() -> frozenset[str]:
+    """Every region of every partition in botocore's endpoint data, read through the shared
+    loader: the sessions made afterwards parse that data no second time."""
+    core = _botocore_session()
+    return frozenset(r for p in core.get_available_partitions() for r in core.get_available_regions("ec2", p))
+
+
 def _botocore_session() -> botocore.session.Session:
     core = botocore.session.Session()
     core.register_component("data_loader", _data_loader())

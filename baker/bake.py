@@ -192,8 +192,8 @@ class Bake:
             "git_sha": pkg.git_sha,
             "deb_sha256": pkg.sha256,
             "source_ami": prepared.source.id,
-            "template": str(prepared.rendered.template),
-            "build_dir": str(prepared.rendered.directory),
+            "template": str(prepared.directory / render.TEMPLATE_OUT),
+            "build_dir": str(prepared.directory),
         }
         if existing is not None:
             result["baked_for"] = existing.tags.get(provenance.BAKED_FOR)

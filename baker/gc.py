@@ -52,12 +52,15 @@ from baker.errors import AWSError, UsageError
 from baker.images import Image
 from baker.ledger import FLEET_KINDS, Ledger
 from baker.provenance import iso, parse_iso, utc_now
+from baker.retention import (
+    DEFAULT_DELETE_AFTER_DAYS,
+    DEFAULT_DISABLE_AFTER_DAYS,
+    DEFAULT_KEEP,
+    DEFAULT_LAUNCHED_WITHIN_DAYS,
+    DEFAULT_OLDER_THAN_DAYS,
+)
 
 log = logging.getLogger("baker")
-
-DEFAULT_KEEP = 3
-DEFAULT_OLDER_THAN_DAYS = 14
-DEFAULT_LAUNCHED_WITHIN_DAYS = 14
 
 
 # ---------------------------------------------------------------- where
@@ -335,8 +338,8 @@ class GC:
         only: Sequence[str] = (),
         keep: int = DEFAULT_KEEP,
         older_than_days: float = DEFAULT_OLDER_THAN_DAYS,
-        disable_after_days: float = lifecycle.DEFAULT_DISABLE_AFTER_DAYS,
-        delete_after_days: float = lifecycle.DEFAULT_DELETE_AFTER_DAYS,
+        disable_after_days: float = DEFAULT_DISABLE_AFTER_DAYS,
+        delete_after_days: float = DEFAULT_DELETE_AFTER_DAYS,
         launched_within_days: float = DEFAULT_LAUNCHED_WITHIN_DAYS,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:

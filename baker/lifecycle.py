@@ -33,8 +33,6 @@ from baker.images import Image
 
 log = logging.getLogger("baker")
 
-DEFAULT_DISABLE_AFTER_DAYS = 7
-DEFAULT_DELETE_AFTER_DAYS = 30
 STAGES = ("deprecated", "disabled")
 #: what one gc run reports besides its deletions, per image
 CHANGES = ("deprecated", "disabled", "waiting", "restored", "protected", "unprotected")

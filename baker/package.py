@@ -1,11 +1,16 @@
 """The .deb of the app: the first stage, and the first input of the recipe hash.
 
 Reproducible on purpose: the same commit gives the same bytes, so a rebuild of an already baked
-commit finds the same recipe and reuses its AMI. Everything that could differ between two builds
-is pinned: file times are clamped to the commit time (SOURCE_DATE_EPOCH), owners are root:root,
-modes are 0755/0644, dpkg-deb sorts members and compresses single-threaded, and the package tree
-is assembled from scratch in a temporary directory. Only the finished file is moved into the
-output directory, so bad input or a failing dpkg-deb leaves nothing behind.
+commit finds the same recipe and reuses its AMI. Because it is, a bake reuses the .deb already in
+its build folder when a digest of everything that goes into it (the source tree, the settings,
+the version, the commit time, baker's packaging code and templates, dpkg-deb) is the one recorded
+beside it and its bytes still have the recorded sha256: a cache-hit bake builds nothing.
+
+Everything that could differ between two builds is pinned: file times are clamped to the commit
+time (SOURCE_DATE_EPOCH), owners are root:root, modes are 0755/0644, dpkg-deb sorts members and
+compresses single-threaded, and the package tree is assembled from scratch in a temporary
+directory. Only the finished file is moved into the output directory, so bad input or a failing
+dpkg-deb leaves nothing behind.
 
 Layout of the package (names from baker.yml's app.deb):
 
@@ -26,6 +31,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -37,8 +43,6 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-
-import jinja2
 
 from baker import envfile, runner
 from baker.config import DEB_VERSION, DebSettings, Project
@@ -83,8 +87,11 @@ class Package:
         }
 
 
-def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Package:
-    """Build the app's .deb from what is checked out and move it into ``out_dir``."""
+def build(project: Project, out_dir: Path, *, allow_dirty: bool = False, reuse: bool = False) -> Package:
+    """Build the app's .deb from what is checked out and move it into ``out_dir``.
+
+    ``reuse``: keep the .deb already there when it was built from the same inputs (recorded in a
+    file beside it); ``baker package`` always builds."""
     app = project.app
     deb = app.deb
     source = source_dir(project)
@@ -98,6 +105,18 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
     epoch = _source_date_epoch(found.git, source)
     log.info("packaging %s %s from %s", deb.package, version, found.git.sha[:12] if found.git else source)
 
+    name = f"{deb.package}_{version}_{deb.architecture}.deb"
+    final = out_dir / name
+    record = out_dir / f".{name}.inputs"
+    inputs = (
+        _inputs_digest(source, deb, version, epoch, env_defaults=env_defaults, git=found.git) if reuse else ""
+    )
+    reused = _reusable(final, record, inputs) if inputs else None
+    if reused is not None:
+        log.info("%s: inputs unchanged, reused", final)
+        digest, size = reused
+        return _package(final, deb, version, digest, found.git, size)
+
     with tempfile.TemporaryDirectory(prefix="baker-package-") as tmp:
         tree = Path(tmp) / "tree"
         try:
@@ -107,7 +126,6 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
             raise UsageError(
                 f"cannot package the app source (app.source){where}: {exc.strerror or exc}"
             ) from exc
-        name = f"{deb.package}_{version}_{deb.architecture}.deb"
         built = Path(tmp) / name
         runner.run(
             dpkg_deb_argv(tree, built),
@@ -118,7 +136,6 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
         )
         digest = _sha256(built)
         size = built.stat().st_size
-        final = out_dir / name
         partial = out_dir / f".{name}.partial"
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,17 +146,88 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False) -> Pack
             with contextlib.suppress(OSError):
                 partial.unlink()
             raise UsageError(f"cannot write the package into {out_dir}: {exc.strerror or exc}") from exc
+    if not inputs:
+        return _package(final, deb, version, digest, found.git, size)
+    try:
+        record.write_text(json.dumps({"inputs": inputs, "sha256": digest, "size": size}) + "\n")
+    except OSError as exc:  # the .deb is there; the next build only cannot reuse it
+        log.warning("cannot record the inputs of %s in %s: %s", final, record, exc.strerror or exc)
+    return _package(final, deb, version, digest, found.git, size)
 
+
+def _package(
+    path: Path, deb: DebSettings, version: str, digest: str, git: GitState | None, size: int
+) -> Package:
     return Package(
-        path=final.resolve(),
+        path=path.resolve(),
         package=deb.package,
         version=version,
         sha256=digest,
-        git_sha=found.git.sha if found.git else None,
+        git_sha=git.sha if git else None,
         built_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         architecture=deb.architecture,
         size=size,
     )
+
+
+#: what the package is made by besides its inputs: a change to any of them makes a new .deb
+_MAKERS = (Path(__file__), Path(envfile.__file__), *sorted(TEMPLATES.iterdir()))
+
+
+def _inputs_digest(
+    source: Path,
+    deb: DebSettings,
+    version: str,
+    epoch: int,
+    *,
+    env_defaults: Path | None,
+    git: GitState | None,
+) -> str:
+    """A digest of everything the .deb is made of: every entry of the source tree (path, mode,
+    content or link target), the settings, version, commit time and commit, baker's packaging code
+    and templates, and which dpkg-deb builds it. More than the package holds is fine: it only
+    costs a rebuild."""
+    h = hashlib.sha256(b"baker-deb-inputs-v1\0")
+
+    def part(name: str, data: bytes) -> None:
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+
+    part("settings", json.dumps(deb.model_dump(mode="json"), sort_keys=True).encode())
+    part("build", json.dumps([version, epoch, git.sha if git else None]).encode())
+    dpkg_deb = Path(runner.which("dpkg-deb")).resolve()
+    st = dpkg_deb.stat()
+    part("dpkg-deb", f"{dpkg_deb}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode())
+    for maker in _MAKERS:
+        part(f"maker:{maker.name}", maker.read_bytes())
+    if env_defaults is not None:
+        part("env-defaults", env_defaults.read_bytes())
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames.sort()
+        here = Path(dirpath)
+        for name in sorted([*dirnames, *filenames]):
+            path = here / name
+            info = path.lstat()
+            rel = path.relative_to(source).as_posix()
+            part("entry", f"{rel}\0{info.st_mode:o}".encode())
+            if stat.S_ISLNK(info.st_mode):
+                part("link", os.readlink(path).encode())
+            elif stat.S_ISREG(info.st_mode):
+                part("file", path.read_bytes())
+    return h.hexdigest()
+
+
+def _reusable(deb: Path, record: Path, inputs: str) -> tuple[str, int] | None:
+    """(sha256, size) of the .deb already built from these inputs, when its bytes are still the
+    ones recorded; None otherwise."""
+    try:
+        known = json.loads(record.read_text())
+        if known.get("inputs") != inputs or deb.stat().st_size != known["size"]:
+            return None
+        digest = _sha256(deb)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return (digest, int(known["size"])) if digest == known["sha256"] else None
 
 
 def dpkg_deb_argv(tree: Path, target: Path) -> list[str]:
@@ -304,6 +392,8 @@ def installed_size_kib(tree: Path) -> int:
 
 
 def render(template: str, values: dict[str, Any]) -> str:
+    import jinja2  # only when the .deb is built: a reused one needs no template
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,

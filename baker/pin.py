@@ -66,7 +66,14 @@ class Pin:
         was = self.ledger.pin()
         if was is None:
             return {"env": self.env.name, "kind": "unpin", "ami_id": None, "unpinned": None, "outcome": None}
-        release = self.ledger.new("unpin", was.get("ami_id"), outcome="done", pin_reason=was.get("reason"))
+        # what runs stays as it is: the pinned AMI ran before the unpin; the row says so, as the result does
+        release = self.ledger.new(
+            "unpin",
+            was.get("ami_id"),
+            previous_ami_id=was.get("ami_id"),
+            outcome="done",
+            pin_reason=was.get("reason"),
+        )
         self.ledger.write(release)
         self.ledger.clear_pin()
         return {

@@ -13,17 +13,16 @@ never an empty string.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from baker import package, plugins, provenance, recipe, runner
 from baker.aws import AWS, Client
@@ -31,6 +30,9 @@ from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
 from baker.hcl import literal
 from baker.preflight import TEMPLATE, VAULT_CLIENT, check_project_files
+
+if TYPE_CHECKING:  # imported when a template is rendered: a cache-hit bake renders none
+    import jinja2
 
 log = logging.getLogger("baker")
 
@@ -202,6 +204,8 @@ def _only_quoted(value: Any) -> str:
 def environment() -> jinja2.Environment:
     """Jinja2 as baker uses it: StrictUndefined, one filter, and a finalize hook that refuses any
     value printed without it (HTML autoescaping would be the wrong escaping for HCL)."""
+    import jinja2
+
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -214,6 +218,8 @@ def environment() -> jinja2.Environment:
 
 def render_text(source: str, context: Mapping[str, Any]) -> str:
     """Render a template text; a missing value is a UsageError naming it."""
+    import jinja2
+
     try:
         return environment().from_string(source).render(**context)
     except jinja2.UndefinedError as exc:
@@ -434,15 +440,22 @@ def build_values(
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything before Packer runs, the same for ``render`` and ``bake``: the .deb, the template
-    for the environment, the resolved source image and the recipe they make."""
+    """Everything before Packer runs, the same for ``render`` and ``bake``: the .deb, the resolved
+    source image, the recipe they make and the template for the environment, rendered into
+    ``directory`` when first asked for (the recipe hashes the template's source: a cache hit renders
+    nothing)."""
 
     pkg: package.Package
-    rendered: Rendered
     source: SourceImage
     packer_version: tuple[int, int, int]
     recipe: str
     ec2: Client
+    directory: Path
+    renderer: Callable[[], Rendered] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def rendered(self) -> Rendered:
+        return self.renderer()
 
     def values(self, project: Project, env: Environment, **build: Any) -> dict[str, Any]:
         return build_values(
@@ -472,17 +485,24 @@ def prepare(
     # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
     with ThreadPoolExecutor(max_workers=1) as pool:
         ec2_client = pool.submit(aws.client, "ec2")
-        pkg = package.build(project, out / "deb", allow_dirty=allow_dirty)
+        pkg = package.build(project, out / "deb", allow_dirty=allow_dirty, reuse=True)
         ec2 = ec2_client.result()
     version = packer_version(packer, cache_dir=out.parent if packer_cache else None)
     source = resolve_source_ami(ec2, env.settings.bake.source_ami)
-    rendered = render(
-        project, env, source=source, version=version, out_dir=out, local_endpoint=local_endpoint
-    )
     digest = recipe.digest_for(
         project, env, deb=pkg.path, template=template_path(project).read_text(), source_ami=source.id
     )
-    return Prepared(pkg=pkg, rendered=rendered, source=source, packer_version=version, recipe=digest, ec2=ec2)
+    return Prepared(
+        pkg=pkg,
+        source=source,
+        packer_version=version,
+        recipe=digest,
+        ec2=ec2,
+        directory=out,
+        renderer=lambda: render(
+            project, env, source=source, version=version, out_dir=out, local_endpoint=local_endpoint
+        ),
+    )
 
 
 class Render:

@@ -4,10 +4,12 @@ Two environments of the same app, one per strategy (real Terraform + AWS provide
 emulator; instances of the probe app of tests/livefleet.py booted for real, the load balancer's
 listeners answering on loopback). Each: v1 deployed, then v2 while a client sends GET /version
 through the users' listener (one connection per request, --rate per second), then ``baker
-rollback``. Prints, per strategy:
+--local rollback -e ENV`` as an operator runs it: a new process, its clock started before it is
+(its interpreter start, imports and configuration included; baker's modules from bytecode, in a
+temp PYTHONPYCACHEPREFIX warmed first). Prints, per strategy:
 
-- time from "rollback" to v1 answering every request (the last answer that was not v1);
-- when ``Rollback.run`` returned, and whether it launched instances;
+- time from the command's start to v1 answering every request (the last answer that was not v1);
+- when the command ended, and whether it launched instances;
 - requests sent and failed (not 200) during the v2 deploy and during the rollback;
 - API level, from an observer polling the emulator every 0.1 s: time from "rollback" until the
   users' listener forwards only to v1 targets, all healthy.
@@ -20,7 +22,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,7 +43,6 @@ from privatecloud import private_cloud  # noqa: E402
 from baker.aws import AWS  # noqa: E402
 from baker.config import load_project  # noqa: E402
 from baker.deploy import Deploy, Options  # noqa: E402
-from baker.deploy.rollback import Rollback  # noqa: E402
 from baker.local import cloud  # noqa: E402
 from tests.livefleet import bake_probe  # noqa: E402
 from tests.localcloud import LocalCloud  # noqa: E402
@@ -158,7 +163,24 @@ def answers(client: Client, start: float, end: float) -> list[tuple[float, int, 
     return [a for a in list(client.answers) if start <= a[0] <= end]
 
 
-def story(root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate: float) -> dict[str, Any]:
+def command_env(pyc: str) -> dict[str, str]:
+    """The environment of the ``baker`` commands: this tree's baker, its bytecode kept in ``pyc``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": pyc}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def rollback_command(root: Path, name: str, env: dict[str, str]) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "baker", "--project", str(root), "--local", "--output", "json"]
+    done = subprocess.run([*argv, "rollback", "-e", name], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"baker rollback -e {name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def story(
+    root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate: float, env: dict[str, str]
+) -> dict[str, Any]:
     project = load_project(root)
     env = project.environment(name)
     lb_name = f"hello-web-{name}-lb"
@@ -184,7 +206,7 @@ def story(root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate
         deployed = time.monotonic()
         time.sleep(2)
         back_at = time.monotonic()
-        result = Rollback(deploy()).run(options=Options(timeout=600))
+        result = rollback_command(root, name, env)
         returned = time.monotonic()
         assert result["outcome"] == "healthy", result
         time.sleep(3)
@@ -198,6 +220,7 @@ def story(root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate
         "api_v1_s": obs.first(back_at, v1),
         "returned_s": returned - back_at,
         "launched": result.get("launched", True),
+        "traffic_first": result.get("traffic_first", False),
         "deploy_s": deployed - started,
         "deploy_sent": len(during_deploy),
         "deploy_failed": sum(1 for _, status, _ in during_deploy if status != 200),
@@ -211,7 +234,15 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (state, logs) behind")
     args = parser.parse_args()
-    with private_cloud("bluegreen", parts=("environments", "terraform"), keep=args.keep) as (state, root):
+    with (
+        tempfile.TemporaryDirectory(prefix="baker-bench-pyc-") as pyc,
+        private_cloud("bluegreen", parts=("environments", "terraform"), keep=args.keep) as (state, root),
+    ):
+        env = command_env(pyc)
+        warm = (
+            "import baker.cli.rollback_cmd, baker.deploy.rollback, baker.local.cloud, baker.config, botocore"
+        )
+        subprocess.run([sys.executable, "-c", warm], env=env, check=True)  # the bytecode, unmeasured
         info = cloud.status(state)
         handle = LocalCloud(state_dir=state, endpoint=info["endpoint"], netns=info["netns"])
         try:
@@ -219,7 +250,9 @@ def main() -> int:
             v1, v2 = bake_probe(handle, "1"), bake_probe(handle, "2")
             environment(root, "roll", "rolling")
             environment(root, "bg", "blue_green")
-            figures = {n: story(root, aws, info["endpoint"], n, v1, v2, args.rate) for n in ("roll", "bg")}
+            figures = {
+                n: story(root, aws, info["endpoint"], n, v1, v2, args.rate, env) for n in ("roll", "bg")
+            }
         finally:
             if handle._build_host is not None:
                 handle._build_host.down()
@@ -238,9 +271,10 @@ def report(figures: dict[str, dict[str, Any]], rate: float) -> None:
     print("rolling vs blue/green in the local cloud: live instances (systemd-nspawn), the local load")
     print(f"balancer on loopback, real Terraform 1.11 + AWS provider; GET /version at {rate:g}/s")
     row("", "rolling", "blue/green")
-    row("rollback: until v1 answers every request", s(r["serving_v1_s"]), s(b["serving_v1_s"]))
-    row("rollback: until Rollback.run returned", s(r["returned_s"]), s(b["returned_s"]))
+    row("baker rollback: from its start until v1 answers all", s(r["serving_v1_s"]), s(b["serving_v1_s"]))
+    row("baker rollback: from its start until it ended", s(r["returned_s"]), s(b["returned_s"]))
     row("rollback launched instances", str(r["launched"]), str(b["launched"]))
+    row("rollback moved the users before Terraform ran", str(r["traffic_first"]), str(b["traffic_first"]))
     row(
         "rollback: failed / sent",
         f"{r['back_failed']}/{r['back_sent']}",

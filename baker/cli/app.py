@@ -1,4 +1,9 @@
-"""What every command shares: the parsed global options, the project, AWS, and result printing."""
+"""What every command shares: the parsed global options, the project, AWS, and result printing.
+
+Imported by every command before it parses anything (also for --help and each TAB of the shell
+completion), so the configuration models and the AWS SDK are imported when a command first asks for
+the project or AWS, not here.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import click
 import click.shell_completion
 
-from baker import runner
-from baker.aws import AWS
-from baker.config import DEFAULTS_FILE, ENV_DIR, Environment, Project, load_project, withheld_variables
+from baker.layout import DEFAULTS_FILE, ENV_DIR
 
 if TYPE_CHECKING:
+    from baker.aws import AWS
+    from baker.config import Environment, Project
     from baker.deploy import Deploy
 
 log = logging.getLogger("baker")
@@ -53,12 +58,17 @@ class App:
     @property
     def project(self) -> Project:
         if self._project is None:
+            from baker.config import load_project
+
             self._project = load_project(Path(self.project_dir))
         return self._project
 
     def environment(self, name: str) -> Environment:
         """The environment; until the command ends, no child baker starts inherits its secrets'
         variables (``bake.vault_password: {env: NAME}``)."""
+        from baker import runner
+        from baker.config import withheld_variables
+
         env = self.project.environment(name)
         ctx = click.get_current_context(silent=True)
         if ctx is not None:
@@ -77,6 +87,8 @@ class App:
             from baker.local import cloud
 
             return cloud.aws(region=s.region, account_id=s.account_id)
+        from baker.aws import AWS
+
         return AWS(region=s.region, profile=s.profile, role_arn=s.role_arn)
 
     def deploy(self, env: Environment) -> Deploy:

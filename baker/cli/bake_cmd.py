@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from baker import bake as stage
 from baker.cli.app import App, complete_environment
 
 
@@ -34,6 +33,8 @@ def _text(r: dict[str, Any]) -> str:
 @click.pass_obj
 def bake(app: App, env_name: str, force: bool, dry_run: bool, allow_dirty: bool) -> None:
     """Package, render and `packer build` ENV's AMI; prints its id. Same recipe: the same AMI, no bake."""
+    from baker import bake as stage
+
     env = app.environment(env_name)
     build_host = None
     if app.local:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-import yaml
 
 from baker.cli.app import App, complete_environment
-from baker.config import redacted, schema
 
 
 @click.group("config")
@@ -23,6 +21,10 @@ def config() -> None:
 @click.pass_obj
 def show(app: App, env_name: str) -> None:
     """The merged, validated configuration of ENV (secrets shown only as where they come from)."""
+    import yaml
+
+    from baker.config import redacted
+
     env = app.environment(env_name)
     data = {"env": env.name, "files": [str(p) for p in env.files], "settings": redacted(env)}
     app.emit(
@@ -40,5 +42,7 @@ def show(app: App, env_name: str) -> None:
 @click.pass_obj
 def show_schema(app: App) -> None:
     """The JSON schema of baker.yml and environments/<env>.yml."""
+    from baker.config import schema
+
     data = schema()
     app.emit(data, lambda d: json.dumps(d, indent=2))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from baker import doctor as stage
 from baker.cli.app import App, complete_environment
 from baker.errors import UsageError
 
@@ -24,6 +23,8 @@ def doctor(app: App, env_names: tuple[str, ...]) -> None:
 
     Exit 0 when everything is ready, 2 otherwise; nothing is changed.
     """
+    from baker import doctor as stage
+
     result = stage.Doctor(app.project, app.aws, local=app.local).run(list(env_names) or None)
     if not result["ok"]:
         raise UsageError(stage.text(result), details=result)

@@ -9,12 +9,18 @@ import click
 
 from baker.cli.app import App, complete_environment
 from baker.cli.table import table
-from baker.gc import DEFAULT_KEEP, DEFAULT_LAUNCHED_WITHIN_DAYS, DEFAULT_OLDER_THAN_DAYS
-from baker.images import GIB
-from baker.lifecycle import DEFAULT_DELETE_AFTER_DAYS, DEFAULT_DISABLE_AFTER_DAYS
+from baker.retention import (
+    DEFAULT_DELETE_AFTER_DAYS,
+    DEFAULT_DISABLE_AFTER_DAYS,
+    DEFAULT_KEEP,
+    DEFAULT_LAUNCHED_WITHIN_DAYS,
+    DEFAULT_OLDER_THAN_DAYS,
+)
 
 
 def gib(n: int) -> str:
+    from baker.images import GIB
+
     return f"{n / GIB:.1f} GiB"
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from baker import init as stage
 from baker.cli.app import App
 
 
@@ -38,6 +37,8 @@ def init(
 
     Refuses to overwrite any file; nothing is written then.
     """
+    from baker import init as stage
+
     result = stage.init(
         Path(directory or app.project_dir),
         app=app_name,

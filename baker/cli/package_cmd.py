@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from baker import package as stage
 from baker.cli.app import App
 
 
@@ -24,6 +23,8 @@ from baker.cli.app import App
 @click.pass_obj
 def package(app: App, out_dir: str | None, allow_dirty: bool) -> None:
     """Build the versioned, reproducible .deb of the app; prints its path, version and sha256."""
+    from baker import package as stage
+
     project = app.project
     out = Path(out_dir) if out_dir else project.path(project.settings.paths.build)
     result = stage.build(project, out, allow_dirty=allow_dirty).as_dict()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from baker import render as stage
 from baker.cli.app import App, complete_environment
 
 
@@ -16,6 +15,8 @@ from baker.cli.app import App, complete_environment
 @click.pass_obj
 def render(app: App, env_name: str, allow_dirty: bool) -> None:
     """Render the Packer template and its variables for ENV into the build folder; `packer validate` it."""
+    from baker import render as stage
+
     env = app.environment(env_name)
     aws = app.aws(env)
     result = stage.Render(

@@ -52,12 +52,9 @@ def plain_data(value: Any, where: str = "") -> Any:
 def aws_regions() -> frozenset[str]:
     """Every region of every AWS partition in the endpoint data of the botocore baker runs with: the
     regions baker can talk to (a region newer than that botocore needs a newer botocore anyway)."""
-    import botocore.session
+    from baker.aws import known_regions
 
-    session = botocore.session.Session()
-    return frozenset(
-        r for p in session.get_available_partitions() for r in session.get_available_regions("ec2", p)
-    )
+    return known_regions()
 
 
 def check_region(name: Any) -> str:

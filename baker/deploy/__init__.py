@@ -7,6 +7,7 @@ automatic rollback, all under one lock (see ``run``'s docstring for the whole pa
     rolling.py     rolling: a launch template version and an instance refresh
     bluegreen.py   blue_green: the idle color, traffic by weights, rollback by weights, retire
     colors.py      blue/green's state as Terraform applied it (pure)
+    traffic.py     the users' listener's weights, set at once (a rollback's first, before Terraform)
     test_route.py  blue/green's smoke checks through the test listener
     handoff.py     the Terraform side: variables, plan, the plan gate (baker/plan.py), apply, outputs
     records.py     the release records of a run: intent, outcome, abandoned, interrupted

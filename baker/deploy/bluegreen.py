@@ -41,7 +41,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from baker.deploy import test_route
+from baker.deploy import test_route, traffic
 from baker.deploy.colors import COLORS, ColorGroup, Colors, arn_suffix, other, step_weights, variables
 from baker.deploy.context import Context
 from baker.errors import BakerError, Refused
@@ -339,24 +339,8 @@ class BlueGreen:
     ) -> Colors:
         """Set the users' listener's weights now (ModifyListener), then let Terraform record the
         same variables (with ``spec``, e.g. a failed color scaled to zero). Returns the new state."""
-        self.aws.client("elbv2").modify_listener(
-            ListenerArn=colors.listener_arn,
-            DefaultActions=[
-                {
-                    "Type": "forward",
-                    "ForwardConfig": {
-                        "TargetGroups": [
-                            {
-                                "TargetGroupArn": colors.fleets[c].target_group_arn,
-                                "Weight": int(weights.get(c, 0)),
-                            }
-                            for c in COLORS
-                        ],
-                        "TargetGroupStickinessConfig": {"Enabled": False},
-                    },
-                }
-            ],
-        )
+        groups = {c: colors.fleets[c].target_group_arn for c in COLORS}
+        traffic.set_weights(self.aws, colors.listener_arn, groups, weights)
         terraform = self.ctx.handoff.terraform
         plan = self.ctx.handoff.plan(
             ami_id, runtime, values(spec or colors.spec(), live=live, test=test, weights=weights)
@@ -371,6 +355,14 @@ class BlueGreen:
         if now is None:
             raise BakerError("terraform applied no blue_green output")
         return now
+
+    def traffic_first(self, release: Release, result: dict[str, Any]) -> bool:
+        """``baker rollback`` while the previous color still runs the release: users move back before
+        Terraform starts (baker/deploy/traffic.py); ``roll`` finds the color ready and records it."""
+        if release.kind != "rollback" or not traffic.back(self.ctx, release):
+            return False
+        result["traffic_first"] = True
+        return True
 
     # -- back
 

@@ -90,6 +90,11 @@ class Strategy(Protocol):
     ) -> dict[str, Any] | None:
         """--dry-run: the strategy's own Terraform variables of the first apply (None: none)."""
 
+    def traffic_first(self, release: Release, result: dict[str, Any]) -> bool:
+        """Move the users to ``release`` now, when the fleet already runs it and nothing needs
+        Terraform for that (blue/green: a rollback to the previous color); ``roll`` then records
+        it. Whether the users were moved."""
+
     def roll(
         self, release: Release, allow_replace: bool, health_timeout: int, result: dict[str, Any]
     ) -> tuple[Rollout, str | None]:

@@ -26,6 +26,9 @@ class Rolling:
     ) -> dict[str, Any] | None:
         return None
 
+    def traffic_first(self, release: Release, result: dict[str, Any]) -> bool:
+        return False  # one group: users move as its instances are replaced
+
     def roll(
         self, release: Release, allow_replace: bool, health_timeout: int, result: dict[str, Any]
     ) -> tuple[Rollout, str | None]:

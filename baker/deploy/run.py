@@ -208,12 +208,15 @@ class Deploy:
                     ami_id,
                     version=image.version,
                     git_sha=image.git_sha,
-                    previous_ami_id=self._previous(result),
+                    previous_ami_id=result["previous_ami_id"],
                     runtime=runtime,
                     promoted_from=promoted_from,
                     pin_reason=pin_reason,
                 )
                 result["release_id"] = release.id
+                # users first (a blue/green rollback by weights); then what Terraform says
+                self.strategy.traffic_first(release, result)
+                release.previous_ami_id = self._previous(result)
                 state, failure = self.strategy.roll(release, options.allow_replace, health_timeout, result)
                 result["instances"] = state.instances
                 if failure is None:

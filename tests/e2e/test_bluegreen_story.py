@@ -111,6 +111,9 @@ def test_blue_green_release_rollback_by_weights_and_a_bad_release_no_user_sees(
         )
         assert instance_ids(local_cloud) == before, "no instance launched"
         assert {versions.get() for _ in range(4)} == {(200, "1.0.0")}
+        # users first: the listener moved back from the ledger and AWS, Terraform recorded it after
+        assert back["traffic_first"] is True
+        assert err.index("traffic: 100% on blue") < err.index("[terraform]"), err
 
         # v3: v2's image with a runtime whose app fails /healthz (and greets as v3): it goes to the
         # idle color, fails the health gate there and never reaches a user

@@ -163,12 +163,17 @@ def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
 
 def test_an_unchanged_recipe_is_a_cache_hit_without_packer(project_dir, local_cloud, vault_password):
     first = bake(project_dir, local_cloud)
-    log = project_dir / ".baker/build/dev/build.log"
-    before = log.stat().st_mtime_ns
+    build = project_dir / ".baker/build/dev"
+    log, template = build / "build.log", build / "ami.pkr.hcl"
+    deb = next((build / "deb").glob("*.deb"))
+    before = {p: p.stat().st_mtime_ns for p in (log, template, deb)}
     again = bake(project_dir, local_cloud)
     assert again["cached"] is True
     assert (again["ami_id"], again["recipe"]) == (first["ami_id"], first["recipe"])
-    assert log.stat().st_mtime_ns == before, "packer ran on a cache hit"
+    assert log.stat().st_mtime_ns == before[log], "packer ran on a cache hit"
+    # the recipe comes from the inputs: the .deb is reused and no template rendered on a hit
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert again["deb_sha256"] == first["deb_sha256"]
     ec2 = local_cloud.client("ec2")
     same = ec2.describe_images(
         Owners=["self"], Filters=[{"Name": "tag:baker:recipe", "Values": [first["recipe"]]}]
@@ -183,7 +188,7 @@ def test_an_unchanged_recipe_is_a_cache_hit_without_packer(project_dir, local_cl
         first["recipe"],
     )
     assert staging["baked_for"] == "dev"
-    assert log.stat().st_mtime_ns == before
+    assert log.stat().st_mtime_ns == before[log]
 
     dry = bake(project_dir, local_cloud, dry_run=True)
     assert dry["cache_hit"] is True and dry["would_bake"] is False and dry["ami_id"] == first["ami_id"]

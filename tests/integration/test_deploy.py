@@ -441,6 +441,8 @@ def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(fl
     assert unpinned["unpinned"]["ami_id"] == dev_ami
     kinds = [(r.kind, r.outcome) for r in ledger.releases(limit=3)]
     assert kinds == [("unpin", "done"), ("pin", "healthy"), ("promote", "healthy")]
+    # the result and the ledger row agree: the pinned AMI ran before the unpin (and still runs)
+    assert unpinned["previous_ami_id"] == ledger.releases(limit=1)[0].previous_ami_id == dev_ami
 
 
 def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet):

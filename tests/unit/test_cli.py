@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import subprocess
@@ -88,9 +89,36 @@ def test_interrupt_is_130(failing_command):
     assert rc == 130
 
 
+def test_each_commands_help_line_is_the_one_its_docstring_gives():
+    """``baker --help`` lists the commands from the registry without importing them: each line must
+    be what click makes of the command's own help, at every width."""
+    for name, (module, line) in cli_module.COMMANDS.items():
+        command = getattr(importlib.import_module(module), name.replace("-", "_"))
+        assert command.name == name, f"{module} defines {command.name!r}, registered as {name!r}"
+        for limit in (20, 45, 60, 94, 400):
+            assert click.utils.make_default_short_help(line, limit) == command.get_short_help_str(limit), (
+                f"COMMANDS[{name!r}]: the help line should be {command.get_short_help_str(400)!r}"
+            )
+
+
+def test_help_is_the_same_before_and_after_the_commands_are_imported():
+    group = cli_module.LazyGroup(name="baker", lazy=cli_module.COMMANDS)
+
+    def listed() -> str:
+        ctx = click.Context(group, max_content_width=100)
+        formatter = ctx.make_formatter()
+        group.format_commands(ctx, formatter)
+        return formatter.getvalue()
+
+    lazily = listed()
+    assert group.commands == {} and "rollback" in lazily
+    group.loaded()
+    assert listed() == lazily
+
+
 def test_no_placeholder_commands():
     """Every registered command does something: none is a stub that only says 'not implemented'."""
-    for name, command in cli.commands.items():
+    for name, command in cli.loaded().items():
         assert command.callback is not None or isinstance(command, click.Group), name
     assert cli_module.COMMANDS
 

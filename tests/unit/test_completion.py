@@ -73,8 +73,9 @@ def test_every_env_option_completes_environment_names():
             if "--env" in getattr(param, "opts", []):
                 yield path, param
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                yield from options(sub, f"{path} {name}")
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                yield from options(command.get_command(ctx, name), f"{path} {name}")
 
     found = list(options(cli, "baker"))
     assert len(found) >= 8

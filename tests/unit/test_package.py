@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from baker import package as pkg
 from baker.cli import main
+from baker.config import load_project
 from tests.conftest import REPO, need_tools
 
 GIT_ENV = {
@@ -101,6 +103,34 @@ def test_same_commit_gives_a_byte_identical_deb(capsys, project, tmp_path):
     assert a["sha256"] == b["sha256"]
     assert Path(a["path"]).read_bytes() == Path(b["path"]).read_bytes()
     assert hashlib.sha256(Path(a["path"]).read_bytes()).hexdigest() == a["sha256"]
+
+
+def test_a_bake_reuses_the_deb_of_unchanged_inputs_and_rebuilds_changed_content_or_damaged_bytes(
+    project, tmp_path
+):
+    def build(**kwargs) -> pkg.Package:
+        return pkg.build(load_project(project), tmp_path / "deb", reuse=True, **kwargs)
+
+    first = build()
+    written = first.path.stat().st_mtime_ns
+    assert build().sha256 == first.sha256
+    assert first.path.stat().st_mtime_ns == written, "unchanged inputs: the .deb is reused, not rebuilt"
+
+    damaged = bytearray(first.path.read_bytes())
+    damaged[-1] ^= 0xFF
+    first.path.write_bytes(bytes(damaged))
+    assert build().sha256 == first.sha256
+    assert hashlib.sha256(first.path.read_bytes()).hexdigest() == first.sha256, "damaged bytes: rebuilt"
+
+    # an uncommitted edit keeps the version (.dirty) but changes the content: rebuilt each time
+    app = project / "examples/hello-web/hello_web.py"
+    app.write_text(app.read_text() + "# one\n")
+    one = build(allow_dirty=True)
+    app.write_text(app.read_text() + "# two\n")
+    two = build(allow_dirty=True)
+    assert one.version == two.version and one.sha256 != two.sha256
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(two.path)], check=True, capture_output=True)
+    assert b"# two" in tar.stdout
 
 
 def test_a_clone_elsewhere_gives_the_same_bytes(capsys, project, tmp_path):

@@ -88,7 +88,13 @@ def bake_with(tmp_path: Path, version: tuple[int, int, int]) -> dict[str, str]:
     deb.write_bytes(b"")
     pkg = package.Package(deb, "hello-web", "0.1.0", "0" * 64, None, "2026-01-01T00:00:00Z")
     prepared = render.Prepared(
-        pkg=pkg, rendered=rendered, source=SOURCE, packer_version=version, recipe="f" * 64, ec2=_EC2()
+        pkg=pkg,
+        source=SOURCE,
+        packer_version=version,
+        recipe="f" * 64,
+        ec2=_EC2(),
+        directory=out,
+        renderer=lambda: rendered,
     )
     stage = bake.Bake(project, env, _AWS())  # type: ignore[arg-type]
     amis, *_ = stage._build(prepared)

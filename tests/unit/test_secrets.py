@@ -211,7 +211,13 @@ def test_packer_and_what_it_starts_never_see_the_password(tmp_path: Path, dumps:
     pkg = package.Package(deb, "hello-web", "0.1.0", "0" * 64, None, "2026-01-01T00:00:00Z")
     source = render.SourceImage("ami-0fedcba9876543210", "debian", "/dev/xvda", "136693071363")
     prepared = render.Prepared(
-        pkg=pkg, rendered=rendered, source=source, packer_version=(1, 6, 6), recipe="f" * 64, ec2=_EC2()
+        pkg=pkg,
+        source=source,
+        packer_version=(1, 6, 6),
+        recipe="f" * 64,
+        ec2=_EC2(),
+        directory=out,
+        renderer=lambda: rendered,
     )
     stage = bake.Bake(project, env, _AWS(), packer=str(FAKES / "packer-that-asks-the-vault"))  # type: ignore[arg-type]
     amis, *_ = stage._build(prepared)

@@ -1,0 +1,11 @@
+"""Where a project keeps its files: the names every reader agrees on.
+
+Apart from the configuration models so that shell completion can list ``environments/`` in a few
+milliseconds, without building them.
+"""
+
+from __future__ import annotations
+
+PROJECT_FILE = "baker.yml"
+ENV_DIR = "environments"
+DEFAULTS_FILE = "defaults.yml"
