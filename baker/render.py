@@ -193,6 +193,16 @@ def validate(
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One layer of a layered image as the template sees it: its playbook, where its roles are,
+    and the AMI it starts from (the base, for the app layer; None: the source AMI setting)."""
+
+    playbook: Path
+    roles_path: Path
+    source_ami: str | None = None
+
+
+@dataclass(frozen=True)
 class SourceImage:
     """The AMI a bake starts from, resolved once: its id goes into the recipe and the tags."""
 
@@ -330,11 +340,14 @@ def vault_client(project: Project, env: Environment) -> str | None:
     return _relative(project, project.path(project.settings.paths.ansible) / VAULT_CLIENT)
 
 
-def ansible_env(project: Project) -> list[str]:
+def ansible_env(project: Project, *, roles_path: Path | None = None) -> list[str]:
+    """``roles_path``: where a layer's playbook (written outside the Ansible tree) finds its roles."""
     cfg = project.path(project.settings.paths.ansible) / "ansible.cfg"
     out = ["ANSIBLE_FORCE_COLOR=0", "ANSIBLE_NOCOLOR=1", "ANSIBLE_RETRY_FILES_ENABLED=0"]
     if cfg.is_file():
         out.insert(0, f"ANSIBLE_CONFIG={_relative(project, cfg)}")
+    if roles_path is not None:
+        out.append(f"ANSIBLE_ROLES_PATH={_relative(project, roles_path)}")
     return out
 
 
@@ -345,10 +358,12 @@ def template_context(
     source: SourceImage,
     version: tuple[int, int, int],
     local_endpoint: str | None = None,
+    layer: Layer | None = None,
 ) -> dict[str, Any]:
-    """Everything the template sees: the environment's settings, nothing build-specific."""
+    """Everything the template sees: the environment's settings, nothing build-specific. A
+    ``layer`` of a layered image brings its own playbook and, for the app layer, the base AMI."""
     bake = env.settings.bake
-    playbook = project.path(project.settings.paths.playbook)
+    playbook = layer.playbook if layer is not None else project.path(project.settings.paths.playbook)
     if not playbook.is_file():
         raise UsageError(f"playbook {playbook} not found (paths.playbook in baker.yml)")
     return {
@@ -357,7 +372,11 @@ def template_context(
         "required_plugins": version >= REQUIRED_PLUGINS_SINCE,
         "region": env.settings.aws.region,
         "instance_type": bake.instance_type,
-        "source_ami": bake.source_ami.model_dump(),
+        "source_ami": (
+            {"id": layer.source_ami, "filter": None}
+            if layer is not None and layer.source_ami
+            else bake.source_ami.model_dump()
+        ),
         "root_device": source.root_device,
         "vpc_id": bake.vpc_id,
         "subnet_id": bake.subnet_id,
@@ -372,7 +391,7 @@ def template_context(
         "playbook": _relative(project, playbook),
         "ansible_arguments": ansible_arguments(project, env, local=local_endpoint is not None),
         "vault_client": vault_client(project, env),
-        "ansible_env": ansible_env(project),
+        "ansible_env": ansible_env(project, roles_path=layer.roles_path if layer is not None else None),
         "local": {"endpoint": local_endpoint} if local_endpoint else None,
     }
 
@@ -429,9 +448,12 @@ def render(
     version: tuple[int, int, int],
     out_dir: Path,
     local_endpoint: str | None = None,
+    layer: Layer | None = None,
 ) -> Rendered:
     """Render the environment's template into ``out_dir`` (the variables are written later)."""
-    context = template_context(project, env, source=source, version=version, local_endpoint=local_endpoint)
+    context = template_context(
+        project, env, source=source, version=version, local_endpoint=local_endpoint, layer=layer
+    )
     text = render_template(project, context)
     out_dir.mkdir(parents=True, exist_ok=True)
     template = out_dir / TEMPLATE_OUT

@@ -30,9 +30,15 @@ def _text(r: dict[str, Any]) -> str:
 @click.option(
     "--dry-run", is_flag=True, help="render and hash the recipe, say whether it is cached; bake nothing"
 )
+@click.option(
+    "--layer",
+    type=click.Choice(["base"]),
+    default=None,
+    help="with bake.layers: bake only the base layer (the nightly job, with --force)",
+)
 @click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
 @click.pass_obj
-def bake(app: App, env_name: str, force: bool, dry_run: bool, allow_dirty: bool) -> None:
+def bake(app: App, env_name: str, force: bool, dry_run: bool, layer: str | None, allow_dirty: bool) -> None:
     """Package, render and `packer build` ENV's AMI; prints its id. Same recipe: the same AMI, no bake."""
     env = app.environment(env_name)
     build_host = None
@@ -41,6 +47,6 @@ def bake(app: App, env_name: str, force: bool, dry_run: bool, allow_dirty: bool)
 
         build_host = cloud.build_host()
     result = stage.Bake(app.project, env, app.aws(env), build_host=build_host, allow_dirty=allow_dirty).run(
-        force=force, dry_run=dry_run
+        force=force, dry_run=dry_run, layer=layer
     )
     app.emit(result, _text)
