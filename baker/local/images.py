@@ -26,6 +26,10 @@ def check_ami_id(ami_id: str) -> None:
         raise UsageError(f"not an AMI id: {ami_id!r}")
 
 
+#: the root volume of an image, as its root snapshot holds it (baker.local.disks)
+DISK = "disk.img"
+
+
 class ImageStore:
     def __init__(self, images_dir: Path) -> None:
         self.dir = Path(images_dir)
@@ -35,6 +39,12 @@ class ImageStore:
         check_ami_id(ami_id)
         root = self.dir / ami_id / "root"
         return root if root.is_dir() else None
+
+    def disk(self, ami_id: str) -> Path | None:
+        """The AMI's root volume as a disk image (GPT, one ext4 partition), or None."""
+        check_ami_id(ami_id)
+        disk = self.dir / ami_id / DISK
+        return disk if disk.is_file() else None
 
     def meta(self, ami_id: str) -> dict[str, Any]:
         try:

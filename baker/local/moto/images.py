@@ -21,7 +21,14 @@ import time
 from datetime import datetime
 from typing import Any
 
-from baker.local.moto.state import SETTINGS, SOURCE_AMI_NAME, SOURCE_AMI_OWNER, source_ami_id, tag_map
+from baker.local.moto.state import (
+    SETTINGS,
+    SOURCE_AMI_NAME,
+    SOURCE_AMI_OWNER,
+    copy_blocks,
+    source_ami_id,
+    tag_map,
+)
 
 
 def _tags_of(specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
@@ -148,6 +155,7 @@ def install() -> None:
             root["Encrypted"] = True
             root["KmsKeyId"] = self._get_param("KmsKeyId") or root.get("KmsKeyId") or "alias/aws/ebs"
         make_ebs(image, root, source.root_device_name)
+        copy_blocks(source.ebs_snapshot, image.ebs_snapshot)  # the copy's snapshot holds the blocks
         if SETTINGS.copy_seconds > 0:  # gap 14: a copy is pending while EC2 copies its snapshots
             image.baker_pending_until = time.monotonic() + SETTINGS.copy_seconds
         if self._get_bool_param("CopyImageTags", False):
