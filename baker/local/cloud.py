@@ -219,7 +219,7 @@ def up(
     netns.create(name)
     log_file = sdir / "emulator.log"
     emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT),
-                "--state-dir", str(sdir.resolve())]  # fmt: skip
+                "--state-dir", str(sdir.resolve()), "--cache-dir", str(cache_dir().resolve())]  # fmt: skip
     for key, value in sorted((timings or {}).items()):
         emulator += [f"--{key.replace('_', '-')}", str(value)]
     argv = emulator if netns.inside(name) else netns.exec_prefix(name) + emulator

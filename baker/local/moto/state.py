@@ -84,18 +84,34 @@ def block_store() -> Any:
 
 def holds_blocks(snapshot: Any) -> bool:
     """Whether the snapshot holds blocks here. The root snapshot of an AMI whose disk the build host
-    committed (``images/<ami>/disk.img``) takes that disk as its content on first use."""
+    committed (``images/<ami>/disk.img``), and the source image's (the cached root filesystem as a
+    disk), take that disk as their content on first use."""
     store = block_store()
     if store.has(snapshot.id):
         return True
     ami_id = getattr(snapshot, "from_ami", None)
     if not ami_id or INSTANCES is None:
         return False
-    disk = INSTANCES.store.disk(ami_id)
+    region = getattr(snapshot.ec2_backend, "region_name", "")
+    disk = INSTANCES.source_disk() if ami_id == source_ami_id(region) else INSTANCES.baked_disk(ami_id)
     if disk is None:
         return False
     store.adopt(snapshot.id, disk)
     return True
+
+
+def root_disk(ami: Any) -> Path | None:
+    """The blocks an instance of ``ami`` boots (its root snapshot's), or None: it stays a record.
+
+    The Debian source image stays a record: its instances are Packer's, whose work the build host does.
+    """
+    if ami is None or INSTANCES is None or (ami.name == SOURCE_AMI_NAME and ami.owner_id == SOURCE_AMI_OWNER):
+        return None
+    snapshot = getattr(ami, "ebs_snapshot", None)
+    if snapshot is None or not holds_blocks(snapshot):
+        return None
+    path: Path = block_store().path(snapshot.id)
+    return path
 
 
 def copy_blocks(source: Any, copy: Any) -> None:
