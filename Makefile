@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 # lintian: tests/unit/test_package.py lints the .deb as Debian would; systemd-container: live instances
-APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container e2fsprogs
 # what `make test` runs; .ci/run runs exactly this. -n: files run on parallel workers, each in its
 # own namespace with its own local cloud (tests/conftest.py); loadfile keeps a file's tests together
 # (they share a module's fleet); the slow files start first. `make unit` runs serially.

@@ -8,6 +8,7 @@ variable.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -23,6 +24,7 @@ from baker.bake import PROVENANCE, Bake
 from baker.cli import main
 from baker.config import load_project
 from tests.conftest import commit_all, copy_project, git, need_tools
+from tests.localcloud import mounted_snapshot, snapshot_blocks
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +104,7 @@ def edit_env(project_dir: Path, env: str, change: Any) -> None:
 
 
 def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
-    project_dir, local_cloud, vault_password, capsys
+    project_dir, local_cloud, vault_password, capsys, tmp_path
 ):
     result = bake(project_dir, local_cloud)
     ec2 = local_cloud.client("ec2")
@@ -152,6 +154,22 @@ def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
     assert (root / "etc/systemd/system/multi-user.target.wants/hello-web.service").is_symlink()
     assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/50-baker.conf").read_text()
     assert not list((root / "tmp").glob("*.deb"))
+
+    # the AMI's root snapshot holds the baked disk: GPT, an ext4 root partition with the app in it
+    ebs, snapshot = local_cloud.client("ebs"), snapshots[0]
+    pages = snapshot_blocks(ebs, snapshot, page=100)
+    blocks = [b for p in pages for b in p]
+    assert len(pages) > 1 and all(len(p) <= 100 for p in pages)
+    assert [b["BlockIndex"] for b in blocks] == sorted({b["BlockIndex"] for b in blocks})
+    first = ebs.get_snapshot_block(SnapshotId=snapshot, BlockIndex=0, BlockToken=blocks[0]["BlockToken"])
+    data = first["BlockData"].read()
+    assert (
+        data[512:520] == b"EFI PART"
+        and first["Checksum"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    )
+    with mounted_snapshot(local_cloud, snapshot, tmp_path / "disk") as disk:
+        assert (disk / "opt/hello-web/VERSION").read_text().strip() == result["version"]
+        assert dpkg_version(disk, "hello-web") == result["version"]
 
     # the vault password and what the vault holds: not in the build folder, the logs, the image
     logs = capsys.readouterr()
