@@ -120,18 +120,40 @@ def fetch(ebs: Client, snapshot_id: str, cache_dir: Path, *, volume_size: int) -
     return Fetched(path, size, len(listed), read, cached=False)
 
 
+def data_blocks(path: Path) -> set[int]:
+    """Indexes of the blocks of a sparse file that hold data (SEEK_DATA / SEEK_HOLE): a hole reads
+    as zeros, so a block that is a hole in both files is the same in both."""
+    found: set[int] = set()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = os.fstat(fd).st_size
+        offset = 0
+        while offset < end:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after offset
+                break
+            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            found.update(range(start // BLOCK, (stop - 1) // BLOCK + 1))
+            offset = stop
+    finally:
+        os.close(fd)
+    return found
+
+
 def changed_blocks(base: Path, work: Path) -> list[int]:
-    """Indexes of the blocks of ``work`` that differ from ``base`` (same size)."""
+    """Indexes of the blocks of ``work`` that differ from ``base`` (same size); only the blocks
+    that hold data in either file are read."""
     changed: list[int] = []
-    with base.open("rb") as a, work.open("rb") as b:
-        index = 0
-        while True:
-            left, right = a.read(BLOCK), b.read(BLOCK)
-            if not left and not right:
-                return changed
-            if left != right:
+    a, b = os.open(base, os.O_RDONLY), os.open(work, os.O_RDONLY)
+    try:
+        for index in sorted(data_blocks(base) | data_blocks(work)):
+            if os.pread(a, BLOCK, index * BLOCK) != os.pread(b, BLOCK, index * BLOCK):
                 changed.append(index)
-            index += 1
+    finally:
+        os.close(a)
+        os.close(b)
+    return changed
 
 
 @dataclass
