@@ -18,7 +18,7 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@$(PYTHON) -c "import baker, moto, ansible, pytest, xdist" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
+	@$(PYTHON) -c "import baker, moto, ansible, ansible_collections.community.general, pytest, xdist" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
 	  && command -v actionlint >/dev/null && command -v zizmor >/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 
