@@ -268,6 +268,8 @@ class SnapshotLayer:
                 ANSIBLE_FORCE_COLOR="0",
                 ANSIBLE_NOCOLOR="1",
                 ANSIBLE_RETRY_FILES_ENABLED="0",
+                # the chroot connection runs each module on stdin instead of copying it in first
+                ANSIBLE_PIPELINING="True",
             )
             argv = chroot_argv(
                 playbook, root, arguments, deb_file=deb.name, version=version, vault_id=vault_id
