@@ -297,10 +297,22 @@ class Bake:
             "base": {"ami_id": base.id if base else None, "recipe": base_digest, "cached": base is not None},
         }
         if dry_run:
+            # the app layer's recipe names the base AMI: known only when the base is baked already
+            digest = existing = None
+            if base is not None and not force:
+                digest = layers.app_recipe(
+                    self.project, self.env, base_ami=base.id, deb=pkg.path, template=template
+                )
+                existing = images.find_by_recipe(ec2, digest, region)
             result.update(
-                dry_run=True, cache_hit=False, would_bake=True, cached=False, ami_id=None, recipe=None
+                dry_run=True,
+                cache_hit=existing is not None,
+                would_bake=existing is None,
+                cached=False,
+                ami_id=existing.id if existing else None,
+                recipe=digest,
+                template=str(prepared.rendered.template),
             )
-            result["template"] = str(prepared.rendered.template)
             return result
         if base is None or force:
             base_build = layer_of(layers.BASE, bake.layers.base.roles)

@@ -17,9 +17,16 @@ def _text(r: dict[str, Any]) -> str:
         return f"{r['template']}\n  recipe {r['recipe']}\n  {verdict}; {action}"
     how = "cached, not rebaked" if r["cached"] else "baked"
     others = ", ".join(f"{k}: {v}" for k, v in r.get("amis", {}).items() if k != r["region"])
-    return f"{r['ami_id']}\n  {r['region']}, {r['version']}, {how}\n  recipe {r['recipe']}" + (
+    text = f"{r['ami_id']}\n  {r['region']}, {r['version']}, {how}\n  recipe {r['recipe']}" + (
         f"\n  copies {others}" if others else ""
     )
+    base = r.get("base")
+    if base:
+        state = "cached" if base["cached"] else "baked"
+        text += (
+            f"\n  base {base['ami_id']} ({state}, recipe {base['recipe'][:12]}), app layer: {r['app_layer']}"
+        )
+    return text
 
 
 @click.command("bake")
