@@ -140,3 +140,28 @@ def test_without_root_the_snapshot_path_stops_before_anything_naming_the_way_out
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(UsageError, match=r"bake\.app_layer: instance"):
         volume.check_runner()
+
+
+def test_the_app_layer_on_an_instance_is_the_same_template_from_the_base_with_the_app_roles(
+    project: Path, tmp_path: Path
+):
+    from baker import render
+
+    set_bake(project, layers=LAYERS, app_layer="instance")
+    p = load_project(project)
+    env = p.environment("dev")
+    playbook = layers.write_playbook(tmp_path / "app", "app", LAYERS["app"]["roles"])
+    source = render.SourceImage(id="ami-0source0", name="debian", root_device="/dev/xvda", owner="1")
+    rendered = render.render(
+        p,
+        env,
+        source=source,
+        version=(1, 6, 6),
+        out_dir=tmp_path / "app",
+        layer=render.Layer(playbook=playbook, roles_path=layers.roles_dir(p), source_ami="ami-0base0000"),
+    )
+    assert 'source_ami    = "ami-0base0000"' in rendered.text and "source_ami_filter" not in rendered.text
+    assert str(playbook) in rendered.text or "layer-app.yml" in rendered.text
+    assert "ANSIBLE_ROLES_PATH=ansible/roles" in rendered.text
+    plain = render.render(p, env, source=source, version=(1, 6, 6), out_dir=tmp_path / "plain")
+    assert "source_ami_filter" in plain.text and "ANSIBLE_ROLES_PATH" not in plain.text
