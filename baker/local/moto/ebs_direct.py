@@ -27,6 +27,9 @@ APIs checksums to validate snapshot data"), as followed here:
   ancestor lists the blocks written since; GetSnapshotBlock needs a block token of that block and
   answers the data with its checksum;
 - DeleteSnapshot frees the blocks; CopySnapshot copies them (a sparse copy, never read whole).
+
+Not emulated: StartSnapshot's Timeout (a pending snapshot stays pending until completed or deleted)
+and ClientToken, block tokens' expiry, the Progress header, KMS permissions.
 """
 
 from __future__ import annotations
