@@ -27,6 +27,9 @@ APIs checksums to validate snapshot data"), as followed here:
   ancestor lists the blocks written since; GetSnapshotBlock needs a block token of that block and
   answers the data with its checksum;
 - DeleteSnapshot frees the blocks; CopySnapshot copies them (a sparse copy, never read whole).
+
+Not emulated: StartSnapshot's Timeout (a pending snapshot stays pending until completed or deleted)
+and ClientToken, block tokens' expiry, the Progress header, KMS permissions.
 """
 
 from __future__ import annotations
@@ -277,13 +280,13 @@ def install() -> None:
         if not valid or index is None:
             raise invalid("INVALID_BLOCK_TOKEN", "The block token is not valid for this block.")
         data = block_store().read(snapshot.id, index)
-        result = {
-            "DataLength": BLOCK_SIZE,
-            "BlockData": data,
-            "Checksum": checksum(data),
-            "ChecksumAlgorithm": "SHA256",
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "x-amz-Data-Length": str(BLOCK_SIZE),
+            "x-amz-Checksum": checksum(data),
+            "x-amz-Checksum-Algorithm": "SHA256",
         }
-        return ActionResult(result)
+        return 200, headers, data  # the block as the body, as EBS sends it (moto's serializer copies it)
 
     EBSResponse.start_snapshot = start_snapshot  # type: ignore[method-assign]
     EBSResponse.put_snapshot_block = put_snapshot_block  # type: ignore[method-assign]
