@@ -270,7 +270,7 @@ class Bake:
                 version=prepared.packer_version,
                 out_dir=out / name,
                 local_endpoint=endpoint,
-                layer=render.Layer(playbook=playbook, roles_path=roles_path, source_ami=source_ami),
+                layer=layers.Layer(playbook=playbook, roles_path=roles_path, source_ami=source_ami),
             )
             return render.Prepared(
                 pkg=pkg,

@@ -43,6 +43,16 @@ CHROOT = "community.general.chroot"
 _ANSIBLE_VERSION = re.compile(r"baker-ansible-version=([0-9][^\s\"']*)")
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One layer as the Packer template sees it: its playbook, where its roles are (the playbook
+    lives outside the Ansible tree), and the AMI it starts from (the base, for the app layer)."""
+
+    playbook: Path
+    roles_path: Path
+    source_ami: str | None = None
+
+
 def cache_dir() -> Path:
     """Where fetched snapshots are kept: $BAKER_CACHE_DIR or ~/.cache/baker, then snapshots/."""
     root = os.environ.get("BAKER_CACHE_DIR") or str(Path.home() / ".cache" / "baker")

@@ -26,7 +26,7 @@ from typing import Any
 
 import jinja2
 
-from baker import package, provenance, recipe, runner
+from baker import layers, package, provenance, recipe, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
@@ -193,16 +193,6 @@ def validate(
 
 
 @dataclass(frozen=True)
-class Layer:
-    """One layer of a layered image as the template sees it: its playbook, where its roles are,
-    and the AMI it starts from (the base, for the app layer; None: the source AMI setting)."""
-
-    playbook: Path
-    roles_path: Path
-    source_ami: str | None = None
-
-
-@dataclass(frozen=True)
 class SourceImage:
     """The AMI a bake starts from, resolved once: its id goes into the recipe and the tags."""
 
@@ -341,14 +331,11 @@ def vault_client(project: Project, env: Environment) -> str | None:
 
 
 def ansible_env(project: Project, *, roles_path: Path | None = None) -> list[str]:
-    """``roles_path``: where a layer's playbook (written outside the Ansible tree) finds its roles."""
     cfg = project.path(project.settings.paths.ansible) / "ansible.cfg"
     out = ["ANSIBLE_FORCE_COLOR=0", "ANSIBLE_NOCOLOR=1", "ANSIBLE_RETRY_FILES_ENABLED=0"]
     if cfg.is_file():
         out.insert(0, f"ANSIBLE_CONFIG={_relative(project, cfg)}")
-    if roles_path is not None:
-        out.append(f"ANSIBLE_ROLES_PATH={_relative(project, roles_path)}")
-    return out
+    return out + ([f"ANSIBLE_ROLES_PATH={_relative(project, roles_path)}"] if roles_path else [])
 
 
 def template_context(
@@ -358,11 +345,11 @@ def template_context(
     source: SourceImage,
     version: tuple[int, int, int],
     local_endpoint: str | None = None,
-    layer: Layer | None = None,
+    layer: layers.Layer | None = None,
 ) -> dict[str, Any]:
-    """Everything the template sees: the environment's settings, nothing build-specific. A
-    ``layer`` of a layered image brings its own playbook and, for the app layer, the base AMI."""
+    """Everything the template sees: the environment's settings (a layer's playbook and base AMI)."""
     bake = env.settings.bake
+    layer_source = {"id": layer.source_ami, "filter": None} if layer and layer.source_ami else None
     playbook = layer.playbook if layer is not None else project.path(project.settings.paths.playbook)
     if not playbook.is_file():
         raise UsageError(f"playbook {playbook} not found (paths.playbook in baker.yml)")
@@ -372,11 +359,7 @@ def template_context(
         "required_plugins": version >= REQUIRED_PLUGINS_SINCE,
         "region": env.settings.aws.region,
         "instance_type": bake.instance_type,
-        "source_ami": (
-            {"id": layer.source_ami, "filter": None}
-            if layer is not None and layer.source_ami
-            else bake.source_ami.model_dump()
-        ),
+        "source_ami": layer_source or bake.source_ami.model_dump(),
         "root_device": source.root_device,
         "vpc_id": bake.vpc_id,
         "subnet_id": bake.subnet_id,
@@ -448,7 +431,7 @@ def render(
     version: tuple[int, int, int],
     out_dir: Path,
     local_endpoint: str | None = None,
-    layer: Layer | None = None,
+    layer: layers.Layer | None = None,
 ) -> Rendered:
     """Render the environment's template into ``out_dir`` (the variables are written later)."""
     context = template_context(

@@ -158,7 +158,7 @@ def test_the_app_layer_on_an_instance_is_the_same_template_from_the_base_with_th
         source=source,
         version=(1, 6, 6),
         out_dir=tmp_path / "app",
-        layer=render.Layer(playbook=playbook, roles_path=layers.roles_dir(p), source_ami="ami-0base0000"),
+        layer=layers.Layer(playbook=playbook, roles_path=layers.roles_dir(p), source_ami="ami-0base0000"),
     )
     assert 'source_ami    = "ami-0base0000"' in rendered.text and "source_ami_filter" not in rendered.text
     assert str(playbook) in rendered.text or "layer-app.yml" in rendered.text
