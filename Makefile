@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 # lintian: tests/unit/test_package.py lints the .deb as Debian would; systemd-container: live instances;
-# curl: the HTTPS listener as a user checks it (tests/integration/test_bluegreen_live.py)
-APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container curl
+# e2fsprogs: the local cloud's disks (mke2fs -d); curl: the HTTPS listener as a user checks it (tests/integration/test_bluegreen_live.py)
+APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container curl e2fsprogs
 # what `make test` runs; .ci/run runs exactly this. -n: files run on parallel workers, each in its
 # own namespace with its own local cloud (tests/conftest.py); loadfile keeps a file's tests together
 # (they share a module's fleet); the slow files start first. `make unit` runs serially.
@@ -24,7 +24,7 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@$(PYTHON) -c "import baker, moto, ansible, pytest, xdist" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
+	@$(PYTHON) -c "import baker, moto, ansible, ansible_collections.community.general, pytest, xdist" 2>/dev/null && [ "$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("moto"))')" = 5.2.5 ] \
 	  && command -v actionlint >/dev/null && command -v zizmor >/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test]"
 

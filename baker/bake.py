@@ -20,6 +20,7 @@ variable the password came from is withheld from every child (runner.withhold).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import re
 import signal
@@ -29,10 +30,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from baker import images, plugins, provenance, render, runner, vault
+from baker import images, layers, plugins, provenance, render, runner, vault
 from baker.aws import AWS
 from baker.config import Environment, Project, secret_values, withheld_variables
-from baker.errors import AWSError, ToolError
+from baker.errors import AWSError, ToolError, UsageError
 
 log = logging.getLogger("baker")
 
@@ -169,7 +170,15 @@ class Bake:
     def local(self) -> bool:
         return self.build_host is not None
 
-    def run(self, *, force: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    def run(self, *, force: bool = False, dry_run: bool = False, layer: str | None = None) -> dict[str, Any]:
+        """``layer``: with bake.layers, "base" bakes only the base (the nightly job)."""
+        if self.env.settings.bake.layers is not None:
+            return self._layered(force=force, dry_run=dry_run, only=layer)
+        if layer is not None:
+            raise UsageError(
+                f"{self.env.name}: --layer {layer} needs bake.layers "
+                "(bake.layers.base.roles and bake.layers.app.roles)"
+            )
         started = time.monotonic()
         prepared = render.prepare(
             self.project,
@@ -230,6 +239,146 @@ class Bake:
         )
         return result
 
+    # -------------------------------------------------------------- layered images
+
+    def _layered(self, *, force: bool, dry_run: bool, only: str | None) -> dict[str, Any]:
+        """The base (cache hit, or Packer with the base roles), then the app layer on it."""
+        started = time.monotonic()
+        bake = self.env.settings.bake
+        assert bake.layers is not None
+        app_layer = bake.app_layer or "instance"
+        endpoint = self.aws.endpoint_url if self.local else None
+        prepared = render.prepare(
+            self.project,
+            self.env,
+            self.aws,
+            local_endpoint=endpoint,
+            allow_dirty=self.allow_dirty,
+            packer=self.packer,
+        )
+        pkg, ec2, region = prepared.pkg, prepared.ec2, self.env.settings.aws.region
+        template = render.template_path(self.project).read_text()
+        roles_path = layers.roles_dir(self.project)
+        out = prepared.directory
+
+        def layer_of(name: str, roles: list[str], source_ami: str | None = None) -> render.Prepared:
+            playbook = layers.write_playbook(out / name, name, roles)
+            rendered = render.render(
+                self.project,
+                self.env,
+                source=prepared.source,
+                version=prepared.packer_version,
+                out_dir=out / name,
+                local_endpoint=endpoint,
+                layer=layers.Layer(playbook=playbook, roles_path=roles_path, source_ami=source_ami),
+            )
+            return render.Prepared(
+                pkg=pkg,
+                source=prepared.source,
+                packer_version=prepared.packer_version,
+                recipe="",
+                ec2=ec2,
+                directory=out / name,
+                renderer=lambda: rendered,
+            )
+
+        base_digest = layers.base_recipe(
+            self.project, self.env, template=template, source_ami=prepared.source.id
+        )
+        base = images.find_by_recipe(ec2, base_digest, region)
+        result: dict[str, Any] = {
+            "region": region,
+            "version": pkg.version,
+            "env": self.env.name,
+            "app": self.project.app.name,
+            "git_sha": pkg.git_sha,
+            "deb_sha256": pkg.sha256,
+            "source_ami": prepared.source.id,
+            "app_layer": app_layer,
+            "base": {"ami_id": base.id if base else None, "recipe": base_digest, "cached": base is not None},
+        }
+        if dry_run:
+            # the app layer's recipe names the base AMI: known only when the base is baked already
+            digest = existing = None
+            if base is not None and not force:
+                digest = layers.app_recipe(
+                    self.project, self.env, base_ami=base.id, deb=pkg.path, template=template
+                )
+                existing = images.find_by_recipe(ec2, digest, region)
+            result.update(
+                dry_run=True,
+                cache_hit=existing is not None,
+                would_bake=existing is None,
+                cached=False,
+                ami_id=existing.id if existing else None,
+                recipe=digest,
+                template=str(prepared.rendered.template),
+            )
+            return result
+        if base is None or force:
+            base_build = layer_of(layers.BASE, bake.layers.base.roles)
+            base_build = dataclasses.replace(base_build, recipe=base_digest)
+            amis, _, _, _ = self._build(base_build, extra_tags={provenance.LAYER: layers.BASE})
+            base = images.require(ec2, amis[region], region)
+            result["base"].update(ami_id=base.id, cached=False)
+        if only == layers.BASE:
+            result.update(ami_id=base.id, recipe=base_digest, cached=result["base"]["cached"])
+            result["duration"] = round(time.monotonic() - started, 3)
+            return result
+        digest = layers.app_recipe(self.project, self.env, base_ami=base.id, deb=pkg.path, template=template)
+        result["recipe"] = digest
+        layer_tags = {
+            provenance.BASE_AMI: base.id,
+            provenance.BASE_RECIPE: base_digest,
+            provenance.LAYER: layers.APP,
+        }
+        existing = images.find_by_recipe(ec2, digest, region)
+        if existing is not None:
+            result.update(
+                ami_id=existing.id, cached=True, name=existing.name, amis=self._distribute(existing)
+            )
+        elif app_layer == "instance":
+            app_build = dataclasses.replace(
+                layer_of(layers.APP, bake.layers.app.roles, source_ami=base.id), recipe=digest
+            )
+            amis, name, tags, packer_seconds = self._build(app_build, extra_tags=layer_tags)
+            result.update(
+                ami_id=amis[region],
+                amis=amis,
+                name=name,
+                cached=False,
+                tags=tags,
+                packer_seconds=round(packer_seconds, 3),
+            )
+        else:
+            app_build = dataclasses.replace(layer_of(layers.APP, bake.layers.app.roles), recipe=digest)
+            built = app_build.values(self.project, self.env, local=self.local)
+            tags = {
+                **{k: v for k, v in bake.tags.items() if not k.startswith("baker:")},
+                **built["build_tags"],
+                **layer_tags,
+            }
+            snapshot = layers.SnapshotLayer(self.project, self.env, self.aws, local=self.local)
+            image = snapshot.build(
+                base,
+                deb=pkg.path,
+                version=pkg.version,
+                playbook=app_build.rendered.directory / f"layer-{layers.APP}.yml",
+                arguments=render.ansible_arguments(self.project, self.env, local=self.local),
+                name=built["ami_name"],
+                tags=tags,
+            )
+            result.update(
+                ami_id=image.id,
+                amis={region: image.id},
+                name=image.name,
+                cached=False,
+                tags=image.tags,
+                snapshot=snapshot.figures.as_dict(),
+            )
+        result["duration"] = round(time.monotonic() - started, 3)
+        return result
+
     def _distribute(self, image: images.Image) -> dict[str, str]:
         """A cache hit is copied to the regions and shared with the accounts this environment
         asks for that it does not reach yet (where an image is copied is not part of its recipe)."""
@@ -267,7 +416,9 @@ class Bake:
 
     # -------------------------------------------------------------- the packer run
 
-    def _build(self, prepared: render.Prepared) -> tuple[dict[str, str], str, dict, float]:
+    def _build(
+        self, prepared: render.Prepared, *, extra_tags: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], str, dict, float]:
         bake = self.env.settings.bake
         rendered, pkg, digest = prepared.rendered, prepared.pkg, prepared.recipe
         secret = None
@@ -325,6 +476,7 @@ class Bake:
                 provenance.BUILDER: provenance.builder(
                     prepared.packer_version, watch.ansible_version or "unknown"
                 ),
+                **(extra_tags or {}),
             }
             for where, ami in amis.items():
                 ec2 = self.aws.client("ec2", where)

@@ -407,3 +407,52 @@ def references(ec2: Client, ami_ids: Iterable[str]) -> dict[str, list[str]] | No
             return None
         raise
     return found
+
+
+#: what RegisterImage takes over from the image a child is built on
+_INHERITED = (
+    "Architecture",
+    "BootMode",
+    "EnaSupport",
+    "SriovNetSupport",
+    "VirtualizationType",
+    "RootDeviceName",
+    "TpmSupport",
+    "ImdsSupport",
+)
+
+
+def register_child(
+    ec2: Client, base: Image, *, root_snapshot: str, name: str, description: str, tags: Mapping[str, str]
+) -> Image:
+    """Register an image like ``base`` (architecture, boot mode, ENA/SR-IOV support, block device
+    mappings) whose root volume is ``root_snapshot``; the tags go on the image (the snapshot has
+    its own from StartSnapshot)."""
+    data = ec2.describe_images(ImageIds=[base.id])["Images"][0]
+    kwargs: dict[str, Any] = {k: data[k] for k in _INHERITED if data.get(k) not in (None, "")}
+    root = data.get("RootDeviceName") or base.root_device
+    mappings = []
+    for mapping in data.get("BlockDeviceMappings", []):
+        mapping = {k: v for k, v in mapping.items()}
+        if mapping.get("Ebs"):
+            ebs = {k: v for k, v in mapping["Ebs"].items() if k not in ("Encrypted", "KmsKeyId")}
+            if mapping.get("DeviceName") == root:
+                ebs["SnapshotId"] = root_snapshot
+            mapping["Ebs"] = ebs
+        mappings.append(mapping)
+    kwargs.update(
+        Name=name,
+        Description=description[:255],
+        BlockDeviceMappings=mappings,
+    )
+    ami = ec2.register_image(**kwargs)["ImageId"]
+    try:
+        ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        found = get(ec2, ami, base.region)
+        if found is None:
+            raise UsageError(f"registered {ami} but it cannot be found in {base.region}")
+    except BaseException:
+        # an image without its provenance is half made: it goes (its snapshot is the caller's)
+        ec2.deregister_image(ImageId=ami)
+        raise
+    return found

@@ -53,6 +53,17 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
         need("paths.packer", str(packer / TEMPLATE), directory=False, what="packer template")
     ansible = need("paths.ansible", paths.ansible, directory=True, what="ansible directory")
     need("paths.playbook", paths.playbook, directory=False, what="playbook")
+    if ansible is not None and env.settings.bake.layers is not None:
+        layers = env.settings.bake.layers
+        for layer, roles in (("base", layers.base.roles), ("app", layers.app.roles)):
+            for role in roles:
+                need(
+                    f"bake.layers.{layer}.roles",
+                    str(ansible / "roles" / role),
+                    directory=True,
+                    what=f"role {role!r}",
+                    origin=env.origin("bake", "layers"),
+                )
     if terraform:
         need("paths.terraform", paths.terraform, directory=True, what="Terraform module")
 

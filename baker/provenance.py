@@ -30,6 +30,11 @@ VERIFIED = "baker:verified"
 #: on a promoted copy: "<source AMI> <source region> from <env>"; on its source: the environments it went to
 PROMOTED_FROM = "baker:promoted-from"
 PROMOTED_TO = "baker:promoted-to"
+#: on an app layer: the base AMI it was built on and that base's recipe (DESIGN.md: layered images)
+BASE_AMI = "baker:base-ami"
+BASE_RECIPE = "baker:base-recipe"
+#: on an image of a layered bake: which layer it is (base or app)
+LAYER = "baker:layer"
 #: tags the build instance so a failed bake's leftovers can be swept
 BUILD_ID = "baker:build-id"
 #: set by gc --apply on the snapshots of an AMI it is about to deregister: an interrupted run's
@@ -46,7 +51,7 @@ GC_STAGE = "baker:gc-stage"
 #: the provenance tags of DESIGN.md that every baked AMI has (baker:ci-url only when CI says it)
 BAKED = (APP, VERSION, GIT_SHA, DEB_SHA256, RECIPE, SOURCE_AMI, BAKED_FOR, BUILT_AT, BUILDER)
 #: every tag baker may set on an AMI: the budget AWS's 50-tag limit must leave free
-ALL = (*BAKED, CI_URL, VERIFIED, PROMOTED_FROM, PROMOTED_TO, REVOKED, GC_STAGE)
+ALL = (*BAKED, CI_URL, VERIFIED, PROMOTED_FROM, PROMOTED_TO, REVOKED, GC_STAGE, BASE_AMI, BASE_RECIPE, LAYER)
 MAX_VALUE = 256
 
 

@@ -58,6 +58,9 @@ PLACEMENT_KEYS = (
     "share_with_accounts",
     "tags",
 )
+#: bake.* keys of a layered image: left out while unset, so an image without layers hashes as it
+#: did before they existed
+LAYER_KEYS = ("layers", "app_layer")
 #: bake.* keys that decide how the image's snapshot is encrypted: part of the recipe (a cache hit
 #: must be encrypted as asked), not of the image settings promote compares (promote re-encrypts
 #: the copy with the target's key)
@@ -66,7 +69,9 @@ ENCRYPTION_KEYS = ("encrypt_boot", "kms_key_id")
 
 def image_settings(env: Environment) -> dict[str, Any]:
     """The settings that shape the image's content: what promote requires to be equal."""
-    return env.settings.bake.model_dump(mode="json", exclude={*PLACEMENT_KEYS, *ENCRYPTION_KEYS})
+    bake = env.settings.bake
+    unset = {key for key in LAYER_KEYS if getattr(bake, key) is None}
+    return bake.model_dump(mode="json", exclude={*PLACEMENT_KEYS, *ENCRYPTION_KEYS, *unset})
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "bake") -> list[str]:
@@ -122,11 +127,7 @@ def digest(
     f = _Framed()
     f.file("deb", deb)
     f.part("template", template.encode())
-    for path in tree_files(ansible_dir):
-        rel = path.relative_to(ansible_dir).as_posix()
-        mode = "x" if os.access(path, os.X_OK) else "-"
-        f.part("ansible-path", f"{rel}\0{mode}".encode())
-        f.file("ansible-file", path)
+    _tree(f, "ansible", ansible_dir)
     f.part("settings", canonical_json(dict(settings)))
     f.part("source-ami", source_ami.encode())
     for name, path in sorted(extra_files, key=lambda item: item[0]):
@@ -154,3 +155,38 @@ def digest_for(project: Project, env: Environment, *, deb: Path, template: str, 
         source_ami=source_ami,
         extra_files=extra,
     )
+
+
+def _tree(f: _Framed, name: str, root: Path) -> None:
+    for path in tree_files(root):
+        rel = path.relative_to(root).as_posix()
+        mode = "x" if os.access(path, os.X_OK) else "-"
+        f.part(f"{name}-path", f"{rel}\0{mode}".encode())
+        f.file(f"{name}-file", path)
+
+
+def layer_digest(
+    layer: str,
+    *,
+    roles_dir: Path,
+    roles: Iterable[str],
+    settings: Mapping[str, Any],
+    parts: Mapping[str, str],
+    files: Iterable[tuple[str, Path]] = (),
+) -> str:
+    """The recipe of one layer of a layered image: its roles' trees (in the order they run), its
+    settings, the named ``parts`` (the source or base AMI id, the template's source) and ``files``
+    (the .deb, ansible.cfg). Framed like ``digest`` and named by its layer, so no layer's recipe
+    can equal another's or an unlayered image's."""
+    f = _Framed()
+    f.part("layer", layer.encode())
+    for role in roles:
+        f.part("role", role.encode())
+        _tree(f, "role", roles_dir / role)
+    f.part("settings", canonical_json(dict(settings)))
+    for name in sorted(parts):
+        f.part(f"part:{name}", parts[name].encode())
+    for name, path in sorted(files, key=lambda item: item[0]):
+        if path.is_file():
+            f.file(f"file:{name}", path)
+    return f.h.hexdigest()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from baker import package, plugins, provenance, recipe, runner
+from baker import layers, package, plugins, provenance, recipe, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
@@ -282,12 +282,12 @@ def vault_client(project: Project, env: Environment) -> str | None:
     return _relative(project, project.path(project.settings.paths.ansible) / VAULT_CLIENT)
 
 
-def ansible_env(project: Project) -> list[str]:
+def ansible_env(project: Project, *, roles_path: Path | None = None) -> list[str]:
     cfg = project.path(project.settings.paths.ansible) / "ansible.cfg"
     out = ["ANSIBLE_FORCE_COLOR=0", "ANSIBLE_NOCOLOR=1", "ANSIBLE_RETRY_FILES_ENABLED=0"]
     if cfg.is_file():
         out.insert(0, f"ANSIBLE_CONFIG={_relative(project, cfg)}")
-    return out
+    return out + ([f"ANSIBLE_ROLES_PATH={_relative(project, roles_path)}"] if roles_path else [])
 
 
 def template_context(
@@ -297,10 +297,12 @@ def template_context(
     source: SourceImage,
     version: tuple[int, int, int],
     local_endpoint: str | None = None,
+    layer: layers.Layer | None = None,
 ) -> dict[str, Any]:
-    """Everything the template sees: the environment's settings, nothing build-specific."""
+    """Everything the template sees: the environment's settings (a layer's playbook and base AMI)."""
     bake = env.settings.bake
-    playbook = project.path(project.settings.paths.playbook)
+    layer_source = {"id": layer.source_ami, "filter": None} if layer and layer.source_ami else None
+    playbook = layer.playbook if layer is not None else project.path(project.settings.paths.playbook)
     if not playbook.is_file():
         raise UsageError(f"playbook {playbook} not found (paths.playbook in baker.yml)")
     return {
@@ -309,7 +311,7 @@ def template_context(
         "required_plugins": version >= REQUIRED_PLUGINS_SINCE,
         "region": env.settings.aws.region,
         "instance_type": bake.instance_type,
-        "source_ami": bake.source_ami.model_dump(),
+        "source_ami": layer_source or bake.source_ami.model_dump(),
         "root_device": source.root_device,
         "vpc_id": bake.vpc_id,
         "subnet_id": bake.subnet_id,
@@ -324,7 +326,7 @@ def template_context(
         "playbook": _relative(project, playbook),
         "ansible_arguments": ansible_arguments(project, env, local=local_endpoint is not None),
         "vault_client": vault_client(project, env),
-        "ansible_env": ansible_env(project),
+        "ansible_env": ansible_env(project, roles_path=layer.roles_path if layer is not None else None),
         "local": {"endpoint": local_endpoint} if local_endpoint else None,
     }
 
@@ -381,9 +383,12 @@ def render(
     version: tuple[int, int, int],
     out_dir: Path,
     local_endpoint: str | None = None,
+    layer: layers.Layer | None = None,
 ) -> Rendered:
     """Render the environment's template into ``out_dir`` (the variables are written later)."""
-    context = template_context(project, env, source=source, version=version, local_endpoint=local_endpoint)
+    context = template_context(
+        project, env, source=source, version=version, local_endpoint=local_endpoint, layer=layer
+    )
     text = render_template(project, context)
     out_dir.mkdir(parents=True, exist_ok=True)
     template = out_dir / TEMPLATE_OUT

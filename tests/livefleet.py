@@ -146,6 +146,52 @@ def bake_probe(local_cloud: Any, version: str, *, healthy: bool = True) -> str:
     return _image(local_cloud, f"probe-{version}", write)
 
 
+def layer_ami(local_cloud: Any, base_ami: str, workdir: Path, write: Callable[[Path], None]) -> str:
+    """An AMI registered from a child of ``base_ami``'s root snapshot that holds only the blocks
+    ``write`` changed, uploaded through the EBS direct APIs: an app layer without an instance."""
+    from baker.local import blocks, disks, kernel
+
+    ec2, ebs = local_cloud.client("ec2"), local_cloud.client("ebs")
+    base = ec2.describe_images(ImageIds=[base_ami])["Images"][0]
+    parent = base["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    ebs.list_snapshot_blocks(SnapshotId=parent, MaxResults=100)  # the emulator takes the baked disk now
+    store = blocks.BlockStore(local_cloud.state_dir / "snapshots")
+    volume, mnt = workdir / "volume.img", workdir / "mnt"
+    blocks.sparse_copy(store.path(parent), volume)
+    offset, length = disks.root_partition(volume)
+    mnt.mkdir(parents=True, exist_ok=True)
+    options = f"loop,offset={offset},sizelimit={length}"
+    subprocess.run(["mount", "-t", "ext4", "-o", options, str(volume), str(mnt)], check=True)
+    try:
+        write(mnt)
+    finally:
+        kernel.unmount_under(mnt)
+    size = base["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
+    child = ebs.start_snapshot(VolumeSize=size, ParentSnapshotId=parent)["SnapshotId"]
+    changed = 0
+    with volume.open("rb") as mine:
+        for index in sorted(set(blocks.block_indexes(volume)) | set(store.blocks(parent))):
+            mine.seek(index * blocks.BLOCK_SIZE)
+            data = mine.read(blocks.BLOCK_SIZE).ljust(blocks.BLOCK_SIZE, b"\0")
+            if data != store.read(parent, index):
+                ebs.put_snapshot_block(SnapshotId=child, BlockIndex=index, BlockData=data,
+                                       DataLength=len(data), Checksum=blocks.checksum(data),
+                                       ChecksumAlgorithm="SHA256")  # fmt: skip
+                changed += 1
+    volume.unlink()
+    ebs.complete_snapshot(SnapshotId=child, ChangedBlocksCount=changed)
+    return str(
+        ec2.register_image(
+            Name=f"layer-{time.time_ns()}",
+            RootDeviceName=base["RootDeviceName"],
+            Architecture="x86_64",
+            VirtualizationType="hvm",
+            EnaSupport=True,
+            BlockDeviceMappings=[{"DeviceName": base["RootDeviceName"], "Ebs": {"SnapshotId": child}}],
+        )["ImageId"]
+    )
+
+
 def runtime_env_user_data(text: str, package: str = "probe") -> str:
     """The cloud-config the Terraform module sends: write_files of the app's runtime.env (base64)."""
     encoded = base64.b64encode(text.encode()).decode()

@@ -8,7 +8,9 @@ the build host's root filesystem in the shared cache dir. $BAKER_LOCAL_DIR point
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +52,34 @@ def register_ami(
     all_tags = {"baker:app": app, "baker:version": version, "baker:git-sha": f"sha-{version}", **tags}
     ec2.create_tags(Resources=[image], Tags=[{"Key": k, "Value": v} for k, v in all_tags.items()])
     return image
+
+
+def snapshot_blocks(ebs: Any, snapshot_id: str, page: int = 100) -> list[list[dict[str, Any]]]:
+    """ListSnapshotBlocks page by page (``page`` blocks at most each), as a reader of a volume pages."""
+    pages, token = [], None
+    while True:
+        found = ebs.list_snapshot_blocks(
+            SnapshotId=snapshot_id, MaxResults=page, **({"NextToken": token} if token else {})
+        )
+        pages.append(found["Blocks"])
+        token = found.get("NextToken")
+        if not token:
+            return pages
+
+
+@contextlib.contextmanager
+def mounted_snapshot(local_cloud: LocalCloud, snapshot_id: str, target: Path) -> Iterator[Path]:
+    """The root partition of a snapshot's blocks, mounted read-only (a loop device) for the test."""
+    from baker.local import disks, kernel
+
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        disks.mount_argv(local_cloud.state_dir / "snapshots" / f"{snapshot_id}.img", target), check=True
+    )
+    try:
+        yield target
+    finally:
+        kernel.unmount_under(target)
 
 
 @dataclass

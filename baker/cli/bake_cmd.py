@@ -16,9 +16,16 @@ def _text(r: dict[str, Any]) -> str:
         return f"{r['template']}\n  recipe {r['recipe']}\n  {verdict}; {action}"
     how = "cached, not rebaked" if r["cached"] else "baked"
     others = ", ".join(f"{k}: {v}" for k, v in r.get("amis", {}).items() if k != r["region"])
-    return f"{r['ami_id']}\n  {r['region']}, {r['version']}, {how}\n  recipe {r['recipe']}" + (
+    text = f"{r['ami_id']}\n  {r['region']}, {r['version']}, {how}\n  recipe {r['recipe']}" + (
         f"\n  copies {others}" if others else ""
     )
+    base = r.get("base")
+    if base:
+        state = "cached" if base["cached"] else "baked"
+        text += (
+            f"\n  base {base['ami_id']} ({state}, recipe {base['recipe'][:12]}), app layer: {r['app_layer']}"
+        )
+    return text
 
 
 @click.command("bake")
@@ -29,9 +36,15 @@ def _text(r: dict[str, Any]) -> str:
 @click.option(
     "--dry-run", is_flag=True, help="render and hash the recipe, say whether it is cached; bake nothing"
 )
+@click.option(
+    "--layer",
+    type=click.Choice(["base"]),
+    default=None,
+    help="with bake.layers: bake only the base layer (the nightly job, with --force)",
+)
 @click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
 @click.pass_obj
-def bake(app: App, env_name: str, force: bool, dry_run: bool, allow_dirty: bool) -> None:
+def bake(app: App, env_name: str, force: bool, dry_run: bool, layer: str | None, allow_dirty: bool) -> None:
     """Package, render and `packer build` ENV's AMI; prints its id. Same recipe: the same AMI, no bake."""
     from baker import bake as stage
 
@@ -42,6 +55,6 @@ def bake(app: App, env_name: str, force: bool, dry_run: bool, allow_dirty: bool)
 
         build_host = cloud.build_host()
     result = stage.Bake(app.project, env, app.aws(env), build_host=build_host, allow_dirty=allow_dirty).run(
-        force=force, dry_run=dry_run
+        force=force, dry_run=dry_run, layer=layer
     )
     app.emit(result, _text)

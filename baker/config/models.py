@@ -219,6 +219,30 @@ class SourceAMI(Model):
         return self
 
 
+ROLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class Layer(Model):
+    roles: list[str] = Field(min_length=1, description="roles of the Ansible tree (paths.ansible/roles)")
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        for role in v:
+            if not ROLE_NAME.match(role):
+                raise ValueError(f"{role!r} is not a role name")
+        if len(set(v)) != len(v):
+            raise ValueError("a role is named twice")
+        return v
+
+
+class Layers(Model):
+    """The image as two layers, each cached by its own recipe (DESIGN.md: layered images)."""
+
+    base: Layer = Field(description="what does not depend on the app build: baked by Packer, rarely")
+    app: Layer = Field(description="the .deb and the app's roles, on top of the base")
+
+
 class BakeSettings(Model):
     instance_type: InstanceType = "t3.micro"
     source_ami: SourceAMI
@@ -235,6 +259,18 @@ class BakeSettings(Model):
     vault_password: SecretRef | None = Field(None, description="where the vault password comes from")
     tags: Tags = Field(default_factory=dict, description="extra tags on the AMI")
     timeout: int = Field(3600, ge=60, description="seconds a packer build may take")
+    layers: Layers | None = Field(None, description="bake the image as a base and an app layer")
+    app_layer: Literal["instance", "snapshot"] | None = Field(
+        None,
+        description="how the app layer is built: 'instance' (Packer from the base AMI, the default) or "
+        "'snapshot' (no instance: the base's blocks, a loop mount, Ansible's chroot connection)",
+    )
+
+    @model_validator(mode="after")
+    def _layered(self) -> BakeSettings:
+        if self.app_layer is not None and self.layers is None:
+            raise ValueError("app_layer needs layers (bake.layers.base.roles and bake.layers.app.roles)")
+        return self
 
     @field_validator("ssh_username")
     @classmethod

@@ -71,10 +71,11 @@ def check_region(name: Any) -> str:
 
 
 #: AWS allows 50 tags per AMI or snapshot. baker sets up to 10 provenance tags when it bakes
-#: (baker:app … baker:builder, baker:ci-url), baker:verified after verify, baker:promoted-from /
-#: baker:promoted-to on promotion, baker:revoked and baker:gc-stage: 15 stay reserved for baker.
+#: (baker:app … baker:builder, baker:ci-url), baker:layer, baker:base-ami and baker:base-recipe on a
+#: layered image, baker:verified after verify, baker:promoted-from / baker:promoted-to on promotion,
+#: baker:revoked and baker:gc-stage: 18 (provenance.ALL) stay reserved for baker.
 AWS_MAX_TAGS = 50
-BAKER_RESERVED_TAGS = 15
+BAKER_RESERVED_TAGS = 18
 AWS_TAG_KEY_MAX = 128
 AWS_TAG_VALUE_MAX = 256
 KMS_KEY = re.compile(

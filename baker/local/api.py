@@ -35,8 +35,7 @@ def inventory() -> dict[str, Any]:
                                 "name": ami.name,
                                 "version": tags.get("baker:version"),
                                 "health": SETTINGS.health_by_ami.get(ami.id),
-                                "content": state.INSTANCES is not None
-                                and state.INSTANCES.image(ami.id) is not None,
+                                "content": state.root_disk(ami) is not None,
                             }
                         )
                 for reservation in list(getattr(backend, "reservations", {}).values()):

@@ -34,7 +34,8 @@ from typing import Any
 from baker import runner
 from baker.errors import BakerError, ToolError, UsageError
 from baker.local import kernel
-from baker.local.images import ImageStore, check_ami_id
+from baker.local.disks import make_disk
+from baker.local.images import DISK, ImageStore, check_ami_id
 from baker.local.rootfs import DEFAULT_HOSTNAME, DEFAULT_USER, RootFS, add_user, now
 from baker.local.systemd import CHROOT_PATH, service_command
 
@@ -379,8 +380,23 @@ class BuildHost:
         root = self.images.add(ami_id, sdir / "upper", meta)
         self._committed[session.id] = ami_id
         _remove_tree(sdir)
+        self._write_disk(ami_id, [root, Path(meta["rootfs"])])
         log.info("build host: %s holds the content of %s", root, ami_id)
         return root
+
+    def _write_disk(self, ami_id: str, lowers: list[Path]) -> None:
+        """The image's root volume (``disk.img``): what the merged tree of the bake holds, seen through
+        a read-only overlay of the session's upper dir over its root filesystem."""
+        view = self.root / "disk-views" / ami_id
+        view.mkdir(parents=True, exist_ok=True)
+        try:
+            options = "ro," + overlay_options(lowers, view, view).partition(",upperdir=")[0]
+            runner.output(["mount", "-t", "overlay", "overlay", "-o", options, str(view)], stage="buildhost")
+            seconds = make_disk(view, self.images_dir / ami_id / DISK)
+            log.info("build host: the root volume of %s made in %.1fs", ami_id, seconds)
+        finally:
+            unmount_under(view)
+            view.rmdir()
 
     def copy_image(self, source_ami_id: str, ami_id: str) -> Path:
         """The same content under another AMI id (CopyImage to a region or an account; promote)."""

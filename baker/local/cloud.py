@@ -219,7 +219,7 @@ def up(
     netns.create(name)
     log_file = sdir / "emulator.log"
     emulator = [sys.executable, "-m", "baker.local.emulator", "--host", HOST, "--port", str(PORT),
-                "--state-dir", str(sdir.resolve())]  # fmt: skip
+                "--state-dir", str(sdir.resolve()), "--cache-dir", str(cache_dir().resolve())]  # fmt: skip
     for key, value in sorted((timings or {}).items()):
         emulator += [f"--{key.replace('_', '-')}", str(value)]
     argv = emulator if netns.inside(name) else netns.exec_prefix(name) + emulator
@@ -264,7 +264,8 @@ def up(
 def down(
     state_dir: str | Path | None = None, netns_name: str | None = None, *, purge: bool = False
 ) -> dict[str, Any]:
-    """Stop everything ``up`` started, unmount, remove the namespace. Idempotent, also after a crash.
+    """Stop everything ``up`` started, unmount, remove the namespace, free the snapshots' blocks.
+    Idempotent, also after a crash.
 
     ``purge``: the images (content of the AMIs baked here) go too; the emulator, which knew them,
     is gone, so they could only pile up.
@@ -304,6 +305,10 @@ def down(
         removed = name
     with contextlib.suppress(FileNotFoundError):
         (sdir / STATE_FILE).unlink()
+    if not errors:  # the snapshots' blocks and the images' disks: the emulator that knew them is gone
+        kernel.remove_tree(sdir / "snapshots")
+        for disk in sdir.glob("images/*/disk.img"):
+            disk.unlink()
     purged = 0
     if purge and (sdir / "images").is_dir() and not errors:
         purged = sum(1 for d in (sdir / "images").iterdir() if d.is_dir())

@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir",
         default=None,
-        help="the local cloud's state dir: image content (live instances) and the instances' disks",
+        help="the local cloud's state dir: image content, snapshots' blocks, the instances' disks",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="the root filesystem cache (the source image's disk)"
     )
     parser.add_argument("--max-instances", type=int, default=None, help="live instances (containers) at most")
     args = parser.parse_args(argv)
@@ -112,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_instances is not None:
         state.SETTINGS.max_instances = args.max_instances
     if args.state_dir:
+        from baker.local.blocks import BlockStore
         from baker.local.instances import Instances
 
-        state.INSTANCES = Instances(Path(args.state_dir), max_live=state.SETTINGS.max_instances)
+        cache = Path(args.cache_dir) if args.cache_dir else None
+        state.INSTANCES = Instances(
+            Path(args.state_dir), max_live=state.SETTINGS.max_instances, cache_dir=cache
+        )
+        state.BLOCKS = BlockStore(Path(args.state_dir) / "snapshots")
 
     stop = threading.Event()
 

@@ -1,9 +1,11 @@
 """The image store: the content of each AMI baked in this local cloud, under ``images/<ami-id>/``.
 
 ``root/`` is what provisioning wrote (a build session's overlay upper dir), ``image.json`` names the
-root filesystem it was baked on. Images are never written to: instances get an overlay of their
-own, and a copy (another region, account, or a promotion) is a tree of hard links. The store
-follows the emulator: an AMI deregistered there loses its content here (baker.local.instances
+root filesystem it was baked on, ``disk.img`` is the whole root volume (GPT, an ext4 partition of
+the root filesystem with ``root/`` over it: baker.local.disks), which the emulator takes as the
+content of the AMI's root snapshot (baker.local.blocks), the snapshot instances boot from. Images
+are never written to, and a copy (another region, account, or a promotion) is hard links. The
+store follows the emulator: an AMI deregistered there loses its content here (baker.local.instances
 removes it once no instance boots from it).
 """
 
@@ -26,6 +28,10 @@ def check_ami_id(ami_id: str) -> None:
         raise UsageError(f"not an AMI id: {ami_id!r}")
 
 
+#: the root volume of an image, as its root snapshot holds it (baker.local.disks)
+DISK = "disk.img"
+
+
 class ImageStore:
     def __init__(self, images_dir: Path) -> None:
         self.dir = Path(images_dir)
@@ -35,6 +41,12 @@ class ImageStore:
         check_ami_id(ami_id)
         root = self.dir / ami_id / "root"
         return root if root.is_dir() else None
+
+    def disk(self, ami_id: str) -> Path | None:
+        """The AMI's root volume as a disk image (GPT, one ext4 partition), or None."""
+        check_ami_id(ami_id)
+        disk = self.dir / ami_id / DISK
+        return disk if disk.is_file() else None
 
     def meta(self, ami_id: str) -> dict[str, Any]:
         try:
@@ -57,6 +69,9 @@ class ImageStore:
         dest = self._new(ami_id)
         tmp = self._tmp(ami_id)
         runner.output(["cp", "-a", "--link", str(source), str(tmp / "root")], stage="images")
+        disk = self.disk(source_ami_id)
+        if disk is not None:  # never written once made: one inode serves both
+            os.link(disk, tmp / DISK)
         meta = self.meta(source_ami_id)
         meta["copy_of"] = source_ami_id
         return self._finish(tmp, dest, meta)

@@ -1,9 +1,11 @@
 """Live instances: an EC2 instance of the emulator that boots its image in a container of its own.
 
-An instance launched from an AMI whose content the build host keeps (``images/<ami>/root``, what a
-bake's provisioning wrote) gets an overlay of that content over the root filesystem it was baked
-on, and ``systemd-nspawn --boot`` runs the image's own systemd in it, so the baked unit starts as
-on EC2. ``--private-network``: the container has a network namespace of its own with only ``lo``
+An instance launched from an AMI whose root snapshot holds blocks (baker.local.blocks: a baked
+image's disk, or a snapshot uploaded through the EBS direct APIs and registered) boots that disk:
+its own copy of the snapshot (a hard link: snapshots are never written), whose ext4 root partition
+is mounted read-only through a loop device (baker.local.disks), under an overlay for the instance's
+writes, and ``systemd-nspawn --boot`` runs the image's own systemd in it, so the baked unit starts
+as on EC2. ``--private-network``: the container has a network namespace of its own with only ``lo``
 (the app listens on its port there, health checks and the load balancer enter that namespace to
 reach it). ``--register=no --keep-unit``: this machine has no systemd as PID 1 to register with.
 
@@ -13,10 +15,13 @@ before the first boot (``meta-data`` with the instance id, hostname and the key 
 generates on first boot; the local cloud reads it from the instance's disk (the overlay), which is
 how a client here knows it without trusting the first connection.
 
-An AMI without content here (registered by hand, the Debian source image) stays a record.
+An AMI whose root snapshot holds no blocks (registered by hand without one) stays a record, and so
+does the Debian source image: its instances are Packer's build instances, whose work the build host
+does.
 
 State: ``instances/<id>/`` under the local cloud's state dir (``instance.json`` with the recorded
-nspawn process, the overlay's upper/work/merged, the console log), so ``local down`` from another
+nspawn process, the root volume ``volume.img`` and its partition's mount ``image/``, the overlay's
+upper/work/merged, the console log), so ``local down`` from another
 process (or after a crash) ends exactly these containers.
 """
 
@@ -40,7 +45,10 @@ import yaml
 from baker import runner
 from baker.errors import BakerError, UsageError
 from baker.local import kernel
+from baker.local.blocks import sparse_copy
+from baker.local.disks import mount_argv
 from baker.local.images import ImageStore
+from baker.local.rootfs import RootFS
 
 log = logging.getLogger("baker")
 
@@ -54,6 +62,8 @@ DRAIN_SECONDS = 1.0
 NSPAWN = "systemd-nspawn"
 #: seconds after which a live instance's targets are checked even without cloud-init's boot-finished
 BOOT_WAIT = 20.0
+#: an instance's root volume (its copy of the AMI's root snapshot) in its state dir
+VOLUME = "volume.img"
 
 
 class InstanceLimit(BakerError):
@@ -64,11 +74,10 @@ class InstanceLimit(BakerError):
 
 @dataclass(frozen=True)
 class Image:
-    """What an instance of one AMI boots: its content over the root filesystem it was baked on."""
+    """What an instance of one AMI boots: its root snapshot's blocks (a disk image)."""
 
     ami_id: str
-    content: Path
-    rootfs: Path
+    disk: Path
 
 
 # ---- pure helpers (argv builders, seeds) ------------------------------------------------------
@@ -108,8 +117,11 @@ def hostname_for(private_ip: str | None, instance_id: str) -> str:
 class Instances:
     """The containers of one local cloud (one per live instance), driven by the emulator."""
 
-    def __init__(self, state_dir: Path, *, max_live: int = DEFAULT_MAX_LIVE) -> None:
+    def __init__(
+        self, state_dir: Path, *, max_live: int = DEFAULT_MAX_LIVE, cache_dir: Path | None = None
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
+        self.cache_dir = cache_dir
         self.images_dir = self.state_dir / "images"
         self.store = ImageStore(self.images_dir)
         self.dir = self.state_dir / "instances"
@@ -123,16 +135,16 @@ class Instances:
 
     # -- images --
 
-    def image(self, ami_id: str) -> Image | None:
-        """The content of an AMI, when this local cloud baked it (or copied one it baked)."""
+    def baked_disk(self, ami_id: str) -> Path | None:
+        """The root volume the build host made for an AMI it baked (or copied), if any."""
         try:
-            content = self.store.root(ami_id)
+            return self.store.disk(ami_id)
         except UsageError:
             return None
-        rootfs = Path(self.store.meta(ami_id).get("rootfs", ""))
-        if content is None or not rootfs.is_dir():
-            return None
-        return Image(ami_id, content, rootfs)
+
+    def source_disk(self) -> Path | None:
+        """The Debian source image's root volume: the cached root filesystem as a disk."""
+        return RootFS(self.cache_dir).disk() if self.cache_dir is not None else None
 
     def forget_image(self, ami_id: str) -> None:
         """The AMI was deregistered: its content goes now, or when its last instance is gone."""
@@ -193,18 +205,23 @@ class Instances:
             meta = {
                 "instance_id": instance_id,
                 "ami_id": image.ami_id,
-                "lowers": [str(image.content), str(image.rootfs)],
                 "hostname": hostname,
                 "launched_at": time.time(),
             }
             self._write_meta(instance_id, meta)
-            self._mount(instance_id)
-            seed = d / "merged/var/lib/cloud/seed/nocloud"
-            seed.mkdir(parents=True, exist_ok=True)
-            (seed / "meta-data").write_text(meta_data(instance_id, hostname, public_keys))
-            (seed / "user-data").write_bytes(user_data or b"")
-            (seed / "user-data").chmod(0o600)
-            self._spawn(instance_id)
+            try:
+                _volume_from(image.disk, d / VOLUME)
+                self._mount(instance_id)
+                seed = d / "merged/var/lib/cloud/seed/nocloud"
+                seed.mkdir(parents=True, exist_ok=True)
+                (seed / "meta-data").write_text(meta_data(instance_id, hostname, public_keys))
+                (seed / "user-data").write_bytes(user_data or b"")
+                (seed / "user-data").chmod(0o600)
+                self._spawn(instance_id)
+            except BaseException:  # a failed boot leaves no mount, loop device or disk behind
+                kernel.unmount_under(d)
+                kernel.remove_tree(d)
+                raise
 
     def start(self, instance_id: str) -> None:
         """Boot a stopped instance again: same disk (the overlay's upper dir), cloud-init does not rerun."""
@@ -307,14 +324,16 @@ class Instances:
     # -- inside --
 
     def _mount(self, instance_id: str) -> None:
+        """The root volume's partition read-only (a loop device), the overlay for writes over it."""
         d = self.dir / instance_id
         if kernel.mounts_under(d / "merged"):
             return
-        lowers = self._meta(instance_id)["lowers"]
-        for p in (*lowers, d):
-            if any(c in str(p) for c in ":,\\"):
-                raise BakerError(f"path {p} contains ':', ',' or '\\', which overlayfs options cannot carry")
-        options = f"lowerdir={':'.join(lowers)},upperdir={d / 'upper'},workdir={d / 'work'}"
+        if any(c in str(d) for c in ":,\\"):
+            raise BakerError(f"path {d} contains ':', ',' or '\\', which overlayfs options cannot carry")
+        (d / "image").mkdir(exist_ok=True)
+        if not kernel.mounts_under(d / "image"):
+            runner.output(mount_argv(d / VOLUME, d / "image"), stage="instances")
+        options = f"lowerdir={d / 'image'},upperdir={d / 'upper'},workdir={d / 'work'}"
         runner.output(
             ["mount", "-t", "overlay", "overlay", "-o", options, str(d / "merged")], stage="instances"
         )
@@ -392,6 +411,15 @@ class Instances:
         tmp = d / "instance.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, d / "instance.json")
+
+
+def _volume_from(disk: Path, volume: Path) -> None:
+    """The instance's root volume from its AMI's snapshot: a hard link (neither is ever written, and
+    the volume outlives a deleted snapshot, as an EBS volume does), else a sparse copy."""
+    try:
+        os.link(disk, volume)
+    except OSError:
+        sparse_copy(disk, volume)
 
 
 def _netns_inode(pid: int) -> int | None:

@@ -27,6 +27,7 @@ from typing import Any
 from baker import runner
 from baker.errors import UsageError
 from baker.local import kernel
+from baker.local.disks import make_disk
 
 log = logging.getLogger("baker")
 
@@ -244,6 +245,19 @@ class RootFS:
             (self.rootfs_dir / f"{key}.json").write_text(json.dumps(manifest, indent=2) + "\n")
             log.info("root filesystem ready in %.0fs (%d MB)", seconds, manifest["size_bytes"] // 2**20)
             return final
+
+    def disk(self) -> Path | None:
+        """The cached root filesystem as a disk image (the source image's root snapshot), made from
+        it on first use; None while the root filesystem is not built."""
+        root = self.path()
+        disk = root.with_name(f"{root.name}.disk.img")
+        if disk.is_file() or not root.is_dir():
+            return disk if disk.is_file() else None
+        with open(self.rootfs_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not disk.is_file():
+                make_disk(root, disk)
+        return disk
 
     def _clean_stale_builds(self) -> None:
         for stale in self.rootfs_dir.glob(".*.tmp-*"):

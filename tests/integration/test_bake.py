@@ -8,21 +8,25 @@ variable.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
 import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from baker import envfile
+from baker import ebs, envfile, layers
 from baker.bake import PROVENANCE, Bake
 from baker.cli import main
 from baker.config import load_project
 from tests.conftest import commit_all, copy_project, git, need_tools
+from tests.localcloud import mounted_snapshot, snapshot_blocks
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +106,7 @@ def edit_env(project_dir: Path, env: str, change: Any) -> None:
 
 
 def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
-    project_dir, local_cloud, vault_password, capsys
+    project_dir, local_cloud, vault_password, capsys, tmp_path
 ):
     result = bake(project_dir, local_cloud)
     ec2 = local_cloud.client("ec2")
@@ -152,6 +156,22 @@ def test_bake_makes_a_tagged_ami_with_the_app_installed_and_no_secret_anywhere(
     assert (root / "etc/systemd/system/multi-user.target.wants/hello-web.service").is_symlink()
     assert "PasswordAuthentication no" in (root / "etc/ssh/sshd_config.d/50-baker.conf").read_text()
     assert not list((root / "tmp").glob("*.deb"))
+
+    # the AMI's root snapshot holds the baked disk: GPT, an ext4 root partition with the app in it
+    ebs, snapshot = local_cloud.client("ebs"), snapshots[0]
+    pages = snapshot_blocks(ebs, snapshot, page=100)
+    blocks = [b for p in pages for b in p]
+    assert len(pages) > 1 and all(len(p) <= 100 for p in pages)
+    assert [b["BlockIndex"] for b in blocks] == sorted({b["BlockIndex"] for b in blocks})
+    first = ebs.get_snapshot_block(SnapshotId=snapshot, BlockIndex=0, BlockToken=blocks[0]["BlockToken"])
+    data = first["BlockData"].read()
+    assert (
+        data[512:520] == b"EFI PART"
+        and first["Checksum"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    )
+    with mounted_snapshot(local_cloud, snapshot, tmp_path / "disk") as disk:
+        assert (disk / "opt/hello-web/VERSION").read_text().strip() == result["version"]
+        assert dpkg_version(disk, "hello-web") == result["version"]
 
     # the vault password and what the vault holds: not in the build folder, the logs, the image
     logs = capsys.readouterr()
@@ -314,3 +334,141 @@ def test_copies_to_other_regions_carry_the_tags_and_the_content(project_dir, loc
     assert {k: copy.get(k) for k in PROVENANCE} == {k: home[k] for k in PROVENANCE}
     root = local_cloud.build_host.image_root(copy_id)
     assert root is not None and dpkg_version(root, "hello-web") == result["version"]
+
+
+# ---------------------------------------------------------------- layered images: the snapshot path
+
+
+@pytest.fixture(scope="module")
+def layered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project with two layers and the app layer built on a snapshot (no vault)."""
+    need_tools("ansible-playbook", "dpkg-deb", "git", "losetup", "mkfs.ext4", "sfdisk")
+    root = copy_project(
+        tmp_path_factory.mktemp("layered-project"), "environments", "packer", "ansible", "examples/hello-web"
+    )
+    defaults = root / "environments" / "defaults.yml"
+    data = yaml.safe_load(defaults.read_text())
+    data["bake"]["layers"] = {
+        "base": {"roles": ["hardening"]},
+        "app": {"roles": ["app_install", "app_config", "app_service", "hardening"]},
+    }
+    data["bake"]["app_layer"] = "snapshot"
+    defaults.write_text(yaml.safe_dump(data))
+    commit_all(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def uploaded_base(layered_dir, local_cloud, debian_rootfs) -> Iterator[dict[str, str]]:
+    """The base layer of ``layered_dir``, found in the cache: an image registered on the local
+    source AMI's root snapshot (a GPT disk of the build host's root filesystem), tagged with the
+    base recipe a dry run names. No Packer run: the base bake has its own tests."""
+    code, dry, err = cli(layered_dir, "bake", "-e", "dev", "--dry-run")
+    assert code == 0, err
+    ec2 = local_cloud.client("ec2")
+    source = image(ec2, dry["source_ami"])
+    root = next(m for m in source["BlockDeviceMappings"] if m["DeviceName"] == source["RootDeviceName"])
+    snap = root["Ebs"]["SnapshotId"]
+    # the source snapshot takes the root filesystem's disk as its blocks when first read
+    assert local_cloud.client("ebs").list_snapshot_blocks(SnapshotId=snap)["Blocks"]
+    ami = ec2.register_image(
+        Name=f"hello-web-base-{layered_dir.name}",
+        RootDeviceName=source["RootDeviceName"],
+        Architecture="x86_64",
+        VirtualizationType="hvm",
+        EnaSupport=True,
+        BlockDeviceMappings=[{"DeviceName": source["RootDeviceName"], "Ebs": {"SnapshotId": snap}}],
+    )["ImageId"]
+    base_tags = {"baker:app": "hello-web", "baker:recipe": dry["base"]["recipe"], "baker:layer": "base"}
+    ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in base_tags.items()])
+    yield {"ami_id": ami, "snapshot_id": snap, "recipe": dry["base"]["recipe"]}
+    for cached in layers.cache_dir().glob(f"{snap}.img*"):  # what the snapshot path fetched of it
+        cached.unlink()
+
+
+def left_behind(cache: Path) -> dict[str, Any]:
+    """Loop devices on baker's files, mounts of a layer's working copy, unfinished snapshots."""
+    loops = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True, text=True
+    )
+    mounts = Path("/proc/self/mounts").read_text()
+    return {
+        "loops": [ln for ln in loops.stdout.splitlines() if "baker-layer-" in ln or str(cache) in ln],
+        "mounts": [ln for ln in mounts.splitlines() if "baker-layer-" in ln],
+    }
+
+
+def test_the_snapshot_app_layer_runs_no_instance_and_writes_only_changed_blocks_on_the_base(
+    layered_dir, local_cloud, uploaded_base
+):
+    for cached in layers.cache_dir().glob(f"{uploaded_base['snapshot_id']}.img*"):
+        cached.unlink()  # the first fetch of this base, whichever test ran before
+    ec2 = local_cloud.client("ec2")
+    direct = local_cloud.client("ebs")
+
+    def instances() -> int:
+        return sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
+
+    before = instances()
+    result = bake(layered_dir, local_cloud)
+    assert result["base"] == {**result["base"], "ami_id": uploaded_base["ami_id"], "cached": True}
+    assert result["app_layer"] == "snapshot" and result["cached"] is False
+    assert instances() == before  # no RunInstances: no Packer, no build instance
+
+    ami = image(ec2, result["ami_id"])
+    tags = tags_of(ami)
+    assert tags["baker:base-ami"] == uploaded_base["ami_id"]
+    assert tags["baker:base-recipe"] == uploaded_base["recipe"]
+    assert tags["baker:recipe"] == result["recipe"] and tags["baker:version"] == result["version"]
+    assert "ebs direct" in tags["baker:builder"] and "ansible-core" in tags["baker:builder"]
+    assert ami["Architecture"] == "x86_64" and ami["RootDeviceName"] == "/dev/xvda"
+    root_snap = ami["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    assert root_snap != uploaded_base["snapshot_id"]
+    snap = ec2.describe_snapshots(SnapshotIds=[root_snap])["Snapshots"][0]
+    assert snap["State"] == "completed" and tags_of(snap)["baker:base-ami"] == uploaded_base["ami_id"]
+
+    figures = result["snapshot"]
+    assert figures["base_fetch"]["cached"] is False and figures["base_fetch"]["bytes"] > 0
+    changed = direct.list_changed_blocks(
+        FirstSnapshotId=uploaded_base["snapshot_id"], SecondSnapshotId=root_snap
+    )
+    assert 0 < len(changed["ChangedBlocks"]) == figures["changed_blocks"], figures
+    assert figures["bytes_written"] < 0.02 * figures["volume_bytes"], figures
+    assert left_behind(layers.cache_dir()) == {"loops": [], "mounts": []}
+
+    # the same commit again: the app layer's recipe is a cache hit
+    again = bake(layered_dir, local_cloud)
+    assert again["cached"] is True and again["ami_id"] == result["ami_id"]
+
+
+def test_an_interrupted_block_upload_leaves_no_mount_loop_device_or_pending_snapshot(
+    layered_dir, local_cloud, uploaded_base, tmp_path, monkeypatch
+):
+    app = layered_dir / "examples/hello-web/hello_web.py"
+    app.write_text(app.read_text() + f"\n# a one-line change {tmp_path.name}\n")
+    git(layered_dir, "commit", "-qam", "a one-line change")
+    ec2 = local_cloud.client("ec2")
+    put = ebs.Upload.put
+
+    def interrupted(self: Any, path: Path, indexes: Any, **kwargs: Any) -> int:
+        put(self, path, list(indexes)[:1], **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ebs.Upload, "put", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bake(layered_dir, local_cloud)
+    pending = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "status", "Values": ["pending"]}])
+    assert pending["Snapshots"] == []
+    children = ec2.describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:baker:base-ami", "Values": [uploaded_base["ami_id"]]}]
+    )
+    head = git(layered_dir, "rev-parse", "HEAD")
+    assert not [i for i in children["Images"] if tags_of(i).get("baker:git-sha") == head]
+    assert left_behind(layers.cache_dir()) == {"loops": [], "mounts": []}
+
+    # the base's blocks were fetched whole before the upload began: the next bake reads them from disk
+    snap = uploaded_base["snapshot_id"]
+    assert {p.name for p in layers.cache_dir().glob(f"{snap}.img*")} == {
+        f"{snap}.img",
+        f"{snap}.img.complete",
+    }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import http.client
 import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -17,7 +19,7 @@ import pytest
 from baker.local import kernel
 from baker.local.instances import LocalReach
 from baker.verify import console_host_keys
-from tests.livefleet import bake_probe, in_instance, runtime_env_user_data, wait_for
+from tests.livefleet import bake_probe, in_instance, layer_ami, runtime_env_user_data, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +62,22 @@ def get(pid: int, path: str, port: int = 8080) -> tuple[int, str]:
     return wait_for(f"port {port} answering", lambda: kernel.in_netns(f"/proc/{pid}/ns/net", fetch), 20)
 
 
-def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, probe_ami: str) -> None:
+def test_an_instance_boots_its_image_and_runs_its_user_data(
+    local_cloud: Any, probe_ami: str, tmp_path: Path
+) -> None:
+    """The image booted here is registered from a snapshot uploaded through the EBS direct APIs: a
+    child of the probe image's root snapshot with only the blocks of a new version file."""
     ec2 = local_cloud.client("ec2")
+
+    def new_version(root: Path) -> None:
+        (root / "srv/broken/version").write_text("1.0.1-layer\n")
+
+    layer = layer_ami(local_cloud, probe_ami, tmp_path, new_version)
+    snapshot = ec2.describe_images(ImageIds=[layer])["Images"][0]["BlockDeviceMappings"][0]["Ebs"][
+        "SnapshotId"
+    ]
     user_data = runtime_env_user_data("PROBE_DIR=/srv/broken\n")
-    iid = ec2.run_instances(ImageId=probe_ami, MinCount=1, MaxCount=1, UserData=user_data)["Instances"][0][
+    iid = ec2.run_instances(ImageId=layer, MinCount=1, MaxCount=1, UserData=user_data)["Instances"][0][
         "InstanceId"
     ]
     try:
@@ -72,7 +86,8 @@ def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, pr
         assert status["live"] and status["rss_mib"] > 0
         # the runtime env from user data (cloud-init, NoCloud seed) reached the unit
         assert in_instance(pid, "cat", "/etc/probe/runtime.env").stdout == "PROBE_DIR=/srv/broken\n"
-        assert get(pid, "/version") == (200, "1.0.0\n")
+        assert get(pid, "/version") == (200, "1.0.1-layer\n")  # the child's own block
+        assert get(pid, "/healthz")[0] == 404  # /srv/broken has none: the parent's blocks
         assert get(pid, "/healthz")[0] == 404
         # the container has only loopback
         assert kernel.in_netns(f"/proc/{pid}/ns/net", kernel.net_interfaces) == ["lo"]
@@ -96,6 +111,14 @@ def test_an_instance_boots_its_image_and_runs_its_user_data(local_cloud: Any, pr
     disk = local_cloud.state_dir / "instances" / iid
     wait_for("the instance's disk gone", lambda: not disk.exists(), 30)
     assert kernel.mounts_under(disk) == []
+    assert not [line for line in loop_devices() if str(local_cloud.state_dir) in line]
+    ec2.deregister_image(ImageId=layer)
+    ec2.delete_snapshot(SnapshotId=snapshot)
+    assert not (local_cloud.state_dir / "snapshots" / f"{snapshot}.img").exists()
+
+
+def loop_devices() -> list[str]:
+    return subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout.splitlines()
 
 
 def test_an_ami_without_content_stays_a_record(local_cloud: Any) -> None:

@@ -169,6 +169,9 @@ def test_down_leaves_no_container_mount_or_namespace(second_cloud: tuple[Path, s
     assert not kernel.alive(pid)
     assert _mounts_under(state_dir) == [] and not netns.exists(name)
     assert not (state_dir / "instances").exists()
+    assert not list(state_dir.rglob("*.img")), "the snapshots' blocks and the disks are freed"
+    losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout
+    assert str(state_dir) not in losetup
     assert (state_dir / "images").is_dir(), "images stay without --purge"
     assert result["images_purged"] == 0
     assert cloud.down(state_dir, purge=True)["images_purged"] == 1

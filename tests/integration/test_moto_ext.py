@@ -5,6 +5,8 @@ Each test is something plain moto 5.2.5 gets wrong (see the docstrings of baker/
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -493,3 +495,67 @@ def test_the_local_certificate_serves_https_listeners_and_a_redirect_answers_301
     finally:
         elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
         elb.delete_target_group(TargetGroupArn=tg["TargetGroupArn"])
+
+
+# ---- EBS direct APIs on real blocks (baker.local.moto.ebs_direct) ----------------------------------
+
+BLOCK = 524288
+
+
+def put_block(ebs: Any, snapshot: str, index: int, data: bytes, checksum: str | None = None) -> Any:
+    return ebs.put_snapshot_block(
+        SnapshotId=snapshot,
+        BlockIndex=index,
+        BlockData=data,
+        DataLength=len(data),
+        Checksum=checksum or base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        ChecksumAlgorithm="SHA256",
+    )
+
+
+def read_block(ebs: Any, snapshot: str, index: int) -> bytes:
+    listed = ebs.list_snapshot_blocks(SnapshotId=snapshot)["Blocks"]
+    token = next(b["BlockToken"] for b in listed if b["BlockIndex"] == index)
+    got = ebs.get_snapshot_block(SnapshotId=snapshot, BlockIndex=index, BlockToken=token)
+    return bytes(got["BlockData"].read())
+
+
+def test_a_child_snapshot_reads_its_parents_blocks_plus_its_own(local_cloud: Any) -> None:
+    ebs, ec2 = local_cloud.client("ebs"), local_cloud.client("ec2")
+    state = lambda snap: ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["State"]  # noqa: E731
+    parent = ebs.start_snapshot(VolumeSize=1, Tags=[{"Key": "layer", "Value": "base"}])
+    assert parent["BlockSize"] == BLOCK and parent["Status"] == "pending"
+    base = parent["SnapshotId"]
+    put_block(ebs, base, 0, b"base-0".ljust(BLOCK, b"\0"))
+    put_block(ebs, base, 5, b"base-5".ljust(BLOCK, b"\0"))
+    assert state(base) == "pending"
+    with pytest.raises(botocore.exceptions.ClientError, match="ChangedBlocksCount"):
+        ebs.complete_snapshot(SnapshotId=base, ChangedBlocksCount=3)
+    assert ebs.complete_snapshot(SnapshotId=base, ChangedBlocksCount=2)["Status"] == "completed"
+    assert state(base) == "completed"
+    with pytest.raises(botocore.exceptions.ClientError, match="ValidationException"):
+        put_block(ebs, base, 1, b"late".ljust(BLOCK, b"\0"))  # a completed snapshot takes no blocks
+
+    app = ebs.start_snapshot(VolumeSize=1, ParentSnapshotId=base, Description="app layer")["SnapshotId"]
+    put_block(ebs, app, 5, b"app-5".ljust(BLOCK, b"\0"))
+    put_block(ebs, app, 7, b"app-7".ljust(BLOCK, b"\0"))
+    other = base64.b64encode(hashlib.sha256(b"other data").digest()).decode()
+    with pytest.raises(botocore.exceptions.ClientError, match="checksum") as refused:  # as AWS refuses it
+        put_block(ebs, app, 8, b"app-8".ljust(BLOCK, b"\0"), checksum=other)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    ebs.complete_snapshot(SnapshotId=app, ChangedBlocksCount=2)
+
+    assert [b["BlockIndex"] for b in ebs.list_snapshot_blocks(SnapshotId=app)["Blocks"]] == [0, 5, 7]
+    assert read_block(ebs, app, 0).startswith(b"base-0")  # the parent's block
+    assert read_block(ebs, app, 5).startswith(b"app-5")  # its own
+    assert read_block(ebs, base, 5).startswith(b"base-5")  # the parent is untouched
+    changed = ebs.list_changed_blocks(FirstSnapshotId=base, SecondSnapshotId=app)["ChangedBlocks"]
+    assert [(c["BlockIndex"], "FirstBlockToken" in c) for c in changed] == [(5, True), (7, False)]
+
+    store = local_cloud.state_dir / "snapshots"
+    assert (store / f"{app}.img").is_file()
+    ec2.delete_snapshot(SnapshotId=app)
+    assert not (store / f"{app}.img").exists()  # DeleteSnapshot frees the blocks
+    assert read_block(ebs, base, 0).startswith(b"base-0")
+    ec2.delete_snapshot(SnapshotId=base)
+    assert not (store / f"{base}.img").exists()

@@ -117,8 +117,8 @@ CASES: list[Case] = [
     # ---------------------------------------------------------------- AWS's limits
     Case(
         "too many tags",
-        {DEFAULTS: _replace("    team: platform\n", "".join(f"    t{i}: v\n" for i in range(36)))},
-        (DEFAULTS, "bake.tags", "36 tags; at most 35", "reserves 15"),
+        {DEFAULTS: _replace("    team: platform\n", "".join(f"    t{i}: v\n" for i in range(33)))},
+        (DEFAULTS, "bake.tags", "33 tags; at most 32", "reserves 18"),
     ),
     Case(
         "a tag key over 128 characters",

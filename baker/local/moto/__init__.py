@@ -53,7 +53,8 @@ Not emulated (the pipeline does not need them): InstanceWarmup, CheckpointPercen
 alarms of a refresh (recorded in Preferences, not waited on); an ELB-unhealthy instance that is only a
 record is not replaced by the group; warm pools during a refresh.
 
-13. Instances are records only. Now an instance of an AMI baked in this local cloud boots it
+13. Instances are records only. Now an instance of an AMI whose root snapshot holds blocks (gap
+    16: baked in this local cloud, or registered from an uploaded snapshot) boots that disk
     (baker.local.instances); stop, start and terminate act on its container; a deregistered AMI
     loses its content; GetConsoleOutput answers the container's console (cloud-init prints the
     SSH host keys there, as on EC2). Each ALB HTTP listener answers on loopback (baker.local.lb).
@@ -77,15 +78,26 @@ record is not replaced by the group; warm pools during a refresh.
     its listeners answer nowhere, HTTPS or redirect. Now every account and region holds the local
     cloud's own certificate at a fixed ARN (its CA is GetCertificate's chain), HTTPS listeners
     terminate TLS with their certificate and redirect actions answer (baker.local.lb).
+19. The EBS direct APIs keep blocks in memory, only for snapshots StartSnapshot made (an AMI's
+    root snapshot answers HTTP 500), report 512-byte blocks, ignore ParentSnapshotId, Encrypted,
+    KmsKeyArn, DataLength and pagination, take every checksum at face value, complete whatever
+    ChangedBlocksCount says, and a started snapshot is ``completed`` at once. Now every snapshot's
+    blocks are a sparse file on disk (baker.local.blocks, 512 KiB blocks), a child starts with its
+    parent's blocks, checksums and counts are checked, pages are paged, a snapshot is ``pending``
+    until CompleteSnapshot, and DeleteSnapshot, CopySnapshot and CopyImage free or copy the blocks.
+20. ``RegisterImage`` ignores the block device mappings: every registered image gets an empty
+    15 GiB snapshot of its own, whatever snapshot it names. Now the root device's mapping names the
+    snapshot the image boots (an instance of it boots that snapshot's blocks, gap 13), with the
+    image's architecture, boot mode and ENA support as registered.
 
 Where each gap is filled: 1 and 10 ``refresh``, 2 ``target_health``, 3 ``termination``, 4-6
-``launch_templates``, 7-9 and 14 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
+``launch_templates``, 7-9, 14 and 20 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
 ``load_balancers``, 15 ``metrics``, 16 ``image_lifecycle``, 17 ``image_references``, 18
-``certificates`` and ``load_balancers``; the request
-path's ``throttling`` (a knob that answers as AWS throttles) and ``retries`` (a retried call that
-was carried out gets its first answer). Their shared state (knobs, lock, live instances) is
-``state``. The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()``
-applies all of it once per process, before the server starts.
+``certificates`` and ``load_balancers``, 19 ``ebs_direct``; the request path's ``throttling`` (a
+knob that answers as AWS throttles) and ``retries`` (a retried call that was carried out gets its
+first answer). Their shared state (knobs, lock, live instances, the block store) is ``state``.
+The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all
+of it once per process, before the server starts.
 """
 
 from __future__ import annotations
@@ -106,6 +118,7 @@ def install() -> None:
     from baker.local.moto import (
         accounts,
         certificates,
+        ebs_direct,
         image_lifecycle,
         image_references,
         images,
@@ -133,4 +146,5 @@ def install() -> None:
     image_lifecycle.install()  # after live_instances: a disabled image is refused before it boots
     image_references.install()
     certificates.install()
+    ebs_direct.install()
     _installed = True

@@ -1,4 +1,4 @@
-"""A certificate the local cloud's HTTPS listeners can serve and a client can trust (gap 16).
+"""A certificate the local cloud's HTTPS listeners can serve and a client can trust (gap 18).
 
 AWS: an HTTPS listener names an ACM certificate by ARN (Elastic Load Balancing, Application Load
 Balancers guide, "SSL certificates"); ACM holds certificates it issued (RequestCertificate,

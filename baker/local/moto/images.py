@@ -1,4 +1,4 @@
-"""Images as EBS-backed AMIs are (gaps 7, 8, 9 and 14).
+"""Images as EBS-backed AMIs are (gaps 7, 8, 9, 14 and 17).
 
 7. ``CopyImage`` ignores ``CopyImageTags`` and ``TagSpecifications`` (the copy has no tags),
    ignores ``Encrypted``/``KmsKeyId``, and the copy reports root device type ``standard`` on
@@ -13,6 +13,10 @@
 14. A copied image is ``available`` at once. With ``Settings.copy_seconds`` it stays ``pending``
     that long, as EC2 keeps a copy while its snapshots copy (Amazon EC2 User Guide, "Copy an
     Amazon EC2 AMI").
+17. ``RegisterImage`` ignores the block device mappings, the root device name, the architecture,
+    the boot mode and ENA support: every registered image gets an empty 15 GiB snapshot of its own.
+    AWS ("RegisterImage"): the root device's mapping names the snapshot the image boots, with its
+    size and encryption; the snapshot is in use while the image exists (DeleteSnapshot refuses it).
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ import time
 from datetime import datetime
 from typing import Any
 
-from baker.local.moto.state import SETTINGS, SOURCE_AMI_NAME, SOURCE_AMI_OWNER, source_ami_id, tag_map
+from baker.local.moto.state import (
+    SETTINGS,
+    SOURCE_AMI_NAME,
+    SOURCE_AMI_OWNER,
+    copy_blocks,
+    source_ami_id,
+    tag_map,
+)
 
 
 def _tags_of(specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str, str]:
@@ -34,6 +45,7 @@ def _tags_of(specs: list[dict[str, Any]] | None, resource_type: str) -> dict[str
 
 def install() -> None:
     from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import InvalidSnapshotIdError
     from moto.ec2.models.amis import Ami, AmiBackend
     from moto.ec2.responses.amis import AmisResponse
 
@@ -148,6 +160,7 @@ def install() -> None:
             root["Encrypted"] = True
             root["KmsKeyId"] = self._get_param("KmsKeyId") or root.get("KmsKeyId") or "alias/aws/ebs"
         make_ebs(image, root, source.root_device_name)
+        copy_blocks(source.ebs_snapshot, image.ebs_snapshot)  # the copy's snapshot holds the blocks
         if SETTINGS.copy_seconds > 0:  # gap 14: a copy is pending while EC2 copies its snapshots
             image.baker_pending_until = time.monotonic() + SETTINGS.copy_seconds
         if self._get_bool_param("CopyImageTags", False):
@@ -161,3 +174,42 @@ def install() -> None:
         return ActionResult(result.result)
 
     AmisResponse.copy_image = copy_image  # type: ignore[method-assign]
+
+    original_register = AmisResponse.register_image
+
+    def register_image(self: Any) -> Any:
+        """Gap 20: the image's root is the snapshot its block device mapping names."""
+        mappings = self._get_param("BlockDeviceMappings") or []
+        root_name = self._get_param("RootDeviceName") or "/dev/xvda"
+        root = next((m for m in mappings if m.get("DeviceName") == root_name), None)
+        ebs = (root or {}).get("Ebs") or {}
+        snapshot = self.ec2_backend.snapshots.get(ebs.get("SnapshotId") or "")
+        if ebs.get("SnapshotId") and snapshot is None:
+            raise InvalidSnapshotIdError()
+        result = original_register(self)
+        if snapshot is None:
+            return result
+        ami = self.ec2_backend.amis[result.result["ImageId"]]  # type: ignore[index]
+        self.ec2_backend.snapshots.pop(ami.ebs_snapshot.id, None)  # moto's empty one, never used
+        ami.ebs_snapshot = snapshot
+        snapshot.from_ami = ami.id  # in use: DeleteSnapshot refuses it while the image exists
+        snapshot_gib = snapshot.volume.size
+        make_ebs(
+            ami,
+            {
+                "VolumeSize": int(ebs.get("VolumeSize") or snapshot.volume.size),
+                "VolumeType": ebs.get("VolumeType") or "gp3",
+                "Encrypted": bool(snapshot.encrypted),
+                "KmsKeyId": snapshot.kms_key_id if snapshot.encrypted else None,
+            },
+            root_name,
+        )
+        snapshot.volume.size = snapshot_gib  # the volume may be bigger than the snapshot, never smaller
+        ami.architecture = self._get_param("Architecture") or "x86_64"
+        ami.virtualization_type = self._get_param("VirtualizationType") or "hvm"
+        ami.boot_mode = self._get_param("BootMode") or ami.boot_mode
+        ami.ena_support = bool(self._get_bool_param("EnaSupport", False))
+        ami.sriov_net_support = self._get_param("SriovNetSupport")
+        return result
+
+    AmisResponse.register_image = register_image  # type: ignore[method-assign]

@@ -51,12 +51,13 @@ def install() -> None:
     from moto.ec2.responses.general import General
     from moto.ec2.utils import Base64EncodedString
 
-    from baker.local.instances import InstanceLimit, hostname_for
+    from baker.local.instances import Image, InstanceLimit, hostname_for
 
     original_run = InstanceBackend.run_instances
 
     def run_instances(self: Any, image_id: str, count: int, *args: Any, **kwargs: Any) -> Any:
-        image = state.INSTANCES.image(image_id) if state.INSTANCES is not None else None
+        disk = state.root_disk(self.amis.get(image_id))
+        image = Image(image_id, disk) if disk is not None else None
         if image is not None:
             state.INSTANCES.max_live = SETTINGS.max_instances
             try:

@@ -11,6 +11,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from baker.local.health import HealthChecker
@@ -47,6 +48,9 @@ INSTANCES: Any = None
 HEALTH = HealthChecker(LOCK)
 #: the ALB listeners' loopback sockets
 BALANCERS = LoadBalancers()
+#: what each snapshot holds (baker.local.blocks.BlockStore); the emulator sets it at start-up under
+#: its state dir, else the first use makes one in a temp dir
+BLOCKS: Any = None
 
 
 def source_ami_id(region: str) -> str:
@@ -64,6 +68,56 @@ def utcnow() -> datetime:
 def is_live(instance: Any) -> bool:
     """Whether the instance boots its image here (else it is a record only)."""
     return bool(getattr(instance, "baker_live", False))
+
+
+def block_store() -> Any:
+    """The snapshots' block store (``state.BLOCKS``), made in a temp dir when none was set."""
+    global BLOCKS
+    if BLOCKS is None:
+        import tempfile
+
+        from baker.local.blocks import BlockStore
+
+        BLOCKS = BlockStore(Path(tempfile.mkdtemp(prefix="baker-blocks-")))
+    return BLOCKS
+
+
+def holds_blocks(snapshot: Any) -> bool:
+    """Whether the snapshot holds blocks here. The root snapshot of an AMI whose disk the build host
+    committed (``images/<ami>/disk.img``), and the source image's (the cached root filesystem as a
+    disk), take that disk as their content on first use."""
+    store = block_store()
+    if store.has(snapshot.id):
+        return True
+    ami_id = getattr(snapshot, "from_ami", None)
+    if not ami_id or INSTANCES is None:
+        return False
+    region = getattr(snapshot.ec2_backend, "region_name", "")
+    disk = INSTANCES.source_disk() if ami_id == source_ami_id(region) else INSTANCES.baked_disk(ami_id)
+    if disk is None:
+        return False
+    store.adopt(snapshot.id, disk)
+    return True
+
+
+def root_disk(ami: Any) -> Path | None:
+    """The blocks an instance of ``ami`` boots (its root snapshot's), or None: it stays a record.
+
+    The Debian source image stays a record: its instances are Packer's, whose work the build host does.
+    """
+    if ami is None or INSTANCES is None or (ami.name == SOURCE_AMI_NAME and ami.owner_id == SOURCE_AMI_OWNER):
+        return None
+    snapshot = getattr(ami, "ebs_snapshot", None)
+    if snapshot is None or not holds_blocks(snapshot):
+        return None
+    path: Path = block_store().path(snapshot.id)
+    return path
+
+
+def copy_blocks(source: Any, copy: Any) -> None:
+    """The copy holds the source's blocks (CopySnapshot, and CopyImage's root snapshot)."""
+    if source is not None and source.id != copy.id and holds_blocks(source):
+        block_store().copy(source.id, copy.id)
 
 
 def tag_map(resource: Any) -> dict[str, str]:
