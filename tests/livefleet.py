@@ -161,24 +161,26 @@ def layer_ami(local_cloud: Any, base_ami: str, workdir: Path, write: Callable[[P
     offset, length = disks.root_partition(volume)
     mnt.mkdir(parents=True, exist_ok=True)
     options = f"loop,offset={offset},sizelimit={length}"
-    subprocess.run(["mount", "-t", "ext4", "-o", options, str(volume), str(mnt)], check=True)
     try:
-        write(mnt)
+        subprocess.run(["mount", "-t", "ext4", "-o", options, str(volume), str(mnt)], check=True)
+        try:
+            write(mnt)
+        finally:
+            kernel.unmount_under(mnt)
+        size = base["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
+        child = ebs.start_snapshot(VolumeSize=size, ParentSnapshotId=parent)["SnapshotId"]
+        changed = 0
+        with volume.open("rb") as mine:
+            for index in sorted(set(blocks.block_indexes(volume)) | set(store.blocks(parent))):
+                mine.seek(index * blocks.BLOCK_SIZE)
+                data = mine.read(blocks.BLOCK_SIZE).ljust(blocks.BLOCK_SIZE, b"\0")
+                if data != store.read(parent, index):
+                    ebs.put_snapshot_block(SnapshotId=child, BlockIndex=index, BlockData=data,
+                                           DataLength=len(data), Checksum=blocks.checksum(data),
+                                           ChecksumAlgorithm="SHA256")  # fmt: skip
+                    changed += 1
     finally:
-        kernel.unmount_under(mnt)
-    size = base["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
-    child = ebs.start_snapshot(VolumeSize=size, ParentSnapshotId=parent)["SnapshotId"]
-    changed = 0
-    with volume.open("rb") as mine:
-        for index in sorted(set(blocks.block_indexes(volume)) | set(store.blocks(parent))):
-            mine.seek(index * blocks.BLOCK_SIZE)
-            data = mine.read(blocks.BLOCK_SIZE).ljust(blocks.BLOCK_SIZE, b"\0")
-            if data != store.read(parent, index):
-                ebs.put_snapshot_block(SnapshotId=child, BlockIndex=index, BlockData=data,
-                                       DataLength=len(data), Checksum=blocks.checksum(data),
-                                       ChecksumAlgorithm="SHA256")  # fmt: skip
-                changed += 1
-    volume.unlink()
+        volume.unlink(missing_ok=True)
     ebs.complete_snapshot(SnapshotId=child, ChangedBlocksCount=changed)
     return str(
         ec2.register_image(

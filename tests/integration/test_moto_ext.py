@@ -166,6 +166,20 @@ def test_source_ami_is_ebs_backed_in_every_region_and_account(local_cloud: Any) 
     assert len({i for _, i in ids}) == 2, "one id per region, the same in every account"
 
 
+def test_the_source_images_snapshot_holds_the_root_filesystem_as_a_disk(
+    local_cloud: Any, debian_rootfs: Any
+) -> None:
+    ec2, ebs = local_cloud.client("ec2"), local_cloud.client("ebs")
+    snapshot = source_ami(ec2)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    listed = ebs.list_snapshot_blocks(SnapshotId=snapshot)
+    assert listed["BlockSize"] == BLOCK and len(listed["Blocks"]) > 100
+    first = listed["Blocks"][0]
+    block = ebs.get_snapshot_block(
+        SnapshotId=snapshot, BlockIndex=first["BlockIndex"], BlockToken=first["BlockToken"]
+    )
+    assert block["BlockData"].read()[512:520] == b"EFI PART", "GPT"
+
+
 def test_instance_refresh_replaces_every_instance_and_the_target_group_follows(
     fleet: Fleet, quick: None
 ) -> None:
