@@ -16,6 +16,7 @@ BAKER = Path(__file__).resolve().parents[2] / "baker"
 #: what may import the local cloud
 LOCAL_ALLOWED = ("baker.cli", "baker.demo", "baker.local")
 
+
 def module_name(path: Path, root: Path = BAKER) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
