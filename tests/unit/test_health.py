@@ -144,9 +144,7 @@ def test_a_healthy_target_on_the_new_ami_stops_the_early_failure():
 
 def test_without_unhealthy_timeout_only_the_deadline_ends_an_unhealthy_rollout():
     time = FakeTime()
-    _, failure = watch(FleetReads(on_new("unhealthy", "unhealthy")), time).wait(
-        NEW, deadline=time.now + 300
-    )
+    _, failure = watch(FleetReads(on_new("unhealthy", "unhealthy")), time).wait(NEW, deadline=time.now + 300)
     assert failure == f"not healthy within the deadline: 0/2 healthy on {NEW}"
 
 
