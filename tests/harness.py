@@ -38,13 +38,22 @@ class Baker:
         self.local = local
         self.env = {**os.environ, **(env or {})}
 
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "baker", *_argv(self.project, args, self.local)]
+    def argv(self, *args: str, local: bool | None = None) -> list[str]:
+        local = self.local if local is None else local
+        return [sys.executable, "-m", "baker", *_argv(self.project, args, local)]
 
-    def __call__(self, *args: str, timeout: float = 900) -> tuple[int, dict[str, Any], str]:
-        """Run to the end: the exit code, the one JSON object it printed, what it said on stderr."""
+    def __call__(
+        self, *args: str, local: bool | None = None, timeout: float = 900
+    ) -> tuple[int, dict[str, Any], str]:
+        """Run to the end: the exit code, the one JSON object it printed, what it said on stderr.
+        ``local``: this once with (or without) ``--local``, whatever the default."""
         proc = subprocess.run(
-            self.argv(*args), capture_output=True, text=True, timeout=timeout, check=False, env=self.env
+            self.argv(*args, local=local),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=self.env,
         )
         lines = proc.stdout.strip().splitlines()
         assert len(lines) == 1, f"--output json prints exactly one JSON object, got:\n{proc.stdout}"
