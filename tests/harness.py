@@ -131,7 +131,8 @@ class FakeTime:
 
     def __init__(self, wall: float | None = None) -> None:
         self.now = 1000.0
-        self.epoch = time.time() if wall is None else wall
+        #: now, in whole seconds: what a lease's whole seconds are counted from
+        self.epoch = float(int(time.time())) if wall is None else wall
         self.slept: list[float] = []
 
     def advance(self, seconds: float) -> None:
