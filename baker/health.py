@@ -14,13 +14,13 @@ A group that has vanished when the endpoint answers again fails the rollout sayi
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from baker import fleet
 from baker.aws import AWS, POLL_ATTEMPTS, endpoint_of, transient
+from baker.clock import Clock
 from baker.errors import AWSError, UsageError
 from baker.provenance import iso, utc_now
 
@@ -167,6 +167,8 @@ class Watch:
     #: the new AMI going this long without a healthy target after one reported unhealthy fails
     #: the rollout early (None: wait for the refresh or the deadline)
     unhealthy_timeout: float | None = None
+    #: the deadline, the polls and the sleeps between them (tests hand in time that they move)
+    clock: Clock = field(default_factory=Clock)
 
     def _client(self, service: str, attempts: int | None) -> Any:
         return self.aws.client(service) if attempts is None else self.aws.client(service, attempts=attempts)
@@ -216,7 +218,7 @@ class Watch:
     ) -> tuple[Rollout, str | None]:
         """Poll until done, failed or past the deadline (monotonic). Returns the last look and
         the reason of failure (None when the fleet is healthy)."""
-        started = started or time.monotonic()
+        started = started or self.clock.monotonic()
         interval = self.poll_min
         last_line = ""
         unhealthy_since: list[float] = []
@@ -242,15 +244,15 @@ class Watch:
                         outage[0],
                         why,
                     )
-                left = deadline - time.monotonic()
+                left = deadline - self.clock.monotonic()
                 if left <= 0:
                     assert outage is not None
-                    waited = duration(time.monotonic() - started)
+                    waited = duration(self.clock.monotonic() - started)
                     return state, (
                         f"the AWS endpoint {outage[2]} stopped answering at {outage[0]} ({outage[1]}) "
                         f"and had not answered again when the deadline passed ({waited} after the wait began)"
                     )
-                time.sleep(min(interval, left))
+                self.clock.sleep(min(interval, left))
                 interval = min(interval * 1.5, self.poll_max)
                 continue
             except GroupGone:
@@ -271,8 +273,8 @@ class Watch:
             if down and outage is not None:
                 down = False
                 log.warning("the AWS endpoint %s answers again (it stopped at %s)", outage[2], outage[0])
-            stuck = self._stuck(state, unhealthy_since, time.monotonic())
-            line = state.line(time.monotonic() - started)
+            stuck = self._stuck(state, unhealthy_since, self.clock.monotonic())
+            line = state.line(self.clock.monotonic() - started)
             if self.on_poll is not None:
                 self.on_poll(state)
             core = line.rsplit(", ", 1)[0]
@@ -286,14 +288,14 @@ class Watch:
                 return state, state.failed
             if stuck:
                 return state, stuck
-            left = deadline - time.monotonic()
+            left = deadline - self.clock.monotonic()
             if left <= 0:
                 return state, (
                     f"not healthy within the deadline: {state.healthy}/{state.desired} healthy on {ami_id}"
                 )
             if unhealthy_since and self.unhealthy_timeout is not None:
                 # look again right when the early failure would be due
-                due = unhealthy_since[0] + self.unhealthy_timeout - time.monotonic()
+                due = unhealthy_since[0] + self.unhealthy_timeout - self.clock.monotonic()
                 left = min(left, max(due, self.poll_min))
-            time.sleep(min(interval, left))
+            self.clock.sleep(min(interval, left))
             interval = min(interval * 1.5, self.poll_max)

@@ -30,12 +30,12 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from baker.aws import AWS, error_code
+from baker.clock import Clock
 from baker.errors import AWSError, BakerError, Refused
 from baker.provenance import iso, utc_now
 
@@ -417,6 +417,7 @@ class Lock:
         lease_seconds: int = 120,
         owner: str | None = None,
         purpose: str = "",
+        clock: Clock | None = None,
     ) -> None:
         self.table = StateTable(aws, table)
         self.ddb = self.table.ddb
@@ -425,6 +426,8 @@ class Lock:
         self.lease = lease_seconds
         self.owner = owner or f"{identity()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.purpose = purpose
+        #: the lease is written and compared in its wall time (tests move it instead of waiting)
+        self.clock = clock or Clock()
         self.held = False
         #: the holder whose expired lease this lock took over (a run that died), if any
         self.took_over: dict[str, Any] | None = None
@@ -440,7 +443,7 @@ class Lock:
     def acquire(self) -> None:
         """Take the lock or raise Refused naming who holds it and since when."""
         self.table.ensure()
-        t = time.time()
+        t = self.clock.wall()
         item = {
             **self.key,
             "owner": {"S": self.owner},
@@ -484,7 +487,7 @@ class Lock:
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={
-                    ":exp": {"N": str(int(time.time() + self.lease))},
+                    ":exp": {"N": str(int(self.clock.wall() + self.lease))},
                     ":me": {"S": self.owner},
                 },
             )
@@ -575,6 +578,15 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def lock_for(aws: AWS, *, table: str, app: str, env: str, lease_seconds: int, purpose: str = "") -> Lock:
+def lock_for(
+    aws: AWS,
+    *,
+    table: str,
+    app: str,
+    env: str,
+    lease_seconds: int,
+    purpose: str = "",
+    clock: Clock | None = None,
+) -> Lock:
     """The deploy lock of ``app`` in ``env``."""
-    return Lock(aws, table=table, app=app, env=env, lease_seconds=lease_seconds, purpose=purpose)
+    return Lock(aws, table=table, app=app, env=env, lease_seconds=lease_seconds, purpose=purpose, clock=clock)

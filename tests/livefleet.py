@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.harness import wait_for  # noqa: F401  (the live instance tests import it from here)
+
 HELLO_APP = Path(__file__).resolve().parents[1] / "examples" / "hello-web" / "hello_web.py"
 
 PROBE_UNIT = """[Unit]
@@ -212,17 +214,6 @@ def in_instance(pid: int, *argv: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
     )
-
-
-def wait_for(what: str, check: Callable[[], Any], deadline: float = 90) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.3)
 
 
 def blue_green_environment(

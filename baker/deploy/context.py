@@ -8,12 +8,12 @@ it: the policy gate, the lock, the ledger entry, interrupts and the automatic ro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from baker.aws import AWS
+from baker.clock import Clock
 from baker.config import Environment, Project
 from baker.health import Rollout, Watch
 from baker.ledger import Ledger, Lock, Release
@@ -25,14 +25,6 @@ if TYPE_CHECKING:
 #: a blue/green test route: (base URL of the test listener, or None and why nothing answers there),
 #: given the colors as Terraform applied them. The CLI hands in the local cloud's.
 TestRoute = Callable[[Any], tuple[str | None, str]]
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Monotonic time and sleeping, injected so that tests need not wait."""
-
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass
@@ -78,6 +70,7 @@ class Context:
             known_refreshes=known,
             on_poll=self.progress.on_poll,
             unhealthy_timeout=self.env.settings.deploy.unhealthy_timeout,
+            clock=self.clock,
         )
 
 

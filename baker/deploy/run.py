@@ -145,6 +145,7 @@ class Deploy:
             env=self.env.name,
             lease_seconds=s.lock_lease_seconds,
             purpose=purpose,
+            clock=self.context.clock,
         )
 
     def watch(self, outputs: Mapping[str, Any], known: frozenset[str] = frozenset()) -> Watch:

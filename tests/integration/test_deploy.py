@@ -1,21 +1,23 @@
 """Deploy against the local cloud with the real Terraform and AWS provider.
 
-The fleet (launch template, ASG, ALB, target group, listener, security groups) is created once,
-by the first test (about 65 s of it is the provider's fixed pauses on the load balancer); the
-tests after it roll that fleet forward, back, and try to break it. They run in file order.
-AMIs are registered directly in the emulator: they need not be baked to be deployed.
+The fleet (launch template, ASG, ALB, target group, listener, security groups) is created once
+for the module, by its first deploy (``first``: about 65 s of it is the provider's fixed pauses on
+the load balancer); the tests roll that fleet forward, back, and try to break it. Each test
+requests the state it starts from (``healthy``, ``hostile_runtime``, ``staging_first_failure``,
+``interrupted``...): a fixture that finds that state already there, or builds it. Run in file
+order they find it (each builds nothing the test before did not); run alone or in any order, each
+builds what it needs. AMIs are registered directly in the emulator: they need not be baked to be
+deployed.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,11 @@ from baker.cli import main
 from baker.config import load_project
 from baker.deploy import Deploy, Options
 from baker.errors import Interrupted, Refused, RollbackFailed, RolledBack
-from baker.ledger import Ledger, lock_for
+from baker.ledger import Ledger, Lock, Release, lock_for
 from baker.pin import Pin
 from baker.promote import Promote
 from tests.conftest import copy_project, need_tools
+from tests.harness import FakeTime, cli, wait_for
 from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
@@ -91,6 +94,30 @@ class Fleet:
         state = self.project.settings.state
         return lock_for(self.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=60).holder()
 
+    def settled(self) -> Release | None:
+        """The live release, when the fleet runs it and nothing else, every target healthy, with
+        no deploy lock held and no pin: the state most tests start from (None when it is not)."""
+        live = self.ledger.live()
+        if live is None or self.lock_holder() is not None or self.ledger.pin() is not None:
+            return None
+        now = self.live().values()
+        if (
+            len(now) != 2
+            or {v["ami"] for v in now} != {live.ami_id}
+            or {v["health"] for v in now} != {"healthy"}
+        ):
+            return None
+        return live
+
+    def settle(self) -> Release:
+        """The live release after a healthy deploy of a new good AMI (dev.yml's runtime)."""
+        self._n += 1
+        result = self.deploy().run(self.ami(f"1.9.{self._n}"), options=Options(timeout=120))
+        assert result["outcome"] == "healthy", result
+        live = self.settled()
+        assert live is not None, f"a healthy deploy left {self.live()}"
+        return live
+
 
 @pytest.fixture(scope="module")
 def fleet(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
@@ -102,32 +129,121 @@ def fleet(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
 
 @pytest.fixture(scope="module")
 def first(fleet: Fleet) -> dict[str, Any]:
-    ami = fleet.ami("1.0.0")
-    return fleet.deploy().run(ami, options=Options(timeout=120))
+    """dev's first deploy (it creates the fleet), and what AWS and the ledger said right after.
+    Every test that deploys to dev requests it (itself or through ``healthy``): it is the first."""
+    result = fleet.deploy().run(fleet.ami("1.0.0"), options=Options(timeout=120))
+    return {
+        "result": result,
+        "live": fleet.live(),
+        "releases": fleet.ledger.releases(),
+        "lock": fleet.lock_holder(),
+    }
 
 
-def test_first_deploy_creates_a_healthy_fleet_and_records_it(fleet: Fleet, first: dict[str, Any]):
-    assert first["outcome"] == "healthy"
-    assert first["previous_ami_id"] is None
-    assert first["version"] == "1.0.0"
-    live = fleet.live()
+@pytest.fixture
+def healthy(fleet: Fleet, first: dict[str, Any]) -> Release:
+    """dev's live release, running on every instance and healthy (``Fleet.settled``): as the test
+    before left it, or a new good AMI deployed when it left something else."""
+    return fleet.settled() or fleet.settle()
+
+
+@pytest.fixture
+def dev_runtime(fleet: Fleet, healthy: Release) -> Release:
+    """``healthy``, on dev.yml's own runtime: a test that rolled out another runtime is undone."""
+    if healthy.runtime != HOSTILE_RUNTIME:
+        return healthy
+    fleet.deploy().run(healthy.ami_id, options=Options(timeout=120))
+    live = fleet.settled()
+    assert live is not None and live.runtime != HOSTILE_RUNTIME
+    return live
+
+
+@pytest.fixture
+def hostile_runtime(fleet: Fleet, healthy: Release, tmp_path: Path) -> Release:
+    """``healthy``, running ``HOSTILE_RUNTIME``: as the runtime test leaves it, or rolled out now."""
+    if healthy.runtime == HOSTILE_RUNTIME:
+        return healthy
+    roll_out_hostile_runtime(fleet, tmp_path)
+    live = fleet.settled()
+    assert live is not None and live.runtime == HOSTILE_RUNTIME
+    return live
+
+
+@pytest.fixture(scope="module")
+def staging_first_failure(fleet: Fleet) -> dict[str, Any]:
+    """staging's first deploy (its own state and fleet), of a broken AMI, and its ledger right
+    after. Every test that deploys to staging requests it: it is the first."""
+    bad = fleet.ami("0.9.0-broken")
+    fleet.cloud.set_health(bad, "unhealthy")
+    project = fleet.project
+    stage = Deploy(project, project.environment("staging"), fleet.aws, local=True, poll_min=0.5, poll_max=2)
+    try:
+        stage.run(bad, options=Options(timeout=10))
+    except RollbackFailed as failed:
+        staging = Ledger(fleet.aws, table="baker-state", app="hello-web", env="staging")
+        return {"ami": bad, "error": failed, "releases": staging.releases(), "live": staging.live()}
+    pytest.fail(f"staging's first deploy of {bad}, an AMI never healthy, did not fail")
+
+
+@pytest.fixture
+def interrupted(fleet: Fleet, first: dict[str, Any]) -> Release:
+    """dev's newest release is one a Ctrl-C ended during the wait: as the test of that leaves it,
+    or interrupted now."""
+    newest = fleet.ledger.releases(limit=1)[0]
+    if newest.outcome != "interrupted":
+        interrupt_a_deploy(fleet, "5.0.2")
+        newest = fleet.ledger.releases(limit=1)[0]
+    assert newest.outcome == "interrupted"
+    return newest
+
+
+def roll_out_hostile_runtime(fleet: Fleet, tmp_path: Path) -> dict[str, Any]:
+    """Deploy the live AMI again with ``HOSTILE_RUNTIME`` as dev's runtime."""
+    live = fleet.ledger.live()
+    assert live is not None
+    project = fleet.variant(tmp_path / "runtime", lambda data: data.update(runtime={"env": HOSTILE_RUNTIME}))
+    return fleet.deploy(project).run(live.ami_id, options=Options(timeout=120))
+
+
+def interrupt_a_deploy(fleet: Fleet, version: str) -> tuple[str, Interrupted]:
+    """Deploy a new AMI that never gets healthy and Ctrl-C it once the wait has polled."""
+    ami = fleet.ami(version)
+    fleet.cloud.set_health(ami, "initial")  # never healthy: the deploy waits until interrupted
+    stage = fleet.deploy()
+    polls = threading.Event()
+    stage.on_poll = lambda state: polls.set()
+
+    def interrupt() -> None:
+        if polls.wait(timeout=240):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(Interrupted) as info:
+        stage.run(ami, options=Options(timeout=300))
+    return ami, info.value
+
+
+def test_first_deploy_creates_a_healthy_fleet_and_records_it(first: dict[str, Any]):
+    result, live, releases = first["result"], first["live"], first["releases"]
+    assert result["outcome"] == "healthy"
+    assert result["previous_ami_id"] is None
+    assert result["version"] == "1.0.0"
     assert len(live) == 2
-    assert {v["ami"] for v in live.values()} == {first["ami_id"]}
+    assert {v["ami"] for v in live.values()} == {result["ami_id"]}
     assert {v["health"] for v in live.values()} == {"healthy"}
-    releases = fleet.ledger.releases()
-    assert releases[0].ami_id == first["ami_id"]
+    assert releases[0].ami_id == result["ami_id"]
     assert releases[0].outcome == "healthy"
     assert releases[0].git_sha == "sha-1.0.0"
     assert releases[0].by
-    assert fleet.lock_holder() is None
+    assert first["lock"] is None
 
 
-def test_a_new_ami_replaces_every_instance(fleet: Fleet, first: dict[str, Any]):
+def test_a_new_ami_replaces_every_instance(fleet: Fleet, healthy: Release):
     before = set(fleet.live())
     ami = fleet.ami("1.1.0")
     result = fleet.deploy().run(ami, options=Options(timeout=120))
     assert result["outcome"] == "healthy"
-    assert result["previous_ami_id"] == first["ami_id"]
+    assert result["previous_ami_id"] == healthy.ami_id
     live = fleet.live()
     assert len(live) == 2
     assert not set(live) & before, "every instance is a new one"
@@ -137,15 +253,17 @@ def test_a_new_ami_replaces_every_instance(fleet: Fleet, first: dict[str, Any]):
     assert (newest.ami_id, newest.outcome, newest.previous_ami_id) == (
         ami,
         "healthy",
-        first["ami_id"],
+        healthy.ami_id,
     )
     # the release names the fleet it changed
     assert newest.asg_name == "hello-web-dev" and newest.launch_template_id
     assert int(newest.launch_template_version) >= 2
 
 
-def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(fleet: Fleet, tmp_path: Path):
-    good = fleet.ledger.live().ami_id
+def test_an_unhealthy_ami_is_rolled_back_to_the_previous_good_one(
+    fleet: Fleet, healthy: Release, tmp_path: Path
+):
+    good = healthy.ami_id
     bad = fleet.ami("2.0.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
     # baker sees the broken AMI itself: the refresh would go on for 10 minutes and the deadline
@@ -218,15 +336,15 @@ def user_data(fleet: Fleet, template_id: str, version: str) -> dict[str, str]:
     return values
 
 
-def test_a_runtime_change_alone_rolls_the_same_ami_with_the_values_verbatim(fleet: Fleet, tmp_path: Path):
-    live = fleet.ledger.live()
+def test_a_runtime_change_alone_rolls_the_same_ami_with_the_values_verbatim(
+    fleet: Fleet, dev_runtime: Release, tmp_path: Path
+):
     before = set(fleet.live())
-    project = fleet.variant(tmp_path / "runtime", lambda data: data.update(runtime={"env": HOSTILE_RUNTIME}))
-    result = fleet.deploy(project).run(live.ami_id, options=Options(timeout=120))
+    result = roll_out_hostile_runtime(fleet, tmp_path)
     assert result["outcome"] == "healthy"
-    assert int(result["launch_template_version"]) > int(live.launch_template_version)
+    assert int(result["launch_template_version"]) > int(dev_runtime.launch_template_version)
     now = fleet.live()
-    assert {v["ami"] for v in now.values()} == {live.ami_id}
+    assert {v["ami"] for v in now.values()} == {dev_runtime.ami_id}
     assert not set(now) & before, "a runtime change is a rolling refresh: every instance is new"
     assert (
         user_data(fleet, result["launch_template_id"], result["launch_template_version"]) == HOSTILE_RUNTIME
@@ -234,9 +352,10 @@ def test_a_runtime_change_alone_rolls_the_same_ami_with_the_values_verbatim(flee
     assert fleet.ledger.live().runtime == HOSTILE_RUNTIME
 
 
-def test_a_rollback_restores_the_ami_and_the_runtime_it_ran_with(fleet: Fleet, tmp_path: Path):
-    good = fleet.ledger.live()
-    assert good.runtime == HOSTILE_RUNTIME
+def test_a_rollback_restores_the_ami_and_the_runtime_it_ran_with(
+    fleet: Fleet, hostile_runtime: Release, tmp_path: Path
+):
+    good = hostile_runtime
     bad = fleet.ami("2.1.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
     # the broken release also changes the runtime (back to dev.yml's): the rollback must not keep it
@@ -249,14 +368,15 @@ def test_a_rollback_restores_the_ami_and_the_runtime_it_ran_with(fleet: Fleet, t
     assert user_data(fleet, back.launch_template_id, back.launch_template_version) == HOSTILE_RUNTIME
 
 
-def test_a_protected_environment_refuses_a_direct_deploy_before_terraform_runs(fleet: Fleet):
+def test_a_protected_environment_refuses_a_direct_deploy_before_terraform_runs(
+    fleet: Fleet, healthy: Release, capsys: pytest.CaptureFixture[str]
+):
     prod = fleet.project.environment("prod")
     stage = Deploy(fleet.project, prod, fleet.cloud.aws("us-west-2", "210987654321"), local=True)
-    code = main(["--project", str(fleet.root), "--local", "--output", "json", "deploy", "-e", "prod",
-                 "--ami", fleet.ledger.live().ami_id])  # fmt: skip
-    assert code == 6
+    code, out = cli(capsys, fleet.root, "deploy", "-e", "prod", "--ami", healthy.ami_id)
+    assert (code, out["exit_code"]) == (6, 6)
     with pytest.raises(Refused) as info:
-        stage.run(fleet.ledger.live().ami_id)
+        stage.run(healthy.ami_id)
     details = info.value.details
     assert (details["rule"], details["key"], details["outcome"]) == ("protected", "protected", "refused")
     assert details["file"].endswith("environments/prod.yml")
@@ -265,7 +385,7 @@ def test_a_protected_environment_refuses_a_direct_deploy_before_terraform_runs(f
     assert not (fleet.root / ".baker/build/terraform/prod").exists(), "Terraform never ran"
 
 
-def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, tmp_path: Path):
+def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, first: dict[str, Any], tmp_path: Path):
     # the same state, but a renamed service: Terraform would replace the ASG, ALB and target group
     renamed = fleet.variant(
         tmp_path / "renamed", lambda data: data["deploy"]["variables"].update(name="hello-web-renamed")
@@ -283,7 +403,7 @@ def test_the_plan_gate_refuses_to_replace_the_fleet(fleet: Fleet, tmp_path: Path
     assert fleet.lock_holder() is None
 
 
-def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet):
+def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet, first: dict[str, Any]):
     live_before = fleet.live()
     versions = len(fleet.ledger.releases())
     result = fleet.deploy().run(fleet.ami("3.1.0"), dry_run=True)
@@ -294,7 +414,9 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet):
     assert len(fleet.ledger.releases()) == versions
 
 
-def test_deploy_dry_run_from_the_command_line(fleet: Fleet, capsys: pytest.CaptureFixture):
+def test_deploy_dry_run_from_the_command_line(
+    fleet: Fleet, first: dict[str, Any], capsys: pytest.CaptureFixture[str]
+):
     ami = fleet.ami("3.2.0")
     code = main(["--project", str(fleet.root), "--local", "deploy", "-e", ENV, "--ami", ami, "--dry-run"])
     out = capsys.readouterr().out
@@ -304,7 +426,9 @@ def test_deploy_dry_run_from_the_command_line(fleet: Fleet, capsys: pytest.Captu
     assert "update   aws_launch_template.this (" in out and "image_id" in out
 
 
-def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, capsys: pytest.CaptureFixture):
+def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(
+    fleet: Fleet, healthy: Release, capsys: pytest.CaptureFixture[str]
+):
     ami = fleet.ami("4.0.0")
     outcome: dict[str, Any] = {}
 
@@ -317,30 +441,11 @@ def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, cap
     runner = threading.Thread(target=first_deploy)
     runner.start()
     try:
-        for _ in range(300):
-            if fleet.lock_holder():
-                break
-            time.sleep(0.1)
-        holder = fleet.lock_holder()
-        assert holder, "the first deploy took the lock"
-        code = main(
-            [
-                "--project",
-                str(fleet.root),
-                "--local",
-                "--output",
-                "json",
-                "deploy",
-                "-e",
-                ENV,
-                "--ami",
-                fleet.ami("4.0.1"),
-            ]
-        )
+        holder = wait_for("the first deploy to take the lock", fleet.lock_holder, deadline=30)
+        code, out = cli(capsys, fleet.root, "deploy", "-e", ENV, "--ami", fleet.ami("4.0.1"))
     finally:
         runner.join(timeout=300)
     assert code == 6
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["exit_code"] == 6
     assert holder["owner"] in out["error"] and holder["since"] in out["error"]
     assert "error" not in outcome, outcome.get("error")
@@ -348,9 +453,9 @@ def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(fleet: Fleet, cap
     assert fleet.lock_holder() is None
 
 
-def test_a_pinned_environment_refuses_deploys(fleet: Fleet):
+def test_a_pinned_environment_refuses_deploys(fleet: Fleet, healthy: Release):
     live_before = fleet.live()
-    fleet.ledger.set_pin(fleet.ledger.live().ami_id, reason="incident 42", by="oncall")
+    fleet.ledger.set_pin(healthy.ami_id, reason="incident 42", by="oncall")
     try:
         with pytest.raises(Refused) as info:
             fleet.deploy().run(fleet.ami("4.1.0"), options=Options(timeout=60))
@@ -365,12 +470,15 @@ def test_a_pinned_environment_refuses_deploys(fleet: Fleet):
 
 def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
     state = fleet.project.settings.state
-    mine = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
+    time = FakeTime()
+    mine = lock_for(
+        fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600, clock=time.clock
+    )
     with mine:
         first = fleet.lock_holder()["expires_at"]
-        time.sleep(1.1)
+        time.advance(60)
         assert mine.renew()
-        assert fleet.lock_holder()["expires_at"] > first
+        assert fleet.lock_holder()["expires_at"] == first + 60, "the lease runs 600 s from the renewal"
         # broken by an operator: the old owner can neither renew nor delete the new holder's lock
         mine.force_release()
         thief = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
@@ -381,43 +489,63 @@ def test_the_lock_is_renewed_only_by_its_owner(fleet: Fleet):
     assert fleet.lock_holder() is None
 
 
-def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFixture):
+def test_a_lock_whose_lease_ran_out_is_taken_over_and_says_whose_it_was(fleet: Fleet):
+    state = fleet.project.settings.state
+    time = FakeTime()
+
+    def lock() -> Lock:
+        return lock_for(
+            fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=120, clock=time.clock
+        )
+
+    dead = lock()
+    dead.acquire()  # a run that died: nobody renews or releases this
+    try:
+        time.advance(119)
+        with pytest.raises(Refused) as info:
+            lock().acquire()
+        assert info.value.exit_code == 6
+        assert "lease ends in 1s" in info.value.message and dead.owner in info.value.message
+        time.advance(2)
+        heir = lock()
+        heir.acquire()
+    finally:
+        lock().force_release()
+    assert heir.took_over is not None and heir.took_over["owner"] == dead.owner
+    assert fleet.lock_holder() is None
+
+
+def test_unlock_force_breaks_a_stale_lock(fleet: Fleet, capsys: pytest.CaptureFixture[str]):
     state = fleet.project.settings.state
     stale = lock_for(fleet.aws, table=state.table, app="hello-web", env=ENV, lease_seconds=600)
     stale.acquire()  # a CI job that was killed: nobody will release this
-    assert main(["--project", str(fleet.root), "--local", "unlock", "-e", ENV]) == 2
+    assert cli(capsys, fleet.root, "unlock", "-e", ENV)[0] == 2
     assert fleet.lock_holder() is not None
-    assert (
-        main(["--project", str(fleet.root), "--local", "--output", "json", "unlock", "-e", ENV, "--force"])
-        == 0
-    )
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    code, out = cli(capsys, fleet.root, "unlock", "-e", ENV, "--force")
+    assert code == 0
     assert out["released"]["owner"] == stale.owner
     assert fleet.lock_holder() is None
 
 
-def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_what_is_live(fleet: Fleet):
-    # staging: its own state and fleet, never deployed before
-    bad = fleet.ami("0.9.0-broken")
-    fleet.cloud.set_health(bad, "unhealthy")
-    project = fleet.project
-    stage = Deploy(project, project.environment("staging"), fleet.aws, local=True, poll_min=0.5, poll_max=2)
-    with pytest.raises(RollbackFailed) as info:
-        stage.run(bad, options=Options(timeout=10))
-    assert info.value.exit_code == 5
-    message = info.value.message
+def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_what_is_live(
+    staging_first_failure: dict[str, Any],
+):
+    bad, failed = staging_first_failure["ami"], staging_first_failure["error"]
+    assert failed.exit_code == 5
+    message = failed.message
     assert "no previous good release" in message
     assert f"Live: 2 on {bad} (2 unhealthy)" in message
-    assert info.value.details["outcome"] == "failed"
-    staging = Ledger(fleet.aws, table="baker-state", app="hello-web", env="staging")
-    assert [(r.ami_id, r.outcome) for r in staging.releases()] == [(bad, "failed")]
-    assert staging.live() is None
+    assert failed.details["outcome"] == "failed"
+    assert [(r.ami_id, r.outcome) for r in staging_first_failure["releases"]] == [(bad, "failed")]
+    assert staging_first_failure["live"] is None
 
 
-def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(fleet: Fleet):
-    """staging (its fleet broken since the test above) gets dev's live AMI unchanged, healthy;
+def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(
+    fleet: Fleet, healthy: Release, staging_first_failure: dict[str, Any], capsys: pytest.CaptureFixture[str]
+):
+    """staging (its fleet broken by its first deploy) gets dev's live AMI unchanged, healthy;
     pinned there, a release is refused (6) before anything is baked; unpinned, it goes again."""
-    dev_ami = fleet.ledger.live().ami_id
+    dev_ami = healthy.ami_id
     project = fleet.project
     staging = project.environment("staging")
     stage = Deploy(project, staging, fleet.aws, local=True, poll_min=0.5, poll_max=2)
@@ -434,8 +562,8 @@ def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(fl
     pinned = Pin(stage).pin(dev_ami, reason="freeze for the audit", options=Options(timeout=120))
     assert pinned["outcome"] == "healthy" and pinned["pinned"]["reason"] == "freeze for the audit"
     try:
-        code = main(["--project", str(fleet.root), "--local", "--output", "json", "release", "-e", "staging"])
-        assert code == 6
+        code, out = cli(capsys, fleet.root, "release", "-e", "staging")
+        assert (code, out["exit_code"]) == (6, 6)
     finally:
         unpinned = Pin(stage).unpin()
     assert unpinned["unpinned"]["ami_id"] == dev_ami
@@ -445,8 +573,8 @@ def test_promote_takes_devs_ami_into_staging_and_a_pin_then_refuses_a_release(fl
     assert unpinned["previous_ami_id"] == ledger.releases(limit=1)[0].previous_ami_id == dev_ami
 
 
-def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet):
-    good = fleet.ledger.live().ami_id
+def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet, healthy: Release):
+    good = healthy.ami_id
     bad = fleet.ami("6.0.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
     with pytest.raises(RollbackFailed) as info:
@@ -461,29 +589,17 @@ def test_no_rollback_leaves_the_failed_state_and_says_so(fleet: Fleet):
     assert fleet.lock_holder() is None
 
 
-def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
-    ami = fleet.ami("5.0.0")
-    fleet.cloud.set_health(ami, "initial")  # never healthy: the deploy waits until interrupted
-    stage = fleet.deploy()
-    polls = threading.Event()
-    stage.on_poll = lambda state: polls.set()
-
-    def interrupt() -> None:
-        if polls.wait(timeout=240):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(Interrupted) as info:
-        stage.run(ami, options=Options(timeout=300))
-    assert info.value.exit_code == 130
-    assert "lock released" in info.value.message
+def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet, first: dict[str, Any]):
+    ami, stopped = interrupt_a_deploy(fleet, "5.0.0")
+    assert stopped.exit_code == 130
+    assert "lock released" in stopped.message
     assert fleet.lock_holder() is None
     newest = fleet.ledger.releases()[0]
     assert (newest.ami_id, newest.outcome) == (ami, "interrupted")
     # nothing keeps moving after baker exits: the refresh it started is cancelled, and it says so
-    assert info.value.details["refresh_cancelled"] is True
-    assert "instance refresh of hello-web-dev cancelled" in info.value.message
-    assert "launch template" in info.value.message and "live:" in info.value.message
+    assert stopped.details["refresh_cancelled"] is True
+    assert "instance refresh of hello-web-dev cancelled" in stopped.message
+    assert "launch template" in stopped.message and "live:" in stopped.message
     refreshes = fleet.aws.client("autoscaling").describe_instance_refreshes(
         AutoScalingGroupName="hello-web-dev"
     )
@@ -492,10 +608,10 @@ def test_sigint_during_the_wait_releases_the_lock_and_records_it(fleet: Fleet):
 
 
 def test_after_an_interrupt_the_next_deploy_names_what_the_fleet_ran_and_a_killed_run_is_abandoned(
-    fleet: Fleet,
+    fleet: Fleet, interrupted: Release
 ):
-    """The release before was interrupted (above) and a run that died left one in_progress: the
-    next deploy closes it as abandoned and names the AMI the fleet really ran as the previous."""
+    """The release before was interrupted and a run that died left one in_progress: the next
+    deploy closes it as abandoned and names the AMI the fleet really ran as the previous."""
     running = {v["ami"] for v in fleet.live().values()}
     dead = fleet.ledger.new("deploy", fleet.ami("5.0.1"))
     fleet.ledger.write(dead)  # in_progress forever: its process was SIGKILLed

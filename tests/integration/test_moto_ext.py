@@ -9,7 +9,7 @@ import base64
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,21 +17,10 @@ import botocore.exceptions
 import pytest
 
 from baker.local.moto.state import SOURCE_AMI_NAME, SOURCE_AMI_OWNER
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
 _names = itertools.count(1)
-
-
-def wait_for(what: str, check: Callable[[], Any], deadline: float = 90) -> Any:
-    """Poll until ``check`` returns something truthy; the deadline only bounds a broken emulator."""
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.3)
 
 
 def source_ami(ec2: Any) -> dict[str, Any]:
