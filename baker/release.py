@@ -30,12 +30,14 @@ class Release:
         build_host: Any = None,
         allow_dirty: bool = False,
         verify: Any = None,
+        deploy: Deploy | None = None,
     ) -> None:
         self.project, self.env, self.aws = project, env, aws
         self.local = local
         self.build_host = build_host
         self.bake = Bake(project, env, aws, build_host=build_host, allow_dirty=allow_dirty)
-        self.deploy = Deploy(project, env, aws, local=local)
+        #: the deploy half, with an AWS of its own when it runs under another role than the bake
+        self.deploy = deploy or Deploy(project, env, aws, local=local)
         #: baker.verify.Verify, or None when the project has no smoke checks
         self.verify = verify
 
