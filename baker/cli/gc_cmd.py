@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
@@ -85,5 +86,12 @@ def gc(app: App, env_names: tuple[str, ...], keep: int, older_than: float, apply
     from baker.gc import GC
 
     envs = [app.environment(n) for n in app.project.environment_names()]
-    stage = GC(app.project, envs, app.aws, only=env_names, keep=keep, older_than_days=older_than)
+    stage = GC(
+        app.project,
+        envs,
+        functools.partial(app.aws, group="gc"),
+        only=env_names,
+        keep=keep,
+        older_than_days=older_than,
+    )
     app.emit(stage.run(apply=apply), render)

@@ -61,7 +61,7 @@ def promote(
 ) -> None:
     """Take SOURCE's live, healthy AMI into TARGET (copied or shared as its account and region
     need, never rebaked), then deploy it there with the full health gate."""
-    from baker.deploy import Options
+    from baker.deploy import Deploy, Options
     from baker.promote import Promote
 
     src, dst = app.environment(source), app.environment(target)
@@ -70,6 +70,15 @@ def promote(
         from baker.local import cloud
 
         build_host = cloud.build_host()
-    stage = Promote(app.project, src, dst, app.aws(src), app.aws(dst), local=app.local, build_host=build_host)
+    stage = Promote(
+        app.project,
+        src,
+        dst,
+        app.aws(src, "promote"),
+        app.aws(dst, "promote"),
+        local=app.local,
+        build_host=build_host,
+        deploy=Deploy(app.project, dst, app.aws(dst, "deploy"), local=app.local),
+    )
     options = Options(timeout=timeout, rollback=not no_rollback, allow_replace=allow_replace)
     app.emit(stage.run(ami_id=ami_id, deploy=not no_deploy, dry_run=dry_run, options=options), render)

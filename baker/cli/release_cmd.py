@@ -46,7 +46,7 @@ def release(
     allow_dirty: bool,
 ) -> None:
     """Bake ENV's AMI (a cache hit when the recipe is unchanged), then deploy it."""
-    from baker.deploy import Options
+    from baker.deploy import Deploy, Options
     from baker.release import Release
 
     env = app.environment(env_name)
@@ -62,11 +62,12 @@ def release(
     if app.project.settings.smoke_checks:
         from baker.verify import Verify
 
-        verify = Verify(app.project, env, app.aws(env), reach=reach)
+        verify = Verify(app.project, env, app.aws(env, "bake"), reach=reach)
     stage = Release(
         app.project,
         env,
-        app.aws(env),
+        app.aws(env, "bake"),
+        deploy=Deploy(app.project, env, app.aws(env, "deploy"), local=app.local),
         local=app.local,
         build_host=build_host,
         allow_dirty=allow_dirty,

@@ -17,7 +17,7 @@ from baker.cli.app import App, complete_environment
 def render(app: App, env_name: str, allow_dirty: bool) -> None:
     """Render the Packer template and its variables for ENV into the build folder; `packer validate` it."""
     env = app.environment(env_name)
-    aws = app.aws(env)
+    aws = app.aws(env, "bake")
     result = stage.Render(
         app.project, env, aws, local_endpoint=aws.endpoint_url if app.local else None, allow_dirty=allow_dirty
     ).run()

@@ -64,13 +64,19 @@ record is not replaced by the group; warm pools during a refresh.
     dimensions include the asked ones (AWS: exactly the asked set). Now the answers the local load
     balancers relay or make are ``AWS/ApplicationELB`` metrics (``HTTPCode_Target_5XX_Count`` per
     target group, ``HTTPCode_ELB_5XX_Count``, ...), matched exactly (baker.local.moto.metrics).
+16. IAM enforcement (``INITIAL_NO_AUTH_ACTION_COUNT``) matches a statement's Action only: every call
+    but S3's has the resource ``*``, and conditions other than ``StringEquals`` on request
+    parameters are ignored. Now an assumed role's policies are evaluated with the call's resource
+    ARN and the condition keys the example policies use, and every call is recorded
+    (baker.local.moto.policy_evaluation).
 
 Where each gap is filled: 1 and 10 ``refresh``, 2 ``target_health``, 3 ``termination``, 4-6
 ``launch_templates``, 7-9 and 14 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
-``load_balancers``, 15 ``metrics``; the request path's ``throttling`` (a knob that answers as AWS
-throttles) and ``retries`` (a retried call that was carried out gets its first answer). Their shared
-state (knobs, lock, live instances) is ``state``. The emulator's own endpoints (``/_baker/...``) are
-in baker.local.api. ``install()`` applies all of it once per process, before the server starts.
+``load_balancers``, 15 ``metrics``, 16 ``policy_evaluation``; the request path's ``throttling`` (a
+knob that answers as AWS throttles) and ``retries`` (a retried call that was carried out gets its
+first answer). Their shared state (knobs, lock, live instances) is ``state``. The emulator's own
+endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all of it once per
+process, before the server starts.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ def install() -> None:
         launch_templates,
         live_instances,
         metrics,
+        policy_evaluation,
         refresh,
         tags,
         target_health,
@@ -112,4 +119,5 @@ def install() -> None:
     tags.install()
     live_instances.install()
     metrics.install()
+    policy_evaluation.install()
     _installed = True
