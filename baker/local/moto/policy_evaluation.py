@@ -222,6 +222,14 @@ def _resources(
         except ValueError:
             table = None
         return [f"arn:aws:dynamodb:{region}:{account}:table/{table}"] if table else ["*"]
+    if service == "ec2" and op == "CreateTags":
+        kinds = {"ami": "image", "snap": "snapshot", "i": "instance", "vol": "volume"}
+        out = []
+        for rid in _param(response, "ResourceId"):
+            kind = kinds.get(rid.split("-", 1)[0], rid.split("-", 1)[0])
+            owner = "" if kind in ("image", "snapshot") else account
+            out.append(f"arn:aws:ec2:{region}:{owner}:{kind}/{rid}")
+        return out or ["*"]
     if service == "ec2" and op in EC2_RESOURCES:
         param, kind = EC2_RESOURCES[op]
         ids = _param(response, param)
