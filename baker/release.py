@@ -36,6 +36,7 @@ class Release:
         self.local = local
         self.build_host = build_host
         self.bake = Bake(project, env, aws, build_host=build_host, allow_dirty=allow_dirty)
+        #: the deploy half, with an AWS of its own when it runs under another role than the bake
         self.deploy = deploy or Deploy(project, env, aws, local=local)
         #: baker.verify.Verify, or None when the project has no smoke checks
         self.verify = verify

@@ -80,13 +80,14 @@ class App:
 
         cloud.enter()
 
-    def aws(self, env: Environment) -> AWS:
-        """AWS for an environment: its region/account, or the local cloud's endpoint with --local."""
+    def aws(self, env: Environment, group: str = "deploy") -> AWS:
+        """AWS for an environment: its region/account, or the local cloud's endpoint with --local
+        (as the example role of the verb ``group`` when the local cloud enforces IAM)."""
         s = env.settings.aws
         if self.local:
             from baker.local import cloud
 
-            return cloud.aws(region=s.region, account_id=s.account_id)
+            return cloud.aws(region=s.region, account_id=s.account_id, group=group)
         from baker.aws import AWS
 
         return AWS(region=s.region, profile=s.profile, role_arn=s.role_arn)

@@ -54,7 +54,7 @@ def bake(app: App, env_name: str, force: bool, dry_run: bool, layer: str | None,
         from baker.local import cloud
 
         build_host = cloud.build_host()
-    result = stage.Bake(app.project, env, app.aws(env), build_host=build_host, allow_dirty=allow_dirty).run(
-        force=force, dry_run=dry_run, layer=layer
-    )
+    result = stage.Bake(
+        app.project, env, app.aws(env, "bake"), build_host=build_host, allow_dirty=allow_dirty
+    ).run(force=force, dry_run=dry_run, layer=layer)
     app.emit(result, _text)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
@@ -140,7 +141,7 @@ def gc(
     stage = GC(
         app.project,
         envs,
-        app.aws,
+        functools.partial(app.aws, group="gc"),
         only=env_names,
         keep=keep,
         older_than_days=older_than,

@@ -73,6 +73,9 @@ def _render_status(d: dict[str, Any]) -> str:
         )
     for b in balancers:
         lines.append(f"  {b['dns_name']}  {b['url']}  {len(b['healthy_targets'])} healthy target(s)")
+    if d.get("iam_roles"):
+        lines.append(f"IAM enforced: --local commands assume these roles ({len(d['iam_roles'])})")
+        lines += [f"  {arn}" for arn in d["iam_roles"]]
     return "\n".join(lines)
 
 
@@ -98,6 +101,19 @@ def _render_status(d: dict[str, Any]) -> str:
     default=None,
     help="live instances (containers booting their image) at most [default: 12]",
 )
+@click.option(
+    "--enforce-iam/--no-enforce-iam",
+    default=None,
+    help="evaluate IAM policies: every --local command runs as the example role of its verb group "
+    "(made in each account of the project's environments) [default: unchanged, off at start]",
+)
+@click.option(
+    "--iam-policies",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    show_default="examples/iam of the project",
+    help="the policies of the roles --enforce-iam makes",
+)
 @click.pass_obj
 def up(
     app: App,
@@ -107,9 +123,22 @@ def up(
     initial_seconds: float | None,
     refresh_timeout: float | None,
     max_instances: int | None,
+    enforce_iam: bool | None,
+    iam_policies: str | None,
 ) -> None:
     """Start the local cloud (harmless when it already runs)."""
+    from pathlib import Path
+
     from baker.local import cloud
+
+    iam = None
+    if enforce_iam is not None:
+        iam = cloud.IAMSetup(enforce=enforce_iam)
+        if enforce_iam:
+            project = app.project
+            iam.policies = Path(iam_policies) if iam_policies else Path(app.project_dir) / "examples" / "iam"
+            iam.environments = [project.environment(n) for n in project.environment_names()]
+            iam.table = project.settings.state.table
 
     timings = {
         "initial_seconds": initial_seconds,
@@ -121,6 +150,7 @@ def up(
         netns_name,
         rootfs=not no_rootfs,
         timings={k: v for k, v in timings.items() if v is not None},
+        iam=iam,
     )
     app.emit(result, lambda d: ("already running\n" if d.get("already_running") else "") + _render_status(d))
 

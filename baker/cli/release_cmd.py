@@ -62,11 +62,11 @@ def release(
     if app.project.settings.smoke_checks:
         from baker.verify import Verify
 
-        verify = Verify(app.project, env, app.aws(env), reach=reach)
+        verify = Verify(app.project, env, app.aws(env, "bake"), reach=reach)
     stage = Release(
         app.project,
         env,
-        app.aws(env),
+        app.aws(env, "bake"),
         local=app.local,
         build_host=build_host,
         allow_dirty=allow_dirty,

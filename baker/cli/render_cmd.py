@@ -18,7 +18,7 @@ def render(app: App, env_name: str, allow_dirty: bool) -> None:
     from baker import render as stage
 
     env = app.environment(env_name)
-    aws = app.aws(env)
+    aws = app.aws(env, "bake")
     result = stage.Render(
         app.project, env, aws, local_endpoint=aws.endpoint_url if app.local else None, allow_dirty=allow_dirty
     ).run()

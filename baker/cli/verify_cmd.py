@@ -45,5 +45,7 @@ def verify(app: App, env_name: str, ami_id: str, boot_timeout: int) -> None:
         from baker.local.instances import LocalReach
 
         reach = LocalReach(cloud.resolve_state_dir())
-    result = Verify(app.project, env, app.aws(env), reach=reach, boot_timeout=boot_timeout).run(ami_id)
+    result = Verify(app.project, env, app.aws(env, "bake"), reach=reach, boot_timeout=boot_timeout).run(
+        ami_id
+    )
     app.emit(result, render)

@@ -94,7 +94,10 @@ class Handoff:
         region = backend.region or self.aws.region
         s3 = self.aws.client("s3", region)
         try:
-            s3.head_bucket(Bucket=backend.bucket)
+            # a listing under the state's own prefix, which a least-privilege role may make (HeadBucket
+            # needs s3:ListBucket with no prefix: examples/iam/deploy.json grants it for the prefix only)
+            folder, slash, _ = backend.key.rpartition("/")
+            s3.list_objects_v2(Bucket=backend.bucket, Prefix=folder + slash, MaxKeys=1)
             return
         except AWSError as exc:
             if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):

@@ -1,4 +1,5 @@
-"""The emulator's own API under ``/_baker/``: health override, settings, inventory (JSON in and out).
+"""The emulator's own API under ``/_baker/``: health override, settings, inventory, IAM enforcement
+and its record of calls (JSON in and out).
 
 Served next to the AWS APIs by the same server (``wsgi`` wraps moto's application), inside the
 local cloud's namespace; ``baker local status`` and ``local health`` are its clients.
@@ -10,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from baker.local.moto import retries, state, throttling
+from baker.local.moto import policy_evaluation, retries, state, throttling
 from baker.local.moto.state import BALANCERS, LOCK, SETTINGS, is_live, tag_map
 from baker.local.moto.target_health import instance_health, set_health, target_health
 
@@ -104,6 +105,13 @@ def handle(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
                 seconds=float(data["throttle_seconds"]) if "throttle_seconds" in data else None,
             )
             return 200, {**now, **throttling.THROTTLE.describe()}
+        if path == "/_baker/iam":
+            if method == "POST":
+                on = data.get("enforce")
+                if on is not None and not isinstance(on, bool):
+                    raise ValueError("enforce must be true or false")
+                policy_evaluation.ENFORCEMENT.set(on=on, reset=bool(data.get("reset")))
+            return 200, policy_evaluation.ENFORCEMENT.describe()
         if path == "/_baker/status":
             return 200, {**inventory(), "load_balancers": BALANCERS.describe()}
     except (ValueError, TypeError) as exc:

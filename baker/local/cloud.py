@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -183,11 +184,13 @@ def up(
     *,
     rootfs: bool = True,
     timings: dict[str, float] | None = None,
+    iam: IAMSetup | None = None,
 ) -> dict[str, Any]:
     """Start the local cloud (harmless when it runs): namespace, emulator, build host's root fs.
 
     ``timings`` sets the emulator's health knobs (initial_seconds, refresh_timeout), also on a
-    cloud that already runs.
+    cloud that already runs. ``iam`` turns IAM enforcement on (with the example roles) or off,
+    also on a cloud that already runs.
     """
     sdir = resolve_state_dir(state_dir)
     netns.require_root()
@@ -204,6 +207,8 @@ def up(
         _call(state, "/_baker/health")
         if timings:
             _call(state, "/_baker/settings", "POST", timings)
+        if iam is not None:
+            _set_iam(sdir, state, iam)
         rootfs_path = _ensure_rootfs(sdir) if rootfs else None
         result = status(sdir)
         result.update(
@@ -246,6 +251,8 @@ def up(
     _write_state(sdir, state)
     try:
         _wait_ready(state, rec, log_file)
+        if iam is not None:
+            _set_iam(sdir, state, iam)
     except BakerError:
         down(sdir)
         raise
@@ -259,6 +266,64 @@ def up(
         rootfs=rootfs_path,
     )
     return result
+
+
+@dataclass
+class IAMSetup:
+    """``local up --enforce-iam``: the example's policies and the project's environments (whose
+    accounts get the roles, whose state buckets and tables the bootstrap role makes)."""
+
+    enforce: bool
+    policies: Path | None = None
+    environments: list[Any] = field(default_factory=list)
+    table: str = "baker-state"
+
+
+def _set_iam(sdir: Path, state: dict[str, Any], iam: IAMSetup) -> None:
+    """Turn enforcement on (roles made, state bootstrapped, calls recorded afresh) or off."""
+    from baker.local import roles
+
+    if not iam.enforce:
+        _call(state, "/_baker/iam", "POST", {"enforce": False})
+        state.pop("iam", None)
+        _write_state(sdir, state)
+        return
+    if iam.policies is None:
+        raise UsageError("--enforce-iam needs the folder of the example policies")
+    texts = roles.policies(iam.policies)
+    accounts = roles.homes(iam.environments) or {roles.EXAMPLE_ACCOUNT: roles.EXAMPLE_REGION}
+
+    def admin(account: str, region: str) -> AWS:
+        return in_netns_aws(state, region, account)
+
+    made = in_netns(state["netns"], lambda: roles.make(admin, texts, accounts))
+    state["iam"] = {"enforce": True, "roles": made, "policies": str(iam.policies)}
+    _write_state(sdir, state)
+    _call(state, "/_baker/iam", "POST", {"enforce": True, "reset": True})
+
+    def as_bootstrap(account: str, region: str) -> AWS:
+        return in_netns_aws(state, region, account, group="bootstrap")
+
+    in_netns(state["netns"], lambda: roles.bootstrap(as_bootstrap, iam.environments, iam.table))
+
+
+def in_netns_aws(state: dict[str, Any], region: str, account: str, group: str | None = None) -> AWS:
+    """An AWS on the cloud of ``state`` as an account's root, or as its role of ``group``."""
+    credentials = {"aws_access_key_id": account, "aws_secret_access_key": "baker-local"}
+    role = None
+    if group is not None and state.get("iam", {}).get("enforce"):
+        from baker.local.roles import role_arn
+
+        role = role_arn(account, group)
+    return AWS(region=region, endpoint_url=state["endpoint"], credentials=credentials, role_arn=role)
+
+
+def iam_calls(state_dir: str | Path | None = None, *, reset: bool = False) -> dict[str, Any]:
+    """What the emulator recorded of the roles' calls since enforcement was turned on."""
+    state = _state(resolve_state_dir(state_dir))
+    if reset:
+        return _call(state, "/_baker/iam", "POST", {"reset": True})
+    return _call(state, "/_baker/iam")
 
 
 def down(
@@ -347,6 +412,8 @@ def status(state_dir: str | Path | None = None) -> dict[str, Any]:
         result["images"] = inv["images"]
         result["instances"] = inv["instances"]
         result["load_balancers"] = inv.get("load_balancers", [])
+    iam = state.get("iam") or {}
+    result["iam_roles"] = iam.get("roles", []) if iam.get("enforce") else None
     cls = _build_host_class()
     result["build_host"] = cls(sdir, cache_dir()).status() if cls is not None else None
     return result
@@ -362,19 +429,23 @@ def endpoint(state_dir: str | Path | None = None) -> str:
     return str(_state(resolve_state_dir(state_dir))["endpoint"])
 
 
-def aws(region: str, account_id: str | None = None, state_dir: str | Path | None = None) -> AWS:
+def aws(
+    region: str,
+    account_id: str | None = None,
+    state_dir: str | Path | None = None,
+    *,
+    group: str | None = None,
+) -> AWS:
     """An AWS for the local cloud: its endpoint, and fake credentials whose key id is the account.
 
     moto treats a 12-digit access key id as the account id, which is how several accounts are emulated.
+    With IAM enforced (``local up --enforce-iam``) and a verb ``group``, the account's role of that
+    group is assumed (baker.local.roles), so baker, Packer and Terraform act as that role.
     """
     account = account_id or DEFAULT_ACCOUNT
     if not (len(account) == 12 and account.isdigit()):
         raise UsageError(f"account id {account!r} must be 12 digits")
-    return AWS(
-        region=region,
-        endpoint_url=endpoint(state_dir),
-        credentials={"aws_access_key_id": account, "aws_secret_access_key": "baker-local"},
-    )
+    return in_netns_aws(_state(resolve_state_dir(state_dir)), region, account, group)
 
 
 def listener(endpoint_url: str, listener_arn: str) -> dict[str, Any] | None:

@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir", default=None, help="the root filesystem cache (the source image's disk)"
     )
+    parser.add_argument(
+        "--enforce-iam", action="store_true", help="evaluate assumed roles' IAM policies on every call"
+    )
     parser.add_argument("--max-instances", type=int, default=None, help="live instances (containers) at most")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -114,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         state.SETTINGS.refresh_timeout = args.refresh_timeout
     if args.max_instances is not None:
         state.SETTINGS.max_instances = args.max_instances
+    if args.enforce_iam:
+        from baker.local.moto.policy_evaluation import ENFORCEMENT
+
+        ENFORCEMENT.set(on=True)
     if args.state_dir:
         from baker.local.blocks import BlockStore
         from baker.local.instances import Instances

@@ -46,6 +46,23 @@ def baker(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Baker:
             }
         )
     )
+    # the next environment in another account and region (promote.json's share and copy)
+    (root / "environments" / f"{ENV}-west.yml").write_text(
+        yaml.safe_dump(
+            {
+                "aws": {"region": "us-west-2", "account_id": "210987654321"},
+                "bake": {"ansible_vars": {"hello_greeting": "hello from e2e"}},
+                "promote_from": ENV,
+                "deploy": {
+                    "backend": {
+                        "bucket": "baker-tfstate-210987654321",
+                        "key": f"hello-web/{ENV}-west.tfstate",
+                        "region": "us-west-2",
+                    },
+                },
+            }
+        )
+    )
     commit_all(root)
     git(root, "tag", "v1.4.0")
     return Baker(root)
@@ -164,6 +181,11 @@ def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(baker:
         ("rollback", v1, "healthy"),
     ]
     assert all(r["by"] and r["at"] for r in history["releases"])
+
+    # v2 promoted to the next account (shared, copied into us-west-2, tagged; not deployed there)
+    code, promoted, err = baker("promote", "--from", ENV, "--to", f"{ENV}-west", "--no-deploy")
+    assert code == 0 and promoted["source_ami_id"] == v2, err
+    assert promoted["shared_with"] == ["210987654321"] and promoted["copies"]["us-west-2"] != v2
 
     code, status, err = baker("status", "-e", ENV)
     assert (

@@ -8,6 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import json
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ import botocore.exceptions
 import pytest
 
 from baker.local.moto.state import SOURCE_AMI_NAME, SOURCE_AMI_OWNER
+from tests.conftest import REPO, copy_project
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -562,3 +567,45 @@ def test_a_child_snapshot_reads_its_parents_blocks_plus_its_own(local_cloud: Any
     assert read_block(ebs, base, 0).startswith(b"base-0")
     ec2.delete_snapshot(SnapshotId=base)
     assert not (store / f"{base}.img").exists()
+
+
+@pytest.fixture
+def deploy_role_without(local_cloud: Any, tmp_path: Any) -> Iterator[str]:
+    """The session's cloud enforcing the example roles (``local up --enforce-iam``), with one action
+    taken out of examples/iam/deploy.json; enforcement off again afterwards."""
+    from baker.config import load_project
+    from baker.local import cloud
+
+    missing = "dynamodb:GetItem"
+    policies = tmp_path / "iam"
+    shutil.copytree(REPO / "examples" / "iam", policies)
+    doc = json.loads((policies / "deploy.json").read_text())
+    for st in doc["Statement"]:
+        if isinstance(st["Action"], list) and missing in st["Action"]:
+            st["Action"].remove(missing)
+    (policies / "deploy.json").write_text(json.dumps(doc))
+    repo = load_project(REPO)
+    envs = [repo.environment(n) for n in repo.environment_names()]
+    cloud.up(local_cloud.state_dir, rootfs=False, iam=cloud.IAMSetup(True, policies, envs))
+    try:
+        yield missing
+    finally:
+        cloud.up(local_cloud.state_dir, rootfs=False, iam=cloud.IAMSetup(False))
+
+
+def test_a_role_missing_one_action_fails_the_release_naming_it(
+    local_cloud: Any, deploy_role_without: str, tmp_path: Any
+) -> None:
+    from baker.local import cloud
+
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project", "environments")
+    argv = [sys.executable, "-m", "baker", "--project", str(project), "--output", "json", "--local"]
+    done = subprocess.run([*argv, "release", "-e", "dev"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert f"not authorized to perform: {deploy_role_without}" in error, error
+    assert "assumed-role/baker-deploy/" in error and "table/baker-state" in error, error
+    calls = cloud.iam_calls(local_cloud.state_dir)["calls"]
+    assert [c["action"] for c in calls if not c["allowed"]] == [deploy_role_without]
+    assert not any(c["action"].startswith("ec2:") for c in calls), "refused before anything was baked"

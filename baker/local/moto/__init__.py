@@ -65,7 +65,6 @@ record is not replaced by the group; warm pools during a refresh.
     dimensions include the asked ones (AWS: exactly the asked set). Now the answers the local load
     balancers relay or make are ``AWS/ApplicationELB`` metrics (``HTTPCode_Target_5XX_Count`` per
     target group, ``HTTPCode_ELB_5XX_Count``, ...), matched exactly (baker.local.moto.metrics).
-
 16. Images have no lifecycle: a disabled image still launches and is listed, and there is no
     deprecation, no deregistration protection and no ``LastLaunchedTime``. Now EnableImageDeprecation
     and DisableImageDeprecation set ``DeprecationTime``; a disabled image cannot launch
@@ -89,15 +88,20 @@ record is not replaced by the group; warm pools during a refresh.
     15 GiB snapshot of its own, whatever snapshot it names. Now the root device's mapping names the
     snapshot the image boots (an instance of it boots that snapshot's blocks, gap 13), with the
     image's architecture, boot mode and ENA support as registered.
+21. IAM enforcement (``INITIAL_NO_AUTH_ACTION_COUNT``) matches a statement's Action only: every call
+    but S3's has the resource ``*``, and conditions other than ``StringEquals`` on request
+    parameters are ignored. Now an assumed role's policies are evaluated with the call's resource
+    ARN and the condition keys the example policies use, and every call is recorded
+    (baker.local.moto.policy_evaluation).
 
 Where each gap is filled: 1 and 10 ``refresh``, 2 ``target_health``, 3 ``termination``, 4-6
 ``launch_templates``, 7-9, 14 and 20 ``images``, 11 ``accounts``, 12 ``tags``, 13 ``live_instances`` and
 ``load_balancers``, 15 ``metrics``, 16 ``image_lifecycle``, 17 ``image_references``, 18
-``certificates`` and ``load_balancers``, 19 ``ebs_direct``; the request path's ``throttling`` (a
-knob that answers as AWS throttles) and ``retries`` (a retried call that was carried out gets its
-first answer). Their shared state (knobs, lock, live instances, the block store) is ``state``.
-The emulator's own endpoints (``/_baker/...``) are in baker.local.api. ``install()`` applies all
-of it once per process, before the server starts.
+``certificates`` and ``load_balancers``, 19 ``ebs_direct``, 21 ``policy_evaluation``; the request
+path's ``throttling`` (a knob that answers as AWS throttles) and ``retries`` (a retried call that was
+carried out gets its first answer). Their shared state (knobs, lock, live instances, the block
+store) is ``state``. The emulator's own endpoints (``/_baker/...``) are in baker.local.api.
+``install()`` applies all of it once per process, before the server starts.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ def install() -> None:
         launch_templates,
         live_instances,
         metrics,
+        policy_evaluation,
         refresh,
         tags,
         target_health,
@@ -147,4 +152,5 @@ def install() -> None:
     image_references.install()
     certificates.install()
     ebs_direct.install()
+    policy_evaluation.install()
     _installed = True
