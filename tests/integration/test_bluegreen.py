@@ -3,7 +3,10 @@
 One fleet for the module, in its own environment (``bg``) and Terraform state: it starts rolling,
 switches to blue/green in place (the rolling fleet is blue, and keeps serving), takes blue/green
 releases, failures and rollbacks, and is refused a switch back while it would move users. Weights,
-colors and target health come from the emulator's API. The tests run in file order.
+colors and target health come from the emulator's API. Each test requests the state it starts
+from: ``rolling`` (what the rolling fleet was before it switched), ``migrated`` (the switch),
+``green_live`` or ``blue_live`` (the live color, the other kept): found as the test before left
+it, or made now, so any test runs alone and in any order.
 """
 
 from __future__ import annotations
@@ -145,34 +148,84 @@ def fleet(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
 
 @pytest.fixture(scope="module")
 def rolling(fleet: Fleet) -> dict[str, Any]:
+    """The rolling fleet's first deploy, and what it was before it switched to blue_green: the
+    Terraform plan of its own release with the module, and the dry run of the switch. Every test
+    that switches the fleet requests ``migrated``, which requests this: these looks come first."""
     fleet.configure(strategy="rolling")
-    return fleet.deploy().run(fleet.ami("1.0.0"), options=TIMEOUT)
+    result = fleet.deploy().run(fleet.ami("1.0.0"), options=TIMEOUT)
+    deploy = fleet.deploy()
+    plan = deploy.handoff.plan(result["ami_id"], fleet.project.environment(ENV).settings.runtime.env)
+    deploy.terraform.discard(plan)
+    live_color = fleet.ledger.live().color
+    fleet.configure(strategy="blue_green")
+    try:
+        switch = fleet.deploy().run(fleet.ami("1.5.0"), dry_run=True)
+    finally:
+        fleet.configure(strategy="rolling")
+    return {"result": result, "plan": plan, "live_color": live_color, "switch": switch}
 
 
 @pytest.fixture(scope="module")
 def migrated(fleet: Fleet, rolling: dict[str, Any]) -> dict[str, Any]:
-    """The rolling environment switched to blue_green, then v2 deployed: the first goes to green."""
+    """The rolling environment switched to blue_green, then v2 deployed: the first goes to green.
+    What the groups, the weights and the ledger said right after."""
     fleet.configure(strategy="blue_green")
     before = fleet.group(BLUE)
     result = fleet.deploy().run(fleet.ami("2.0.0"), options=TIMEOUT)
-    return {"result": result, "blue_before": before}
+    return {
+        "result": result,
+        "blue_before": before,
+        "blue": fleet.group(BLUE),
+        "green": fleet.group(GREEN),
+        "weights": fleet.weights(),
+        "live": fleet.ledger.live(),
+    }
 
 
-def test_a_rolling_environment_plans_nothing_new_with_the_module(fleet: Fleet, rolling: dict[str, Any]):
-    assert rolling["outcome"] == "healthy"
-    deploy = fleet.deploy()
-    plan = deploy.handoff.plan(rolling["ami_id"], fleet.project.environment(ENV).settings.runtime.env)
-    deploy.terraform.discard(plan)
-    assert plan.empty, plan.summary()
-    assert fleet.ledger.live().color is None
+def live_color(fleet: Fleet, color: str) -> bool:
+    """``color`` is live (all the weight, the ledger says so) and the other keeps its capacity."""
+    live = fleet.ledger.live()
+    kept = GREEN if color == "blue" else BLUE
+    weights = {BLUE_TG: 100, GREEN_TG: 0} if color == "blue" else {BLUE_TG: 0, GREEN_TG: 100}
+    return (
+        live is not None
+        and live.color == color
+        and fleet.weights() == weights
+        and len(fleet.group(kept)) == 2
+    )
 
 
-def test_switching_to_blue_green_replaces_nothing(fleet: Fleet, rolling: dict[str, Any]):
+@pytest.fixture
+def green_live(fleet: Fleet, migrated: dict[str, Any]) -> None:
+    """green live, blue keeping its capacity (the previous color): as the switch leaves it, or a
+    new release deployed now (to the idle green)."""
     fleet.configure(strategy="blue_green")
-    try:
-        result = fleet.deploy().run(fleet.ami("1.5.0"), dry_run=True)
-    finally:
-        fleet.configure(strategy="rolling")
+    if not live_color(fleet, "green"):
+        fleet.deploy().run(fleet.ami("2.1.0"), options=TIMEOUT)
+    assert live_color(fleet, "green")
+
+
+@pytest.fixture
+def blue_live(fleet: Fleet, migrated: dict[str, Any]) -> None:
+    """blue live with all the weight: as a rollback or a failed release leaves it, or a new
+    release deployed now (to the idle blue)."""
+    fleet.configure(strategy="blue_green")
+    live = fleet.ledger.live()
+    if not (live and live.color == "blue" and fleet.weights() == {BLUE_TG: 100, GREEN_TG: 0}):
+        fleet.deploy().run(fleet.ami("2.2.0"), options=TIMEOUT)
+    live = fleet.ledger.live()
+    assert live is not None and live.color == "blue" and len(fleet.group(BLUE)) == 2
+
+
+def test_a_rolling_environment_plans_nothing_new_with_the_module(rolling: dict[str, Any]):
+    assert rolling["result"]["outcome"] == "healthy"
+    plan = rolling["plan"]
+    assert plan.empty, plan.summary()
+    assert rolling["live_color"] is None
+
+
+def test_switching_to_blue_green_replaces_nothing(rolling: dict[str, Any]):
+    result = rolling["switch"]
     assert result["outcome"] == "planned" and not result["would_refuse"]
     actions = {c["address"]: c["action"] for c in result["plan"]["changes"]}
     assert "delete" not in actions.values() and "replace" not in actions.values(), actions
@@ -181,23 +234,21 @@ def test_switching_to_blue_green_replaces_nothing(fleet: Fleet, rolling: dict[st
     assert result["color"] == "green"
 
 
-def test_migrated_fleet_takes_a_blue_green_release_without_touching_blue(
-    fleet: Fleet, migrated: dict[str, Any]
-):
+def test_migrated_fleet_takes_a_blue_green_release_without_touching_blue(migrated: dict[str, Any]):
     result = migrated["result"]
     assert result["outcome"] == "healthy", result
     assert (result["color"], result["previous_color"], result["launched"]) == ("green", "blue", True)
-    assert set(fleet.group(GREEN).values()) == {result["ami_id"]}
-    assert len(fleet.group(GREEN)) == 2
-    assert fleet.group(BLUE) == migrated["blue_before"], "blue kept its instances (the previous color)"
-    assert fleet.weights() == {BLUE_TG: 0, GREEN_TG: 100}
-    live = fleet.ledger.live()
+    assert set(migrated["green"].values()) == {result["ami_id"]}
+    assert len(migrated["green"]) == 2
+    assert migrated["blue"] == migrated["blue_before"], "blue kept its instances (the previous color)"
+    assert migrated["weights"] == {BLUE_TG: 0, GREEN_TG: 100}
+    live = migrated["live"]
     assert (live.ami_id, live.color, live.asg_name) == (result["ami_id"], "green", GREEN)
     assert [s["percent"] for s in result["steps"]] == [100]
 
 
-def test_rollback_by_weights_launches_nothing(fleet: Fleet, migrated: dict[str, Any]):
-    v1 = migrated["blue_before"]
+def test_rollback_by_weights_launches_nothing(fleet: Fleet, green_live: None):
+    v1 = fleet.group(BLUE)
     instances = fleet.instance_ids()
     from baker.deploy.rollback import Rollback
 
@@ -213,7 +264,7 @@ def test_rollback_by_weights_launches_nothing(fleet: Fleet, migrated: dict[str, 
     assert len(fleet.group(GREEN)) == 2
 
 
-def test_a_failed_new_color_never_takes_user_traffic(fleet: Fleet, migrated: dict[str, Any]):
+def test_a_failed_new_color_never_takes_user_traffic(fleet: Fleet, blue_live: None):
     live = fleet.ledger.live()
     bad = fleet.ami("3.0.0-broken")
     fleet.cloud.set_health(bad, "unhealthy")
@@ -234,7 +285,7 @@ def test_a_failed_new_color_never_takes_user_traffic(fleet: Fleet, migrated: dic
     assert (releases[1].ami_id, releases[1].color, releases[1].outcome) == (bad, "green", "rolled_back")
 
 
-def test_a_step_with_5xx_moves_the_weights_back(fleet: Fleet, migrated: dict[str, Any]):
+def test_a_step_with_5xx_moves_the_weights_back(fleet: Fleet, blue_live: None):
     live = fleet.ledger.live()
     fleet.configure(strategy="blue_green", traffic_steps=[50, 100], step_seconds=2)
     ami = fleet.ami("4.0.0-errors")
@@ -282,7 +333,7 @@ def test_a_step_with_5xx_moves_the_weights_back(fleet: Fleet, migrated: dict[str
     assert fleet.ledger.live().color == "blue"
 
 
-def test_retire_keeps_the_previous_color_until_keep_previous(fleet: Fleet, migrated: dict[str, Any]):
+def test_retire_keeps_the_previous_color_until_keep_previous(fleet: Fleet, blue_live: None):
     result = fleet.deploy().run(fleet.ami("5.0.0"), options=TIMEOUT)
     assert (result["outcome"], result["color"]) == ("healthy", "green")
     kept = fleet.deploy().retire()
@@ -302,9 +353,7 @@ def test_retire_keeps_the_previous_color_until_keep_previous(fleet: Fleet, migra
     assert fleet.weights() == {BLUE_TG: 100, GREEN_TG: 0}
 
 
-def test_switching_back_to_rolling_is_refused_while_it_would_move_users(
-    fleet: Fleet, migrated: dict[str, Any]
-):
+def test_switching_back_to_rolling_is_refused_while_it_would_move_users(fleet: Fleet, blue_live: None):
     assert fleet.ledger.live().color == "blue"
     fleet.configure(strategy="rolling")
     try:
