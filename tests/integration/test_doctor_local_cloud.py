@@ -56,7 +56,7 @@ def test_doctor_on_the_repository_exits_0(repo: Path, local_cloud: Any) -> None:
 
 def test_doctor_sees_the_bucket_and_table_once_they_exist(tmp_path: Path, local_cloud: Any) -> None:
     need_tools("packer", "ansible-playbook", "terraform", "dpkg-deb")
-    project = copy_project(tmp_path, "environments")
+    project = copy_project(tmp_path, "environments", "terraform")  # doctor reads the module's provider range
     edit(project / "environments/dev.yml", lambda d: d["deploy"]["backend"].update(bucket=BUCKET))
     edit(project / "baker.yml", lambda d: d["state"].update(table=TABLE))
     code, r, err = doctor(project, "-e", "dev")
@@ -79,7 +79,7 @@ def test_doctor_sees_the_bucket_and_table_once_they_exist(tmp_path: Path, local_
 
 def test_a_source_ami_that_does_not_resolve_exits_2_with_a_fix(tmp_path: Path, local_cloud: Any) -> None:
     need_tools("packer", "ansible-playbook", "terraform", "dpkg-deb")
-    project = copy_project(tmp_path, "environments")
+    project = copy_project(tmp_path, "environments", "terraform")  # doctor reads the module's provider range
     edit(
         project / "environments/staging.yml",
         lambda d: d.setdefault("bake", {}).update(

@@ -57,6 +57,13 @@ EC2_RESOURCES = {
     "ModifyImageAttribute": ("ImageId", "image"),
     "DeleteSnapshot": ("SnapshotId", "snapshot"),
     "ModifySnapshotAttribute": ("SnapshotId", "snapshot"),
+    # gc's stages (the image lifecycle, gap 16): each names one image
+    "EnableImageDeprecation": ("ImageId", "image"),
+    "DisableImageDeprecation": ("ImageId", "image"),
+    "DisableImage": ("ImageId", "image"),
+    "EnableImage": ("ImageId", "image"),
+    "EnableImageDeregistrationProtection": ("ImageId", "image"),
+    "DisableImageDeregistrationProtection": ("ImageId", "image"),
 }
 
 
@@ -222,7 +229,7 @@ def _resources(
         except ValueError:
             table = None
         return [f"arn:aws:dynamodb:{region}:{account}:table/{table}"] if table else ["*"]
-    if service == "ec2" and op == "CreateTags":
+    if service == "ec2" and op in ("CreateTags", "DeleteTags"):
         kinds = {"ami": "image", "snap": "snapshot", "i": "instance", "vol": "volume"}
         out = []
         for rid in _param(response, "ResourceId"):
