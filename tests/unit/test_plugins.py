@@ -9,13 +9,10 @@ with; here it is checked that nothing changes for it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +20,7 @@ from baker import bake, doctor, package, plugins, render
 from baker.config import load_project
 from baker.errors import ToolError
 from tests.conftest import REPO, copy_project, need_tools
+from tests.standins import NoCredentialsAWS, PackerMadeEC2
 
 STAND_IN = REPO / "tests" / "fakes" / "packer-1.11-stand-in"
 SOURCE = render.SourceImage("ami-0fedcba9876543210", "debian", "/dev/xvda", "136693071363")
@@ -50,28 +48,8 @@ def calls(log: Path) -> list[str]:
     ]
 
 
-class _EC2:
-    def describe_images(self, **_: Any) -> dict[str, Any]:
-        image = {"ImageId": "ami-0123456789abcdef0", "State": "available", "Name": "x", "Tags": []}
-        return {"Images": [{**image, "BlockDeviceMappings": [], "CreationDate": "2026-01-01T00:00:00Z"}]}
-
-    def create_tags(self, **_: Any) -> None:
-        pass
-
-
-class _AWS:
-    """Stands in for baker.aws.AWS: no credentials, EC2 answers as if Packer made the AMI."""
-
-    credentials = None
-    role_arn = None
-    endpoint_url = None
-
-    @contextlib.contextmanager
-    def child_env(self) -> Iterator[dict[str, str]]:
-        yield {}
-
-    def client(self, service: str, region: str | None = None) -> _EC2:
-        return _EC2()
+_EC2 = PackerMadeEC2
+_AWS = NoCredentialsAWS
 
 
 def bake_with(tmp_path: Path, version: tuple[int, int, int]) -> dict[str, str]:

@@ -13,9 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,6 +22,7 @@ from baker.cli import main
 from baker.config import load_project
 from baker.errors import BakerError, ToolError
 from tests.conftest import copy_project
+from tests.standins import NoCredentialsAWS, PackerMadeEC2
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = REPO / "tests" / "fakes"
@@ -162,28 +161,8 @@ def test_the_client_without_baker_says_so():
 # ---------------------------------------------------------------- a bake, end to end with stand-ins
 
 
-class _EC2:
-    def describe_images(self, **_: Any) -> dict[str, Any]:
-        image = {"ImageId": "ami-0123456789abcdef0", "State": "available", "Name": "x", "Tags": []}
-        return {"Images": [{**image, "BlockDeviceMappings": [], "CreationDate": "2026-01-01T00:00:00Z"}]}
-
-    def create_tags(self, **_: Any) -> None:
-        pass
-
-
-class _AWS:
-    """Stands in for baker.aws.AWS: no credentials, EC2 answers as if Packer made the AMI."""
-
-    credentials = None
-    role_arn = None
-    endpoint_url = None
-
-    @contextlib.contextmanager
-    def child_env(self) -> Iterator[dict[str, str]]:
-        yield {}
-
-    def client(self, service: str, region: str | None = None) -> _EC2:
-        return _EC2()
+_EC2 = PackerMadeEC2
+_AWS = NoCredentialsAWS
 
 
 def test_packer_and_what_it_starts_never_see_the_password(tmp_path: Path, dumps: Path, monkeypatch):
