@@ -39,8 +39,9 @@ def launcher_netns() -> str | None:
 def register_ami(
     aws: AWS, version: str, app: str = "hello-web", ebs: dict[str, Any] | None = None, **tags: str
 ) -> str:
-    """An AMI of ``app`` registered in the emulator (with a root snapshot of its own): what tests
-    deploy, promote or clean up when they need no Packer run. ``tags`` add to the provenance ones."""
+    """An AMI of ``app`` registered in the emulator (with a root snapshot of its own, tagged like the
+    image as a bake tags it): what tests deploy, promote or clean up when they need no Packer run.
+    ``tags`` add to the provenance ones."""
     ec2 = aws.client("ec2")
     image = ec2.register_image(
         Name=f"{app}-{version}-{time.time_ns()}",
@@ -50,7 +51,10 @@ def register_ami(
         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, **(ebs or {})}}],
     )["ImageId"]
     all_tags = {"baker:app": app, "baker:version": version, "baker:git-sha": f"sha-{version}", **tags}
-    ec2.create_tags(Resources=[image], Tags=[{"Key": k, "Value": v} for k, v in all_tags.items()])
+    (registered,) = ec2.describe_images(ImageIds=[image])["Images"]
+    snapshots = [m["Ebs"]["SnapshotId"] for m in registered["BlockDeviceMappings"] if "Ebs" in m]
+    # tagged as a bake tags them (the template's snapshot_tags): gc's role may touch only the app's
+    ec2.create_tags(Resources=[image, *snapshots], Tags=[{"Key": k, "Value": v} for k, v in all_tags.items()])
     return image
 
 

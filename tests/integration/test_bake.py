@@ -360,17 +360,22 @@ def layered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def uploaded_base(layered_dir, local_cloud, debian_rootfs) -> Iterator[dict[str, str]]:
-    """The base layer of ``layered_dir``, found in the cache: an image registered on the local
-    source AMI's root snapshot (a GPT disk of the build host's root filesystem), tagged with the
-    base recipe a dry run names. No Packer run: the base bake has its own tests."""
+    """The base layer of ``layered_dir``, found in the cache: an image registered on a copy of the
+    local source AMI's root snapshot (a GPT disk of the build host's root filesystem), tagged with
+    the base recipe a dry run names. No Packer run: the base bake has its own tests."""
     code, dry, err = cli(layered_dir, "bake", "-e", "dev", "--dry-run")
     assert code == 0, err
     ec2 = local_cloud.client("ec2")
     source = image(ec2, dry["source_ami"])
     root = next(m for m in source["BlockDeviceMappings"] if m["DeviceName"] == source["RootDeviceName"])
-    snap = root["Ebs"]["SnapshotId"]
+    source_snap = root["Ebs"]["SnapshotId"]
     # the source snapshot takes the root filesystem's disk as its blocks when first read
-    assert local_cloud.client("ebs").list_snapshot_blocks(SnapshotId=snap)["Blocks"]
+    assert local_cloud.client("ebs").list_snapshot_blocks(SnapshotId=source_snap)["Blocks"]
+    # a base bake's root snapshot is its own and carries the image's tags (the template's snapshot_tags)
+    base_tags = {"baker:app": "hello-web", "baker:recipe": dry["base"]["recipe"], "baker:layer": "base"}
+    tags = [{"Key": k, "Value": v} for k, v in base_tags.items()]
+    snap = ec2.copy_snapshot(SourceSnapshotId=source_snap, SourceRegion="us-east-1")["SnapshotId"]
+    ec2.create_tags(Resources=[snap], Tags=tags)
     ami = ec2.register_image(
         Name=f"hello-web-base-{layered_dir.name}",
         RootDeviceName=source["RootDeviceName"],
@@ -379,11 +384,12 @@ def uploaded_base(layered_dir, local_cloud, debian_rootfs) -> Iterator[dict[str,
         EnaSupport=True,
         BlockDeviceMappings=[{"DeviceName": source["RootDeviceName"], "Ebs": {"SnapshotId": snap}}],
     )["ImageId"]
-    base_tags = {"baker:app": "hello-web", "baker:recipe": dry["base"]["recipe"], "baker:layer": "base"}
-    ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in base_tags.items()])
+    ec2.create_tags(Resources=[ami], Tags=tags)
     yield {"ami_id": ami, "snapshot_id": snap, "recipe": dry["base"]["recipe"]}
     for cached in layers.cache_dir().glob(f"{snap}.img*"):  # what the snapshot path fetched of it
         cached.unlink()
+    ec2.deregister_image(ImageId=ami)
+    ec2.delete_snapshot(SnapshotId=snap)
 
 
 def left_behind(cache: Path) -> dict[str, Any]:

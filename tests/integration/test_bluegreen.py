@@ -12,7 +12,6 @@ it, or made now, so any test runs alone and in any order.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from baker.errors import Refused, RolledBack
 from baker.ledger import Ledger
 from baker.local import cloud
 from tests.conftest import copy_project, need_tools
+from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,6 @@ class Fleet:
         self.aws = cloud.aws(REGION)
         self.ledger = Ledger(self.aws, table="baker-state", app="hello-web", env=ENV)
         self.configure(strategy="rolling")
-        self._n = 0
 
     def configure(self, **deploy: Any) -> None:
         """Write environments/bg.yml with these deploy settings (the same Terraform state)."""
@@ -63,20 +62,7 @@ class Fleet:
         self.project = load_project(self.root)
 
     def ami(self, version: str) -> str:
-        ec2 = self.aws.client("ec2")
-        self._n += 1
-        image = ec2.register_image(
-            Name=f"hello-web-bg-{version}-{self._n}-{time.time_ns()}",
-            RootDeviceName="/dev/xvda",
-            Architecture="x86_64",
-            VirtualizationType="hvm",
-            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
-        )["ImageId"]
-        ec2.create_tags(
-            Resources=[image],
-            Tags=[{"Key": "baker:app", "Value": "hello-web"}, {"Key": "baker:version", "Value": version}],
-        )
-        return image
+        return register_ami(self.aws, version)
 
     def deploy(self) -> Deploy:
         return Deploy(
