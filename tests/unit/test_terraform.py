@@ -197,12 +197,8 @@ def test_a_held_state_lock_is_named_with_what_to_do():
     assert state_lock_id(["Error: Invalid provider configuration"]) is None
 
 
-def test_outputs_are_read_once_per_state_and_again_after_an_apply(tmp_path: Path):
-    need_tools("terraform")
-    module = tmp_path / "m"
-    module.mkdir()
-    (module / "main.tf").write_text('variable "v" {}\noutput "x" {\n  value = var.v\n}\n')
-    t = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60)
+def counting(t: tf.Terraform) -> list[str]:
+    """The Terraform commands ``t`` runs from now on, by name."""
     calls: list[str] = []
     run = t._run
 
@@ -211,11 +207,58 @@ def test_outputs_are_read_once_per_state_and_again_after_an_apply(tmp_path: Path
         return run(what, *args, **kwargs)
 
     t._run = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_outputs_come_from_the_apply_and_are_read_once_per_state(tmp_path: Path):
+    need_tools("terraform")
+    module = tmp_path / "m"
+    module.mkdir()
+    (module / "main.tf").write_text(
+        'variable "v" {}\noutput "x" {\n  value = var.v\n}\noutput "n" {\n  value = null\n}\n'
+    )
+    t = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60)
+    calls = counting(t)
     t.init()
+    assert t.outputs() == {}, "before the first apply"
     t.apply(t.plan({"v": "one"}))
-    assert t.outputs() == {"x": "one"}
     assert t.outputs() == {"x": "one"}
     assert calls.count("output") == 1, calls
     t.apply(t.plan({"v": "two"}))
-    assert t.outputs() == {"x": "two"}, "an apply makes the next read ask Terraform again"
+    assert t.outputs() == {"x": "two"}, "what the apply said"
+    assert calls.count("output") == 1, calls
+    fresh = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60)
+    assert fresh.outputs() == t.outputs(), "the apply's outputs are what terraform output says"
+    (module / "main.tf").write_text(
+        'variable "v" {}\noutput "x" {\n  value     = var.v\n  sensitive = true\n}\n'
+    )
+    t.prepare()
+    t.apply(t.plan({"v": "three"}))
+    assert t.outputs() == {"x": "three"}, "a sensitive output is read from the state"
     assert calls.count("output") == 2, calls
+
+
+def test_init_runs_again_only_when_what_it_depends_on_changed(tmp_path: Path):
+    need_tools("terraform")
+    module = tmp_path / "m"
+    module.mkdir()
+    requires = 'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n'
+    (module / "main.tf").write_text(requires + 'output "x" {\n  value = "a"\n}\n')
+    mirror = tf.find_mirror(None)
+    assert mirror is not None, "make deps installs the provider mirror"
+    t = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60, mirror=mirror)
+    calls = counting(t)
+    t.init()
+    assert (tmp_path / "w" / tf.LOCK_FILE).is_file(), "the first init writes the lock file"
+    t.init()
+    again = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60, mirror=mirror)
+    again_calls = counting(again)
+    again.init()
+    assert (calls.count("init"), again_calls) == (1, []), "the same module and backend: initialized already"
+    (module / "main.tf").write_text(requires + 'output "x" {\n  value = "b"\n}\n')
+    t.prepare()
+    t.init()
+    assert calls.count("init") == 2, "a changed module is initialized again"
+    (tmp_path / "w" / ".terraform" / tf.INIT_STAMP).write_text("left by another version\n")
+    t.init()
+    assert calls.count("init") == 3
