@@ -111,13 +111,6 @@ def sshd_argv(root: Path, port: int, user: str, hostname: str = "") -> list[str]
     ])  # fmt: skip
 
 
-def overlay_options(lowers: list[Path], upper: Path, work: Path) -> str:
-    for p in (*lowers, upper, work):
-        if any(c in str(p) for c in ":,\\"):
-            raise UsageError(f"path {p} contains ':', ',' or '\\', which overlayfs options cannot carry")
-    return f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={upper},workdir={work}"
-
-
 def instance_mounts(merged: Path, overlay: str) -> list[list[str]]:
     """The mounts that make an overlay a running system, in order.
 
@@ -263,7 +256,7 @@ class BuildHost:
             "pids": [],
         }
         self._write_meta(sdir, meta)
-        for argv in instance_mounts(merged, overlay_options(lowers, upper, work)):
+        for argv in instance_mounts(merged, kernel.overlay_options(lowers, upper, work)):
             runner.output(argv, stage="buildhost")
         (merged / "run/sshd").mkdir(mode=0o755)
         if ssh_user != DEFAULT_USER:
@@ -390,7 +383,7 @@ class BuildHost:
         view = self.root / "disk-views" / ami_id
         view.mkdir(parents=True, exist_ok=True)
         try:
-            options = "ro," + overlay_options(lowers, view, view).partition(",upperdir=")[0]
+            options = "ro," + kernel.overlay_options(lowers, view, view).partition(",upperdir=")[0]
             runner.output(["mount", "-t", "overlay", "overlay", "-o", options, str(view)], stage="buildhost")
             seconds = make_disk(view, self.images_dir / ami_id / DISK)
             log.info("build host: the root volume of %s made in %.1fs", ami_id, seconds)

@@ -328,12 +328,10 @@ class Instances:
         d = self.dir / instance_id
         if kernel.mounts_under(d / "merged"):
             return
-        if any(c in str(d) for c in ":,\\"):
-            raise BakerError(f"path {d} contains ':', ',' or '\\', which overlayfs options cannot carry")
+        options = kernel.overlay_options([d / "image"], d / "upper", d / "work")
         (d / "image").mkdir(exist_ok=True)
         if not kernel.mounts_under(d / "image"):
             runner.output(mount_argv(d / VOLUME, d / "image"), stage="instances")
-        options = f"lowerdir={d / 'image'},upperdir={d / 'upper'},workdir={d / 'work'}"
         runner.output(
             ["mount", "-t", "overlay", "overlay", "-o", options, str(d / "merged")], stage="instances"
         )

@@ -286,3 +286,11 @@ def in_netns(ns_file: str | Path, fn: Callable[[], T], *, name: str = "in-netns"
     if "error" in out:
         raise out["error"]
     return out["value"]
+
+
+def overlay_options(lowers: list[Path], upper: Path, work: Path) -> str:
+    """``mount -t overlay`` options over ``lowers`` (top first), writing into ``upper``."""
+    for p in (*lowers, upper, work):
+        if any(c in str(p) for c in ":,\\"):
+            raise UsageError(f"path {p} contains ':', ',' or '\\', which overlayfs options cannot carry")
+    return f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={upper},workdir={work}"
