@@ -305,6 +305,11 @@ def decide(
             for sib in (siblings.get(key, []) if key else [])
             if sib != keeper.id
         ]
+        # an app layer's image is built on its base image (its snapshot's parent); the next
+        # app-layer bake of the same base recipe reuses the base too
+        base = keeper.tags.get(provenance.BASE_AMI)
+        if base:
+            related.append((base, f"the base image of kept {keeper.id} ({keeper.region}), its app layer"))
         for ami, because in related:
             if ami in by_id and ami not in kept:
                 kept[ami] = [because]

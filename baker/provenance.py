@@ -40,8 +40,6 @@ BUILD_ID = "baker:build-id"
 #: set by gc --apply on the snapshots of an AMI it is about to deregister: an interrupted run's
 #: next run finds and deletes them although their AMI is gone
 GC_PENDING = "baker:gc-pending"
-#: on an app image baked on a base image (layered images): the base AMI's id
-BASE_AMI = "baker:base-ami"
 #: set by ``baker revoke`` on the AMI, its snapshots and every copy and child: "<UTC time> by <who>
 #: [as a copy of <AMI>]: <reason>"; no verb that changes what runs takes a revoked AMI
 REVOKED = "baker:revoked"

@@ -68,6 +68,18 @@ def test_a_kept_ami_keeps_its_regional_copies_of_the_same_bake_only():
     assert "ami-r" not in out
 
 
+def test_a_kept_app_layer_keeps_the_base_image_it_was_built_on():
+    base = image("ami-b", **{provenance.LAYER: "base"})
+    older_base = image("ami-o", **{provenance.LAYER: "base"})
+    app = image("ami-a", **{provenance.LAYER: "app", provenance.BASE_AMI: "ami-b"})
+    copy = image("ami-c", **{provenance.PROMOTED_FROM: "ami-a us-east-1 dev"})
+    out = kept([base, older_base, app, copy], {"ami-c": ["live in staging"]})
+    assert out["ami-a"] == ["the source of promoted copy ami-c (us-east-1), which is kept"]
+    assert out["ami-b"] == ["the base image of kept ami-a (us-east-1), its app layer"]
+    assert "ami-o" not in out, "a base no kept image was built on may go"
+    assert kept([base, app]) == {}, "an app layer that goes lets its base go"
+
+
 def test_places_are_each_account_and_region_once_with_their_environments(repo):
     project = load_project(repo)
     envs = [project.environment(n) for n in project.environment_names()]
