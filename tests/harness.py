@@ -10,8 +10,10 @@ Tests read the clock they inject, never the real one: no test waits for time to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -70,6 +72,8 @@ class Running:
     def __init__(self, argv: list[str], env: Mapping[str, str]) -> None:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.err: list[str] = []
+        #: what it printed on stdout, once finished
+        self.out = ""
         self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)  # type: ignore[arg-type]
         self._reader.start()
 
@@ -88,11 +92,26 @@ class Running:
         return wait_for(lambda: f"{ready.__name__}; baker said:\n{self.said[-4000:]}", check, timeout, 0.1)
 
     def finish(self, timeout: float = 600) -> tuple[int, dict[str, Any]]:
-        """Wait for the end: the exit code and the JSON object it printed (empty when none)."""
-        out, _ = self.proc.communicate(timeout=timeout)
-        self._reader.join(timeout=5)
-        lines = out.strip().splitlines()
+        """Wait for the end: the exit code and the JSON object it printed (empty when none). Not
+        ended by then: it is stopped (``stop``) and the wait fails."""
+        try:
+            self.out, _ = self.proc.communicate(timeout=timeout)
+        finally:
+            self.stop()
+        self._reader.join(timeout=10)
+        lines = self.out.strip().splitlines()
         return self.proc.returncode, json.loads(lines[-1]) if lines else {}
+
+    def stop(self) -> None:
+        """A test that failed halfway: end this baker and what it started, each by its PID."""
+        if self.proc.poll() is None:
+            from baker.local import kernel
+
+            for pid, _ in reversed(kernel.descendants(self.proc.pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait()
 
 
 def cli(

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import commit_all, copy_project, git, need_tools
-from tests.e2e.story import Baker
+from tests.harness import Baker
 from tests.livefleet import Users, blue_green_environment
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import commit_all, copy_project, git, need_tools
-from tests.e2e.story import Baker
+from tests.harness import Baker
 
 pytestmark = pytest.mark.e2e
 
@@ -85,55 +85,78 @@ def fleet(local_cloud: Any) -> dict[str, str]:
     return {i["InstanceId"]: i["ImageId"] for i in instances if i["InstanceId"] in healthy}
 
 
-def test_release_cache_hit_and_automatic_rollback(baker: Baker, local_cloud: Any):
+@pytest.fixture(scope="module")
+def released(baker: Baker, local_cloud: Any) -> dict[str, Any]:
+    """The release story as CI runs it, and what baker and AWS said at each step: a first release,
+    the same release again, and a release whose app fails /healthz. It leaves the first release's
+    AMI live and healthy, where the operator story starts."""
+    told: dict[str, Any] = {}
     # 1. the first release: bake, then the first deploy creates the fleet and waits for it
-    code, first, err = baker("release", "-e", ENV)
-    assert code == 0, err
-    good = first["ami_id"]
-    assert first["outcome"] == "healthy" and first["previous_ami_id"] is None
-    assert first["bake"]["cached"] is False and first["bake"]["version"] == "1.4.0"
-    live = fleet(local_cloud)
-    assert len(live) == 2 and set(live.values()) == {good}
-
-    # 2. released again, nothing changed: the same AMI by recipe, no Packer run, fleet untouched
-    code, again, err = baker("release", "-e", ENV)
-    assert code == 0, err
-    assert again["bake"]["cached"] is True and again["ami_id"] == good
-    assert "[packer]" not in err, "no Packer run on a cache hit"
-    assert fleet(local_cloud) == live
-
-    # 3. a release whose app really fails /healthz (a runtime setting: same AMI, no knob): the real
-    # health checks of the live instances catch it, and the rollback restores the runtime it ran with
+    told["first"] = baker("release", "-e", ENV)
+    told["first_fleet"] = fleet(local_cloud)
+    # 2. released again, nothing changed
+    told["again"] = baker("release", "-e", ENV)
+    told["again_fleet"] = fleet(local_cloud)
+    # 3. a release whose app really fails /healthz (a runtime setting: same AMI, no knob)
     env_file = baker.project / "environments" / f"{ENV}.yml"
     saved = env_file.read_text()
     data = yaml.safe_load(saved)
     data["runtime"] = {"env": {"HELLO_UNHEALTHY": "1"}}
     env_file.write_text(yaml.safe_dump(data))
     # the cloud's refresh gives up on unhealthy replacements after 8 s instead of 30 (a quicker story)
-    code, _, err = baker("local", "up", "--no-rootfs", "--refresh-timeout", "8", local=False)
-    assert code == 0, err
+    told["quicker"] = baker("local", "up", "--no-rootfs", "--refresh-timeout", "8", local=False)
     try:
-        code, failed, err = baker("release", "-e", ENV)
+        told["failed"] = baker("release", "-e", ENV)
     finally:
         env_file.write_text(saved)
         baker("local", "up", "--no-rootfs", "--refresh-timeout", "30", local=False)
+    told["failed_fleet"] = fleet(local_cloud)
+    return told
+
+
+def test_release_cache_hit_and_automatic_rollback(released: dict[str, Any]):
+    # 1. the first release baked, and its first deploy created the fleet
+    code, first, err = released["first"]
+    assert code == 0, err
+    good = first["ami_id"]
+    assert first["outcome"] == "healthy" and first["previous_ami_id"] is None
+    assert first["bake"]["cached"] is False and first["bake"]["version"] == "1.4.0"
+    live = released["first_fleet"]
+    assert len(live) == 2 and set(live.values()) == {good}
+
+    # 2. released again, nothing changed: the same AMI by recipe, no Packer run, fleet untouched
+    code, again, err = released["again"]
+    assert code == 0, err
+    assert again["bake"]["cached"] is True and again["ami_id"] == good
+    assert "[packer]" not in err, "no Packer run on a cache hit"
+    assert released["again_fleet"] == live
+
+    # 3. the real health checks of the live instances caught the broken app, and the rollback
+    # restored the runtime it ran with
+    code, _, err = released["quicker"]
+    assert code == 0, err
+    code, failed, err = released["failed"]
     assert code == 4, err
     assert failed["ok"] is False and failed["outcome"] == "rolled_back"
     assert failed["rollback"]["ami_id"] == good and failed["rollback"]["outcome"] == "healthy"
     assert failed["rollback"]["runtime_restored"] is True
     assert f"rolled back: {good} is live" in failed["error"]
-    after = fleet(local_cloud)
+    after = released["failed_fleet"]
     assert len(after) == 2 and set(after.values()) == {good}
 
 
-def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(baker: Baker, local_cloud: Any):
-    """After the release story: v2 deployed, v1 pinned for an incident, a release and a promotion
-    into the pinned environment refused (6), unpinned, rolled back to v2; history shows every step;
-    gc --apply keeps what is live and previous (protected from deregistration) and walks an image
-    nobody used through deprecated, disabled and deregistered with its snapshots, one run each."""
+def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(
+    baker: Baker, local_cloud: Any, released: dict[str, Any]
+):
+    """From where the release story leaves the environment (``released``): v2 deployed, v1 pinned
+    for an incident, a release and a promotion into the pinned environment refused (6), unpinned,
+    rolled back to v2; history shows every step; gc --apply keeps what is live and previous
+    (protected from deregistration) and walks an image nobody used through deprecated, disabled
+    and deregistered with its snapshots, one run each."""
+    v1 = released["first"][1]["ami_id"]
     code, history, err = baker("history", "-e", ENV)
     assert code == 0, err
-    v1 = next(r["ami_id"] for r in history["releases"] if r["outcome"] == "healthy")
+    assert history["releases"][0]["ami_id"] == v1, "the release story left v1 live"
     # an image nobody deploys: what gc is for
     code, unused, err = baker("bake", "-e", ENV, "--force")
     assert code == 0, err

@@ -7,7 +7,8 @@ The fleet speaks HTTPS (``certificate_arn``: the local cloud's own ACM certifica
 port 80 answers 301 to it, and the smoke checks go through the test listener over TLS too.
 
 The app is the probe of tests/livefleet.py (images made without Packer); its own environment
-(``bglive``), Terraform state and load balancer, one for the module. Tests run in file order.
+(``bglive``), Terraform state and load balancer, one for the module. Each test asks for the
+state it starts from (``released``, ``v2_live``, ``v1_live``), so it passes alone and in any order.
 """
 
 from __future__ import annotations
@@ -136,34 +137,69 @@ def images(live: LiveFleet) -> dict[str, str]:
     }
 
 
-def test_v1_then_v2_and_the_load_balancer_answers_v2(live: LiveFleet, images: dict[str, str]):
+@pytest.fixture(scope="module")
+def released(live: LiveFleet, images: dict[str, str]) -> dict[str, Any]:
+    """v1 deployed to the new fleet, then v2: what each deploy said and what users (and curl) got
+    after each."""
     first = live.deploy().run(images["1"], options=TIMEOUT)
-    assert (first["outcome"], first["color"]) == ("healthy", "blue")
     users = live.users()
-    assert {users.get() for _ in range(6)} == {(200, "1")}
+    seen: dict[str, Any] = {"first": first, "after_first": {users.get() for _ in range(6)}}
     # as a user checks it: curl trusting the CA ACM gives, and plain HTTP sent on with a 301
     https = f"https://127.0.0.1:{live.users_port()}/version"
-    tls = subprocess.run(
+    seen["tls"] = subprocess.run(
         ["curl", "-sS", "--cacert", str(live.ca_file()), https], capture_output=True, text=True, check=False
     )
-    assert (tls.returncode, tls.stdout.strip()) == (0, "1"), tls.stderr
-    untrusted = subprocess.run(["curl", "-sS", https], capture_output=True, text=True, check=False)
-    assert untrusted.returncode == 60, "a client that does not trust the CA refuses the certificate"
-    plain = subprocess.run(
+    seen["untrusted"] = subprocess.run(["curl", "-sS", https], capture_output=True, text=True, check=False)
+    seen["plain"] = subprocess.run(
         ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
          f"http://127.0.0.1:{live.users_port(80)}/version?x=1"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    code, location = plain.stdout.split(" ", 1)
+    seen["second"] = live.deploy().run(images["2"], options=TIMEOUT)
+    seen["after_second"] = {users.get() for _ in range(6)}
+    return seen
+
+
+def live_ami(live: LiveFleet) -> str | None:
+    release = live.deploy().ledger.live()
+    return release.ami_id if release else None
+
+
+@pytest.fixture
+def v2_live(live: LiveFleet, images: dict[str, str], released: dict[str, Any]) -> None:
+    """v2 live on one color, v1 kept on the other (the previous color): as the v1 -> v2 release
+    leaves it, or v2 deployed again now."""
+    if live_ami(live) != images["2"]:
+        live.deploy().run(images["2"], options=TIMEOUT)
+    assert live_ami(live) == images["2"]
+
+
+@pytest.fixture
+def v1_live(live: LiveFleet, images: dict[str, str], released: dict[str, Any]) -> None:
+    """v1 live with all the users' traffic: as a rollback from v2 leaves it, or one made now."""
+    if live_ami(live) != images["1"]:
+        Rollback(live.deploy()).run(options=TIMEOUT)
+    assert live_ami(live) == images["1"]
+
+
+def test_v1_then_v2_and_the_load_balancer_answers_v2(released: dict[str, Any]):
+    first, second = released["first"], released["second"]
+    assert (first["outcome"], first["color"]) == ("healthy", "blue")
+    assert released["after_first"] == {(200, "1")}
+    tls = released["tls"]
+    assert (tls.returncode, tls.stdout.strip()) == (0, "1"), tls.stderr
+    assert released["untrusted"].returncode == 60, (
+        "a client that does not trust the CA refuses the certificate"
+    )
+    code, location = released["plain"].stdout.split(" ", 1)
     assert code == "301" and location.startswith("https://127.0.0.1") and location.endswith("/version?x=1")
-    second = live.deploy().run(images["2"], options=TIMEOUT)
     assert (second["outcome"], second["color"]) == ("healthy", "green")
     smoke = {c["name"]: c for c in second["smoke"]}
     assert smoke["healthz answers"]["ok"] is True, "checked through the test route before users got it"
-    assert {users.get() for _ in range(6)} == {(200, "2")}
+    assert released["after_second"] == {(200, "2")}
 
 
-def test_rollback_answers_v1_again_with_no_instance_launched(live: LiveFleet, images: dict[str, str]):
+def test_rollback_answers_v1_again_with_no_instance_launched(live: LiveFleet, v2_live: None):
     before = live.instance_ids()
     with live.users() as users:
         result = Rollback(live.deploy()).run(options=TIMEOUT)
@@ -174,7 +210,9 @@ def test_rollback_answers_v1_again_with_no_instance_launched(live: LiveFleet, im
     assert {users.get() for _ in range(6)} == {(200, "1")}
 
 
-def test_a_v3_failing_healthz_never_gets_user_traffic_and_exits_4(live: LiveFleet, images: dict[str, str]):
+def test_a_v3_failing_healthz_never_gets_user_traffic_and_exits_4(
+    live: LiveFleet, images: dict[str, str], v1_live: None
+):
     with live.users() as users, pytest.raises(RolledBack) as info:
         live.deploy().run(images["3"], options=TIMEOUT)
     assert info.value.exit_code == 4

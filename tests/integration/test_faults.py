@@ -9,11 +9,8 @@ what it left as abandoned, saying what is live, and the next deploy succeeds. Th
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +22,7 @@ import yaml
 from baker.ledger import Ledger, lock_for
 from baker.local import kernel
 from tests.conftest import copy_project, need_tools
+from tests.harness import Baker
 from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
@@ -51,6 +49,7 @@ def terraforms_in(root: Path) -> list[int]:
 class Env:
     def __init__(self, cloud: Any, root: Path) -> None:
         self.cloud, self.root = cloud, root
+        self.baker = Baker(root)
         self.aws = cloud.aws("us-east-1")
         self.ledger = Ledger(self.aws, table="baker-state", app="hello-web", env=ENV)
         self.n = 0
@@ -62,48 +61,22 @@ class Env:
         self.n += 1
         return self.n
 
-    def baker(self, *args: str) -> subprocess.Popen:
-        argv = [
-            sys.executable,
-            "-m",
-            "baker",
-            "--project",
-            str(self.root),
-            "--local",
-            "--output",
-            "json",
-            *args,
-        ]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
     def run(self, *args: str) -> tuple[int, dict[str, Any]]:
-        proc = self.baker(*args)
-        out, _ = proc.communicate(timeout=600)
-        lines = out.strip().splitlines()
-        return proc.returncode, json.loads(lines[-1]) if lines else {}
+        return self.baker.start(*args).finish()
 
     def kill_when(self, args: list[str], ready: Callable[[subprocess.Popen, str], bool]) -> str:
-        """Start baker, SIGKILL it once ``ready(proc, stderr so far)``; returns what it had said."""
-        proc = self.baker(*args)
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-        reader.start()
-        deadline = time.monotonic() + 300
+        """Start baker, SIGKILL it (itself only: what it started goes on, as after a real kill)
+        once ``ready(proc, stderr so far)``; returns what it had said."""
+        running = self.baker.start(*args)
         try:
-            while time.monotonic() < deadline and proc.poll() is None:
-                if ready(proc, "".join(lines)):
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(timeout=30)
-                    return "".join(lines)
-                time.sleep(0.05)
+            running.until(lambda: ready(running.proc, running.said), timeout=300)
+            running.proc.send_signal(signal.SIGKILL)
+            running.proc.wait(timeout=30)
+            return running.said
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        reader.join(timeout=5)
-        raise AssertionError(
-            f"baker ended before the kill point (exit {proc.returncode}):\n{''.join(lines)[-3000:]}"
-        )
+            if running.proc.poll() is None:
+                running.proc.kill()
+                running.proc.wait()
 
     def lock_holder(self) -> dict[str, Any] | None:
         return lock_for(self.aws, table="baker-state", app="hello-web", env=ENV, lease_seconds=60).holder()

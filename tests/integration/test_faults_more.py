@@ -17,13 +17,9 @@ endpoint restarting during the health wait, Packer killed mid-build.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +32,7 @@ import yaml
 
 from baker.local import cloud, kernel, netns
 from tests.conftest import commit_all, copy_project, need_tools
+from tests.harness import Baker
 from tests.localcloud import register_ami
 
 pytestmark = pytest.mark.integration
@@ -44,59 +41,10 @@ TOKEN_VAR = "BAKER_TEST_TAG_TOKEN"
 TOKEN = "tag-api-token-never-shown-5521"
 
 
-# ---------------------------------------------------------------- running baker as a user does
-
-
-class Baker:
-    """`baker --local --output json` as a child process, its stderr collected as it comes."""
-
-    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        argv = [sys.executable, "-m", "baker", "--project", str(root), "--local", "--output", "json", *args]
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
-        )
-        self.err: list[str] = []
-        self.out = ""
-        self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)  # type: ignore[arg-type]
-        self._reader.start()
-
-    @property
-    def said(self) -> str:
-        return "".join(self.err)
-
-    def until(self, ready: Callable[[], bool], timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"baker ended (exit {self.proc.returncode}) first:\n{self.said[-4000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not seen within {timeout:.0f}s:\n{self.said[-4000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        """A test that failed halfway: end this baker and what it started, each by its PID."""
-        if self.proc.poll() is None:
-            for pid, _ in reversed(kernel.descendants(self.proc.pid)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self.proc.kill()
-            self.proc.wait()
-
-    def result(self, timeout: float = 900) -> tuple[int, dict[str, Any]]:
-        try:
-            self.out, _ = self.proc.communicate(timeout=timeout)
-        finally:
-            self.stop()
-        self._reader.join(timeout=10)
-        lines = self.out.strip().splitlines()
-        return self.proc.returncode, json.loads(lines[-1]) if lines else {}
-
-
 def run(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
-    b = Baker(root, *args, env=env)
-    code, result = b.result()
-    return code, result, b.said + b.out
+    """``baker --local ARGS`` to its end: the exit code, its JSON result, and everything it printed."""
+    code, result, err = Baker(root, env=env)(*args)
+    return code, result, err + json.dumps(result)
 
 
 def write_env(root: Path, name: str, settings: dict[str, Any]) -> None:
@@ -266,8 +214,9 @@ def test_the_endpoint_stopping_during_the_wait_ends_the_deploy_by_its_deadline_s
     cloud.set_health(ami, "initial", state_dir)  # never healthy: the deploy waits to its deadline
     timeout = 60
     away = OUTAGES[outage] or timeout + 10.0
-    deploy = Baker(root, "deploy", "-e", "restart", "--ami", ami, "--timeout", str(timeout),
-                   env={"BAKER_LOCAL_DIR": str(state_dir)})  # fmt: skip
+    deploy = Baker(root, env={"BAKER_LOCAL_DIR": str(state_dir)}).start(
+        "deploy", "-e", "restart", "--ami", ami, "--timeout", str(timeout)
+    )
     try:
         deploy.until(lambda: "waiting:" in deploy.said)
         waiting = time.monotonic()
@@ -277,7 +226,7 @@ def test_the_endpoint_stopping_during_the_wait_ends_the_deploy_by_its_deadline_s
         cloud.up(
             state_dir, name, rootfs=False
         )  # a fresh emulator in the same namespace: it remembers nothing
-        code, result = deploy.result(timeout=timeout + 120)
+        code, result = deploy.finish(timeout=timeout + 120)
     finally:
         deploy.stop()
     ended = time.monotonic() - waiting
@@ -331,7 +280,7 @@ def test_packer_killed_mid_build_leaves_nothing_of_its_build_and_baker_says_so(
     local_cloud: Any, debian_rootfs: Path, bake_project: Path
 ):
     ec2 = local_cloud.client("ec2")
-    bake = Baker(bake_project, "bake", "-e", "dev", "--force", "--allow-dirty")
+    bake = Baker(bake_project).start("bake", "-e", "dev", "--force", "--allow-dirty")
     packer: list[int] = []
 
     def packer_building() -> bool:
@@ -356,7 +305,7 @@ def test_packer_killed_mid_build_leaves_nothing_of_its_build_and_baker_says_so(
         assert during["instances"] and during["security_groups"], during  # the fault hits a real build
         started = [pid for pid, _ in kernel.descendants(bake.proc.pid)]
         os.kill(packer[0], signal.SIGKILL)  # the packer process of the bake this test started, by its PID
-        code, result = bake.result(timeout=600)
+        code, result = bake.finish(timeout=600)
     finally:
         bake.stop()
     assert code == 3, bake.said[-3000:]
