@@ -9,17 +9,17 @@ output "target_group_arn" {
 }
 
 output "launch_template_id" {
-  value = local.green_live ? one(aws_launch_template.green[*].id) : aws_launch_template.this.id
+  value = aws_launch_template.this[local.green_live ? "green" : "blue"].id
 }
 
 output "launch_template_version" {
   description = "The launch template version the group launches from."
-  value       = local.green_live ? one(aws_launch_template.green[*].latest_version) : aws_launch_template.this.latest_version
+  value       = aws_launch_template.this[local.green_live ? "green" : "blue"].latest_version
 }
 
 output "image_id" {
   description = "The AMI of that launch template version."
-  value       = local.green_live ? one(aws_launch_template.green[*].image_id) : aws_launch_template.this.image_id
+  value       = aws_launch_template.this[local.green_live ? "green" : "blue"].image_id
 }
 
 output "lb_dns_name" {
@@ -43,8 +43,8 @@ output "blue_green" {
       blue = {
         asg_name                = aws_autoscaling_group.this.name
         target_group_arn        = aws_lb_target_group.this.arn
-        launch_template_id      = aws_launch_template.this.id
-        launch_template_version = aws_launch_template.this.latest_version
+        launch_template_id      = aws_launch_template.this["blue"].id
+        launch_template_version = aws_launch_template.this["blue"].latest_version
         image_id                = local.color.blue.image_id
         capacity                = local.color.blue.capacity
         runtime_env             = local.color.blue.runtime_env
@@ -52,8 +52,8 @@ output "blue_green" {
       green = {
         asg_name                = one(aws_autoscaling_group.green[*].name)
         target_group_arn        = one(aws_lb_target_group.green[*].arn)
-        launch_template_id      = one(aws_launch_template.green[*].id)
-        launch_template_version = one(aws_launch_template.green[*].latest_version)
+        launch_template_id      = one([for c, t in aws_launch_template.this : t.id if c == "green"])
+        launch_template_version = one([for c, t in aws_launch_template.this : t.latest_version if c == "green"])
         image_id                = local.color.green.image_id
         capacity                = local.color.green.capacity
         runtime_env             = local.color.green.runtime_env

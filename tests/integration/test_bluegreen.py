@@ -216,7 +216,8 @@ def test_switching_to_blue_green_replaces_nothing(rolling: dict[str, Any]):
     actions = {c["address"]: c["action"] for c in result["plan"]["changes"]}
     assert "delete" not in actions.values() and "replace" not in actions.values(), actions
     assert actions["aws_autoscaling_group.green[0]"] == "create"
-    assert "aws_launch_template.this" not in actions, "blue's template (the rolling one) is untouched"
+    assert actions['aws_launch_template.this["green"]'] == "create"
+    assert 'aws_launch_template.this["blue"]' not in actions, "blue's template (the rolling one) is untouched"
     assert result["color"] == "green"
 
 

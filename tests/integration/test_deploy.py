@@ -408,7 +408,7 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet, first: dict
     versions = len(fleet.ledger.releases())
     result = fleet.deploy().run(fleet.ami("3.1.0"), dry_run=True)
     assert result["outcome"] == "planned"
-    assert "aws_launch_template.this" in result["plan_text"]
+    assert 'aws_launch_template.this["blue"]' in result["plan_text"]
     assert result["plan"]["counts"]["update"] == 2
     assert fleet.live() == live_before
     assert len(fleet.ledger.releases()) == versions
@@ -423,7 +423,7 @@ def test_deploy_dry_run_from_the_command_line(
     assert code == 0
     assert f"dev: dry run, nothing changed; would deploy {ami}" in out
     assert "plan: 0 to create, 2 to update, 0 to replace, 0 to delete" in out
-    assert "update   aws_launch_template.this (" in out and "image_id" in out
+    assert 'update   aws_launch_template.this["blue"] (' in out and "image_id" in out
 
 
 def test_a_second_deploy_while_one_runs_is_refused_with_exit_6(

@@ -18,14 +18,16 @@ locals {
 
 # The launch template carries no tags of its own: every version is the image, the runtime
 # configuration and the instance settings only, so a plan shows a change exactly when one changes.
-# With strategy blue_green this template, the group and the target group are the blue color
-# (terraform/bluegreen.tf adds green): a rolling fleet becomes blue in place, launching nothing.
+# One per color with a fleet: "blue" is the rolling fleet's own (with strategy blue_green it, the
+# group and the target group are the blue color, and terraform/bluegreen.tf adds green), so a
+# rolling fleet becomes blue in place, launching nothing.
 resource "aws_launch_template" "this" {
-  name_prefix            = "${var.name}-"
+  for_each               = toset(local.rolling ? ["blue"] : ["blue", "green"])
+  name_prefix            = each.key == "blue" ? "${var.name}-" : "${var.name}-${each.key}-"
   description            = "${var.name}: baker points image_id at the release"
-  image_id               = local.rolling ? var.image_id : local.color.blue.image_id
+  image_id               = local.rolling ? var.image_id : local.color[each.key].image_id
   instance_type          = var.instance_type
-  user_data              = base64encode(local.rolling ? local.user_data : local.color_user_data.blue)
+  user_data              = base64encode(local.rolling ? local.user_data : local.color_user_data[each.key])
   key_name               = var.key_name
   vpc_security_group_ids = [aws_security_group.instance.id]
   update_default_version = true
@@ -48,6 +50,17 @@ resource "aws_launch_template" "this" {
   }
 }
 
+# where the two templates were written out one by one (state from before: moved, not replaced)
+moved {
+  from = aws_launch_template.this
+  to   = aws_launch_template.this["blue"]
+}
+
+moved {
+  from = aws_launch_template.green[0]
+  to   = aws_launch_template.this["green"]
+}
+
 resource "aws_autoscaling_group" "this" {
   name                      = var.name
   min_size                  = local.rolling ? var.min_size : local.color.blue.capacity
@@ -63,9 +76,9 @@ resource "aws_autoscaling_group" "this" {
   wait_for_capacity_timeout = "0"
 
   launch_template {
-    id = aws_launch_template.this.id
+    id = aws_launch_template.this["blue"].id
     # the explicit version, never $Latest: a new version is a visible change that starts a refresh
-    version = aws_launch_template.this.latest_version
+    version = aws_launch_template.this["blue"].latest_version
   }
 
   instance_refresh {

@@ -1,5 +1,6 @@
-# Blue/green (var.strategy = "blue_green"): two groups, each with its own launch template (image and
-# runtime user data) and target group, behind the one listener, whose forward action weighs them.
+# Blue/green (var.strategy = "blue_green"): two groups, each with its own launch template (image
+# and runtime user data; asg.tf writes it once for both colors) and target group, behind the one
+# listener, whose forward action weighs them.
 # baker sets which color is live, each color's image, runtime and capacity, and the weights; the
 # test listener (var.test_listener_port) forwards only to var.test_color, the color under test.
 # Blue is the rolling fleet's own launch template, group and target group (asg.tf, lb.tf): an
@@ -35,35 +36,6 @@ locals {
   test_color = coalesce(var.test_color, var.live_color)
 }
 
-resource "aws_launch_template" "green" {
-  count                  = local.green
-  name_prefix            = "${var.name}-green-"
-  description            = "${var.name}: baker points image_id at the release"
-  image_id               = local.color.green.image_id
-  instance_type          = var.instance_type
-  user_data              = base64encode(local.color_user_data.green)
-  key_name               = var.key_name
-  vpc_security_group_ids = [aws_security_group.instance.id]
-  update_default_version = true
-
-  dynamic "iam_instance_profile" {
-    for_each = var.iam_instance_profile == null ? [] : [var.iam_instance_profile]
-    content {
-      name = iam_instance_profile.value
-    }
-  }
-
-  metadata_options {
-    http_tokens   = "required"
-    http_endpoint = "enabled"
-  }
-
-  tag_specifications {
-    resource_type = "instance"
-    tags          = merge(local.tags, { Name = var.name })
-  }
-}
-
 resource "aws_autoscaling_group" "green" {
   count                     = local.green
   name                      = "${var.name}-green"
@@ -77,8 +49,8 @@ resource "aws_autoscaling_group" "green" {
   wait_for_capacity_timeout = "0"
 
   launch_template {
-    id      = aws_launch_template.green[0].id
-    version = aws_launch_template.green[0].latest_version
+    id      = aws_launch_template.this["green"].id
+    version = aws_launch_template.this["green"].latest_version
   }
 
   # as blue's (asg.tf): replaced at once while it takes no user traffic, new instances skipped
