@@ -437,7 +437,12 @@ class Listener:
             except TimeoutError:
                 self._answer(client, 504, "Gateway Time-out", unread=True)
                 return
-            except OSError:
+            except Exception as exc:  # whatever kept the target out of reach: 502
+                # never a reset: closing the client with its request unread would reset it, and an
+                # ALB answers 502 for a target it cannot reach (its namespace gone: the instance ended)
+                if not isinstance(exc, OSError):
+                    name, instance = self.load_balancer, target.instance_id
+                    log.warning("load balancer %s: target %s unreachable: %s", name, instance, exc)
                 self._answer(client, 502, "Bad Gateway", unread=True)
                 return
             methods: collections.deque[str] = collections.deque()

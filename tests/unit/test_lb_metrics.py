@@ -4,9 +4,11 @@ CloudWatch datapoints it becomes (baker/local/lb.py, baker/local/moto/metrics.py
 from __future__ import annotations
 
 import collections
+import http.client
+import threading
 from datetime import datetime
 
-from baker.local.lb import Framing, Meter
+from baker.local.lb import Framing, Listener, Meter, Target, _bind
 from baker.local.moto.metrics import datapoints, load_balancer_dimension, target_group_dimension
 
 LB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web-lb/50dc6c495c0c9188"
@@ -107,3 +109,30 @@ def test_datapoints_have_aws_dimension_names_and_values():
         ("HTTPCode_ELB_5XX_Count", (lb,)): (at, 4),
     }
     assert datapoints(rows, "123456789012", "us-west-2") == []
+
+
+def test_a_target_out_of_reach_gets_the_client_a_502_never_a_reset(tmp_path):
+    """A target whose instance ended between the pick and the connect (its namespace no longer
+    one): the client is answered 502, as an ALB answers, not reset with its request unread."""
+    not_a_namespace = tmp_path / "net"
+    not_a_namespace.write_text("")
+    sock = _bind(0)
+    gone = Target(instance_id="i-ended", netns_file=str(not_a_namespace), port=8080, target_group_arn=TG)
+    listener = Listener(
+        arn=f"{LB}/listener",
+        load_balancer="web-lb",
+        dns_name="web-lb.example",
+        port=int(sock.getsockname()[1]),
+        sock=sock,
+        load_balancer_arn=LB,
+        targets=[gone],
+    )
+    threading.Thread(target=listener.serve, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", listener.port, timeout=5)
+        conn.request("GET", "/version")
+        answer = conn.getresponse()
+        assert (answer.status, answer.reason) == (502, "Bad Gateway")
+        conn.close()
+    finally:
+        listener.close()
