@@ -116,17 +116,19 @@ def commit_all(root: Path) -> None:
 #: each took of one worker in a full run on this machine (2 cores, 4 workers), in seconds. Every
 #: other file takes seconds. Only the order matters, so figures a third off do no harm.
 HEAVY = {
-    "tests/integration/test_deploy.py": 710,
-    "tests/integration/test_bluegreen.py": 530,
-    "tests/integration/test_faults_more.py": 520,
-    "tests/integration/test_faults.py": 490,
-    "tests/e2e/test_release_story.py": 480,
-    "tests/e2e/test_bluegreen_story.py": 330,
-    "tests/integration/test_bluegreen_live.py": 300,
-    "tests/integration/test_bluegreen_5xx.py": 190,
-    "tests/integration/test_bake.py": 180,
-    "tests/integration/test_live_instances.py": 70,
-    "tests/integration/test_live_story.py": 55,
+    "tests/integration/test_deploy.py": 580,
+    "tests/e2e/test_release_story.py": 540,
+    "tests/integration/test_faults_more.py": 465,
+    "tests/integration/test_bluegreen.py": 400,
+    "tests/integration/test_faults.py": 390,
+    "tests/e2e/test_bluegreen_story.py": 350,
+    "tests/integration/test_bluegreen_live.py": 275,
+    "tests/integration/test_bake.py": 200,
+    "tests/integration/test_bluegreen_5xx.py": 200,
+    "tests/integration/test_live_instances.py": 80,
+    "tests/integration/test_live_story.py": 45,
+    "tests/integration/test_moto_ext.py": 45,
+    "tests/integration/test_local_cloud.py": 40,
 }
 #: a worker whose files still have more than this left gets a light file as its look-ahead
 LOOKAHEAD_SECONDS = 30.0
