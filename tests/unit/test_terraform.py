@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from baker import terraform as tf
+from baker import terraform_lines as tfl
 from baker.config import BackendSettings
 from baker.errors import ToolError, UsageError
 from tests.conftest import need_tools
@@ -101,7 +102,7 @@ def test_text_diagnostics_become_one_line_each():
         "╵",
         "Error: No valid credential sources found",
     ]
-    assert tf.text_diagnostics(out) == [
+    assert tfl.text_diagnostics(out) == [
         "Invalid value for variable: The image_id must be an AMI id (ami-...).",
         "No valid credential sources found",
     ]
@@ -121,16 +122,16 @@ def test_json_diagnostic_picks_errors_only():
             },
         }
     )
-    assert tf.json_diagnostic(err) == "aws_lb.this: creating ELBv2 Load Balancer: AccessDenied: not allowed"
-    assert tf.json_diagnostic(json.dumps({"@level": "info", "@message": "x"})) is None
-    assert tf.json_diagnostic("not json") is None
+    assert tfl.json_diagnostic(err) == "aws_lb.this: creating ELBv2 Load Balancer: AccessDenied: not allowed"
+    assert tfl.json_diagnostic(json.dumps({"@level": "info", "@message": "x"})) is None
+    assert tfl.json_diagnostic("not json") is None
 
 
 def test_progress_shows_resource_lines_not_version_chatter():
     start = json.dumps({"@message": "aws_lb.this: Creating...", "type": "apply_start"})
     version = json.dumps({"@message": "Terraform 1.11.4", "type": "version"})
-    assert tf.progress_message(start) == "aws_lb.this: Creating..."
-    assert tf.progress_message(version) is None
+    assert tfl.progress_message(start) == "aws_lb.this: Creating..."
+    assert tfl.progress_message(version) is None
 
 
 def test_var_file_is_private_and_removed(tmp_path: Path):
@@ -180,7 +181,7 @@ def test_terraform_own_words_become_the_error(tmp_path: Path, repo: Path):
 
 
 def test_a_held_state_lock_is_named_with_what_to_do():
-    from baker.terraform import state_lock_id
+    from baker.terraform_lines import state_lock_id
 
     said = [
         "╷",
