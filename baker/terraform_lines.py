@@ -8,6 +8,21 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from baker.plan import Change
+
+#: a ``planned_change`` line's action, as the actions of ``show -json`` (a replacement deletes first
+#: unless Terraform says it creates first: both orders hold "delete", which is what the gate reads)
+PLANNED_ACTIONS = {
+    "create": ("create",),
+    "update": ("update",),
+    "delete": ("delete",),
+    "remove": ("delete",),
+    "replace": ("delete", "create"),
+    "read": ("read",),
+}
+#: a ``planned_change`` line's reason, as ``show -json``'s ``action_reason``
+PLANNED_REASONS = {"tainted": "replace_because_tainted", "cannot_update": "replace_because_cannot_update"}
+
 
 def text_diagnostics(lines: Sequence[str]) -> list[str]:
     """The ``Error:`` blocks of human-readable (-no-color) output, one "summary: detail" each."""
@@ -69,6 +84,39 @@ def applied_outputs(line: str) -> dict[str, Any] | None:
             return None
         out[name] = each["value"]
     return out
+
+
+def planned_change(line: str) -> Change | None:
+    """The change one ``plan -json`` line announces (None: another line, or a change that changes
+    nothing, such as a move alone or an import of what is there)."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    change = msg.get("change") if isinstance(msg, dict) and msg.get("type") == "planned_change" else None
+    if not isinstance(change, dict):
+        return None
+    found = change.get("resource")
+    resource: dict[str, Any] = found if isinstance(found, dict) else {}
+    actions = PLANNED_ACTIONS.get(str(change.get("action")))
+    if actions is None or actions == ("read",):
+        return None
+    reason = change.get("reason")
+    return Change(
+        address=str(resource.get("addr", "")),
+        type=str(resource.get("resource_type", "")),
+        actions=actions,
+        reason=PLANNED_REASONS.get(str(reason), str(reason)) if reason else None,
+    )
+
+
+def ui_message(line: str) -> str:
+    """A machine-readable line's human words (its ``@message``); any other line as it is."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return line
+    return str(msg.get("@message", line)) if isinstance(msg, dict) else line
 
 
 def progress_message(line: str) -> str | None:
