@@ -39,7 +39,17 @@ from typing import Any
 from baker import hcl, runner
 from baker.config import BackendSettings
 from baker.errors import ToolError, UsageError
-from baker.plan import Plan, parse_plan
+from baker.plan import Change, Plan, parse_plan
+from baker.terraform_lines import (
+    applied_outputs,
+    json_diagnostic,
+    json_text,
+    planned_change,
+    progress_message,
+    state_lock_id,
+    text_diagnostics,
+    ui_message,
+)
 
 log = logging.getLogger("baker")
 
@@ -81,13 +91,21 @@ def init_argv(
 
 
 def plan_argv(
-    binary: str, work_dir: Path | str, *, var_file: Path | str, out: Path | str, lock_timeout: str = "60s"
+    binary: str,
+    work_dir: Path | str,
+    *,
+    var_file: Path | str,
+    out: Path | str,
+    lock_timeout: str = "60s",
+    json_lines: bool = False,
 ) -> list[str]:
+    """``json_lines``: machine-readable lines, whose ``planned_change`` ones name every change."""
     return [
         *_base(binary, work_dir),
         "plan",
         "-input=false",
         "-no-color",
+        *(["-json"] if json_lines else []),
         f"-lock-timeout={lock_timeout}",
         f"-var-file={var_file}",
         f"-out={out}",
@@ -184,108 +202,6 @@ def find_mirror(configured: str | None) -> Path | None:
         if Path(candidate).is_dir():
             return Path(candidate)
     return None
-
-
-def text_diagnostics(lines: Sequence[str]) -> list[str]:
-    """The ``Error:`` blocks of human-readable (-no-color) output, one "summary: detail" each."""
-    out: list[str] = []
-    current: list[str] | None = None
-
-    def close(block: list[str]) -> None:
-        out.append(block[0] + (": " + " ".join(block[1:]) if len(block) > 1 else ""))
-
-    for raw in lines:
-        # a boxed diagnostic has a border in the first column; a source snippet inside it is
-        # indented and drawn with the same characters (├── and │ var.x is "..."): not words
-        line = (raw[1:] if raw.startswith(("│", "╷", "╵")) else raw).strip()
-        if line.startswith(("├", "│")):
-            continue
-        if line.startswith("Error: "):
-            if current:
-                close(current)
-            current = [line.removeprefix("Error: ")]
-        elif current is not None:
-            if not line and len(current) > 1:
-                close(current)
-                current = None
-            elif line and not line.startswith(("on ", "with ")) and not line[:1].isdigit():
-                current.append(line)
-    if current:
-        close(current)
-    return out
-
-
-def json_diagnostic(line: str) -> str | None:
-    """The error of one ``-json`` line, or None when the line is not an error diagnostic."""
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(msg, dict) or msg.get("@level") != "error":
-        return None
-    diag = msg.get("diagnostic") or {}
-    summary = diag.get("summary") or msg.get("@message", "")
-    detail = " ".join(str(diag.get("detail", "")).split())
-    address = diag.get("address")
-    text = f"{address}: {summary}" if address else str(summary)
-    return f"{text}: {detail}" if detail else text
-
-
-def applied_outputs(line: str) -> dict[str, Any] | None:
-    """The root module's outputs from the ``outputs`` line that ``apply -json`` ends with; None for
-    any other line, or when one is sensitive (its value left out: ask ``terraform output``)."""
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(msg, dict) or msg.get("type") != "outputs" or not isinstance(msg.get("outputs"), dict):
-        return None
-    out = {}
-    for name, each in msg["outputs"].items():
-        if not isinstance(each, dict) or each.get("sensitive") or "value" not in each:
-            return None
-        out[name] = each["value"]
-    return out
-
-
-def progress_message(line: str) -> str | None:
-    """The human line worth showing for one ``apply -json`` line (None: not worth showing)."""
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return line.strip() or None
-    if not isinstance(msg, dict):
-        return None
-    if msg.get("type") in (
-        "apply_start",
-        "apply_progress",
-        "apply_complete",
-        "apply_errored",
-        "change_summary",
-        "diagnostic",
-    ):
-        return str(msg.get("@message", "")) or None
-    return None
-
-
-def state_lock_id(lines: Sequence[str]) -> str | None:
-    """The lock id of an "Error acquiring the state lock" in Terraform's output, if that is what failed."""
-    text = "\n".join(lines)
-    if "state lock" not in text:
-        return None
-    for raw in lines:
-        line = raw.strip().lstrip("│").strip()
-        if line.startswith("ID:"):
-            return line.removeprefix("ID:").strip() or None
-    return None
-
-
-def _json_text(lines: Sequence[str]) -> str:
-    """The JSON document in captured output; a CLI-config warning on stderr may come before it."""
-    for i, line in enumerate(lines):
-        if line.startswith(("{", "[")):
-            return "\n".join(lines[i:])
-    return ""
 
 
 # ---------------------------------------------------------------- secrets
@@ -540,28 +456,46 @@ class Terraform:
             if own:
                 _remove(where)
 
-    def plan(self, variables: Mapping[str, Any], *, secrets: Sequence[str] = ()) -> Plan:
+    def plan(self, variables: Mapping[str, Any], *, secrets: Sequence[str] = (), detail: bool = True) -> Plan:
         """Write a saved plan for ``variables`` and read it back through ``show -json``.
 
         ``secrets``: values of ``variables`` that must never be shown; masked from here on in
         every line of this Terraform's commands. The plan (which holds every value) is written
-        into a private directory that ``apply`` or ``discard`` removes."""
+        into a private directory that ``apply`` or ``discard`` removes.
+
+        ``detail=False``: the changes as the plan's own ``-json`` lines name them (address, type,
+        action, reason: what the plan gate reads), without the attributes that only ``show -json``
+        gives; one Terraform run (and provider schema load) less, for a plan nobody reads."""
         self.secrets = sorted({*self.secrets, *(s for s in secrets if s)})
         self._sweep_private()
         private = self._private()
         out = private / PLAN_FILE
+        named: list[Change] = []
+
+        def each(line: str) -> None:
+            if detail:
+                log.debug("[terraform plan] %s", line)
+                return
+            change = planned_change(line)
+            if change is not None:
+                named.append(change)
+            log.debug("[terraform plan] %s", ui_message(line))
+
         try:
             with self.var_file(variables, private) as vf:
                 self._run(
                     "plan",
-                    plan_argv(self.binary, self.work_dir, var_file=vf, out=out),
-                    on_line=lambda line: log.debug("[terraform plan] %s", line),
+                    plan_argv(self.binary, self.work_dir, var_file=vf, out=out, json_lines=not detail),
+                    on_line=each,
+                    json_lines=not detail,
                     output_file=private / "terraform-plan.log",
                 )
             (private / "terraform-plan.log").unlink(missing_ok=True)
+            if not detail:
+                return Plan(path=out, changes=tuple(named))
             shown = self._run("show", show_argv(self.binary, self.work_dir, out), capture=True)
             try:
-                document = json.loads(_json_text(shown.lines))
+                document = json.loads(json_text(shown.lines))
             except ValueError as exc:
                 raise ToolError(
                     "terraform show -json printed no JSON plan",
@@ -615,7 +549,7 @@ class Terraform:
         if self._outputs is None:
             result = self._run("output", output_argv(self.binary, self.work_dir), capture=True)
             try:
-                raw = json.loads(_json_text(result.lines) or "{}")
+                raw = json.loads(json_text(result.lines) or "{}")
             except ValueError as exc:
                 raise ToolError(
                     "terraform output -json printed no JSON", tool="terraform", output_tail=result.lines[-10:]

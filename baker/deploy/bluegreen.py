@@ -343,7 +343,10 @@ class BlueGreen:
         traffic.set_weights(self.aws, colors.listener_arn, groups, weights)
         terraform = self.ctx.handoff.terraform
         plan = self.ctx.handoff.plan(
-            ami_id, runtime, values(spec or colors.spec(), live=live, test=test, weights=weights)
+            ami_id,
+            runtime,
+            values(spec or colors.spec(), live=live, test=test, weights=weights),
+            detail=False,  # recorded, not shown: the gate needs no attributes
         )
         try:
             gate(plan, allow_replace=False)

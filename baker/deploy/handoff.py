@@ -114,10 +114,18 @@ class Handoff:
             self.terraform.init()
             self._initialized = True
 
-    def plan(self, ami_id: str, runtime: Mapping[str, str], values: Mapping[str, Any] | None = None) -> Plan:
+    def plan(
+        self,
+        ami_id: str,
+        runtime: Mapping[str, str],
+        values: Mapping[str, Any] | None = None,
+        *,
+        detail: bool = True,
+    ) -> Plan:
+        """``detail=False``: a plan only the gate reads (see ``Terraform.plan``)."""
         self.init()
         variables = self.variables(ami_id, runtime, values)
-        return self.terraform.plan(variables, secrets=self.secrets(variables))
+        return self.terraform.plan(variables, secrets=self.secrets(variables), detail=detail)
 
     def outputs(self) -> dict[str, Any]:
         """What Terraform last applied ({} before the first apply, or when it cannot say)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from baker import terraform as tf
+from baker import terraform_lines as tfl
 from baker.config import BackendSettings
 from baker.errors import ToolError, UsageError
 from tests.conftest import need_tools
@@ -101,7 +103,7 @@ def test_text_diagnostics_become_one_line_each():
         "╵",
         "Error: No valid credential sources found",
     ]
-    assert tf.text_diagnostics(out) == [
+    assert tfl.text_diagnostics(out) == [
         "Invalid value for variable: The image_id must be an AMI id (ami-...).",
         "No valid credential sources found",
     ]
@@ -121,16 +123,16 @@ def test_json_diagnostic_picks_errors_only():
             },
         }
     )
-    assert tf.json_diagnostic(err) == "aws_lb.this: creating ELBv2 Load Balancer: AccessDenied: not allowed"
-    assert tf.json_diagnostic(json.dumps({"@level": "info", "@message": "x"})) is None
-    assert tf.json_diagnostic("not json") is None
+    assert tfl.json_diagnostic(err) == "aws_lb.this: creating ELBv2 Load Balancer: AccessDenied: not allowed"
+    assert tfl.json_diagnostic(json.dumps({"@level": "info", "@message": "x"})) is None
+    assert tfl.json_diagnostic("not json") is None
 
 
 def test_progress_shows_resource_lines_not_version_chatter():
     start = json.dumps({"@message": "aws_lb.this: Creating...", "type": "apply_start"})
     version = json.dumps({"@message": "Terraform 1.11.4", "type": "version"})
-    assert tf.progress_message(start) == "aws_lb.this: Creating..."
-    assert tf.progress_message(version) is None
+    assert tfl.progress_message(start) == "aws_lb.this: Creating..."
+    assert tfl.progress_message(version) is None
 
 
 def test_var_file_is_private_and_removed(tmp_path: Path):
@@ -180,7 +182,7 @@ def test_terraform_own_words_become_the_error(tmp_path: Path, repo: Path):
 
 
 def test_a_held_state_lock_is_named_with_what_to_do():
-    from baker.terraform import state_lock_id
+    from baker.terraform_lines import state_lock_id
 
     said = [
         "╷",
@@ -262,3 +264,47 @@ def test_init_runs_again_only_when_what_it_depends_on_changed(tmp_path: Path):
     (tmp_path / "w" / ".terraform" / tf.INIT_STAMP).write_text("left by another version\n")
     t.init()
     assert calls.count("init") == 3
+
+
+def test_a_plan_without_detail_names_the_changes_show_names(tmp_path: Path):
+    """The plan the gate alone reads (``detail=False``: the plan's own JSON lines, no ``show``)
+    names each change with the address, type, actions and reason ``show -json`` gives."""
+    need_tools("terraform")
+    module = tmp_path / "m"
+    module.mkdir()
+    (module / "main.tf").write_text(
+        'variable "v" {}\nvariable "r" {}\n'
+        'resource "terraform_data" "kept" {\n  input = var.v\n}\n'
+        'resource "terraform_data" "renewed" {\n  triggers_replace = var.r\n}\n'
+    )
+    t = tf.Terraform(module_dir=module, work_dir=tmp_path / "w", timeout=60)
+    t.init()
+
+    def both(variables: dict[str, str]) -> tuple[Any, Any]:
+        shown, named = t.plan(variables), t.plan(variables, detail=False)
+        t.discard(named)
+        return shown, named
+
+    def seen(plan: Any) -> list[tuple[str, str, frozenset[str], str | None]]:
+        return sorted((c.address, c.type, frozenset(c.actions), c.reason) for c in plan.changes)
+
+    shown, named = both({"v": "1", "r": "1"})
+    assert seen(named) == seen(shown) and shown.counts["create"] == 2
+    t.apply(shown)
+    shown, named = both({"v": "2", "r": "2"})
+    assert seen(named) == seen(shown)
+    assert {c.address: c.kind for c in named.changes} == {
+        "terraform_data.kept": "update",
+        "terraform_data.renewed": "replace",
+    }
+    t.apply(shown)
+    shown, named = both({"v": "2", "r": "2"})
+    assert named.empty and shown.empty
+    t.discard(shown)
+    taint = [t.binary, f"-chdir={t.work_dir}", "taint", "terraform_data.kept"]
+    subprocess.run(taint, env=t.environ(), check=True, capture_output=True)
+    shown, named = both({"v": "2", "r": "2"})
+    assert seen(named) == seen(shown)
+    (tainted,) = named.changes
+    assert (tainted.kind, tainted.tainted) == ("replace", True)
+    t.discard(shown)
