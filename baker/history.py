@@ -20,6 +20,7 @@ def entry(release: Release) -> dict[str, Any]:
         "ami_id": release.ami_id,
         "version": release.version,
         "git_sha": release.git_sha,
+        "base_ami_id": release.base_ami_id,
         "outcome": release.outcome,
         "at": release.at,
         "by": release.by,

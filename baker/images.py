@@ -92,6 +92,11 @@ class Image:
         return self.tags.get(provenance.GIT_SHA)
 
     @property
+    def base_ami(self) -> str | None:
+        """The base image a layered app image was built on (bake.layers); None otherwise."""
+        return self.tags.get(provenance.BASE_AMI)
+
+    @property
     def recipe(self) -> str | None:
         return self.tags.get(provenance.RECIPE)
 

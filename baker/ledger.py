@@ -119,6 +119,8 @@ class Release:
     color: str | None = None
     #: revoke, unrevoke: every AMI it marked (the AMI, its copies and children)
     revoked_amis: list[str] | None = None
+    #: a layered image: the base image its app layer was built on (its baker:base-ami)
+    base_ami_id: str | None = None
     recorded_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

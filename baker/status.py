@@ -138,6 +138,7 @@ class EnvironmentStatus:
             "ami_id": live.ami_id if live else None,
             "version": live.version if live else None,
             "git_sha": live.git_sha if live else None,
+            "base_ami_id": live.base_ami_id if live else None,  # a layered image: the base it runs on
             "deployed_at": (live.healthy_at or live.at) if live else None,
             "by": live.by if live else None,
             "kind": live.kind if live else None,
@@ -174,6 +175,7 @@ def unreadable(env: Environment, exc: BakerError) -> dict[str, Any]:
         "ami_id": None,
         "version": None,
         "git_sha": None,
+        "base_ami_id": None,
         "deployed_at": None,
         "pinned": None,
         "drift": None,

@@ -27,6 +27,8 @@ def render(result: dict[str, Any]) -> str:
         if r.get("promoted_from"):
             src = r["promoted_from"]
             note = f"from {src.get('env')} {src.get('ami_id')}" + (f"; {note}" if note else "")
+        if r.get("base_ami_id"):
+            note = f"on base {r['base_ami_id']}" + (f"; {note}" if note else "")
         rows.append(
             [
                 short_time(r["at"]),

@@ -57,6 +57,8 @@ def render(result: dict[str, Any]) -> str:
                 f"{name}: pinned to {pin.get('ami_id')} by {pin.get('by')} at {pin.get('at')}: "
                 f"{pin.get('reason')!r} (lift with 'baker unpin -e {name}')"
             )
+        if e.get("base_ami_id"):
+            notes.append(f"{name}: {e['ami_id']} is an app layer on the base image {e['base_ami_id']}")
         for r in e.get("revoked") or []:
             by = f"revoked by {r['by']} at {r['at']}: {r['reason']!r}"
             notes.append(f"{name}: REVOKED: runs {r['ami_id']}, {by}")

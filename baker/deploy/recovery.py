@@ -84,6 +84,7 @@ def after_failure(
         good,
         version=target.version,
         git_sha=target.git_sha,
+        base_ami_id=target.base_ami_id,
         previous_ami_id=ami_id,
         runtime=target.runtime,
         rollback_of=failed.id,

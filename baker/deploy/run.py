@@ -194,6 +194,7 @@ class Deploy:
             "outcome": None,
             "version": image.version,
             "git_sha": image.git_sha,
+            "base_ami_id": image.base_ami,
         }
         if dry_run:
             return self._planned(result, runtime, options)
@@ -209,6 +210,7 @@ class Deploy:
                     ami_id,
                     version=image.version,
                     git_sha=image.git_sha,
+                    base_ami_id=image.base_ami,
                     previous_ami_id=result["previous_ami_id"],
                     runtime=runtime,
                     promoted_from=promoted_from,

@@ -54,3 +54,10 @@ def test_text_is_a_table_with_the_pin_reason_and_the_promotion_source():
 
 def test_table_pads_columns_and_shows_none_as_a_dash():
     assert table(["A", "BB"], [["xyz", None], [None, True]]).splitlines() == ["A    BB", "xyz  -", "-    yes"]
+
+
+def test_a_release_of_a_layered_image_names_its_base_in_the_row_and_the_text():
+    row = entry(release(base_ami_id="ami-0000000b", reason="canary"))
+    assert row["base_ami_id"] == "ami-0000000b"
+    assert "on base ami-0000000b; canary" in render({"env": "dev", "releases": [row]})
+    assert entry(release())["base_ami_id"] is None

@@ -153,3 +153,10 @@ def test_pin_drift_lock_and_unfinished_release_each_get_a_line():
 def test_an_unreadable_environment_says_why():
     text = render({"environments": [{"env": "prod", "error": "AWS profile 'x' not found"}]})
     assert "UNREADABLE" in text and "prod: could not be read: AWS profile 'x' not found" in text
+
+
+def test_a_layered_image_names_the_base_it_runs_on():
+    assert f"{A} is an app layer on the base image {B}" in render(
+        {"environments": [env_row(base_ami_id=B)]}
+    )
+    assert "base image" not in render({"environments": [env_row(base_ami_id=None)]})
