@@ -171,7 +171,8 @@ class Bake:
         return self.build_host is not None
 
     def run(self, *, force: bool = False, dry_run: bool = False, layer: str | None = None) -> dict[str, Any]:
-        """``layer``: with bake.layers, "base" bakes only the base (the nightly job)."""
+        """``layer``: with bake.layers, "base" bakes only the base (the nightly job); "app" takes the
+        base from the cache (bakes it only when there is none), so ``force`` rebakes the app layer alone."""
         if self.env.settings.bake.layers is not None:
             return self._layered(force=force, dry_run=dry_run, only=layer)
         if layer is not None:
@@ -300,7 +301,7 @@ class Bake:
         if dry_run:
             # the app layer's recipe names the base AMI: known only when the base is baked already
             digest = existing = None
-            if base is not None and not force:
+            if base is not None and (not force or only == layers.APP):
                 digest = layers.app_recipe(
                     self.project, self.env, base_ami=base.id, deb=pkg.path, template=template
                 )
@@ -308,14 +309,14 @@ class Bake:
             result.update(
                 dry_run=True,
                 cache_hit=existing is not None,
-                would_bake=existing is None,
+                would_bake=force or existing is None,
                 cached=False,
                 ami_id=existing.id if existing else None,
                 recipe=digest,
                 template=str(prepared.rendered.template),
             )
             return result
-        if base is None or force:
+        if base is None or (force and only != layers.APP):
             base_build = layer_of(layers.BASE, bake.layers.base.roles)
             base_build = dataclasses.replace(base_build, recipe=base_digest)
             amis, _, _, _ = self._build(base_build, extra_tags={provenance.LAYER: layers.BASE})
@@ -332,7 +333,7 @@ class Bake:
             provenance.BASE_RECIPE: base_digest,
             provenance.LAYER: layers.APP,
         }
-        existing = images.find_by_recipe(ec2, digest, region)
+        existing = None if force else images.find_by_recipe(ec2, digest, region)
         if existing is not None:
             result.update(
                 ami_id=existing.id, cached=True, name=existing.name, amis=self._distribute(existing)

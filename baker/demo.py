@@ -6,7 +6,9 @@ instances that boot their image.
    the load balancer's local URL answers;
 3. bake again: the recipe is unchanged, so a cache hit (no Packer run);
 4. a new AMI rolled out with a new greeting (runtime configuration, not baked): every instance
-   replaced, health-gated; the load balancer answers the new greeting;
+   replaced, health-gated; the load balancer answers the new greeting. On an environment with
+   layered images (bake.layers) the new AMI is the app layer rebaked alone on the cached base:
+   with ``app_layer: snapshot`` written straight to EBS, no instance and no Packer;
 5. a release whose runtime setting breaks the app's /healthz: the live instances' real health
    checks fail, baker rolls back (exit 4 of deploy) to the release before, its AMI and its runtime;
    the load balancer answers the greeting from before.
@@ -104,7 +106,23 @@ class Demo:
             )
         self.step("bake again", f"cache hit: {again['ami_id']}, no Packer run ({again['duration']:.2f} s)")
 
-        new = bake.run(force=True)
+        # a layered environment rebakes only its app layer on the cached base (with
+        # app_layer: snapshot, no instance and no Packer): what each commit of a CI pipeline pays
+        layered = self.env.settings.bake.layers is not None
+        new = bake.run(force=True, layer="app" if layered else None)
+        if layered:
+            self.step(
+                "app layer",
+                f"{new['ami_id']} baked on the cached base {new['base']['ami_id']} "
+                f"({new['app_layer']}, {new['duration']:.1f} s"
+                + (
+                    f", {new['snapshot']['changed_blocks']} changed blocks written, no instance)"
+                    if new.get("snapshot")
+                    else ")"
+                ),
+                ami_id=new["ami_id"],
+                base_ami_id=new["base"]["ami_id"],
+            )
         runtime = {
             **self.env.settings.runtime.env,
             "HELLO_GREETING": f"hello from {self.env.name}, rolled forward",

@@ -38,9 +38,10 @@ def _text(r: dict[str, Any]) -> str:
 )
 @click.option(
     "--layer",
-    type=click.Choice(["base"]),
+    type=click.Choice(["base", "app"]),
     default=None,
-    help="with bake.layers: bake only the base layer (the nightly job, with --force)",
+    help="with bake.layers: base bakes only the base layer (the nightly job, with --force); app takes "
+    "the base from the cache (baking it only when there is none) and --force rebakes only the app layer",
 )
 @click.option("--allow-dirty", is_flag=True, help="package uncommitted changes (the version is marked dirty)")
 @click.pass_obj
