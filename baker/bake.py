@@ -440,8 +440,14 @@ class Bake:
             session = None
             if self.build_host is not None:
                 session = stack.enter_context(self.build_host.session(ssh_user=bake.ssh_username))
+            layer = (extra_tags or {}).get(provenance.LAYER)
             built = prepared.values(
-                self.project, self.env, session=session, local=self.local, build_id=build_id
+                self.project,
+                self.env,
+                session=session,
+                local=self.local,
+                build_id=build_id,
+                layer=layer if layer == layers.BASE else None,
             )
             rendered.write_variables(built)
             log.info(

@@ -415,12 +415,14 @@ def build_values(
     local: bool = False,
     built_at: str | None = None,
     build_id: str | None = None,
+    layer: str | None = None,
 ) -> dict[str, Any]:
-    """The variables file's values. ``session`` is the local build host's (None against AWS)."""
+    """The variables file's values. ``session`` is the local build host's (None against AWS).
+    ``layer`` "base": the image is named for its layer, not for the app version it was baked at."""
     built_at = built_at or provenance.iso(provenance.utc_now())
     stamp = built_at.replace("-", "").replace(":", "").replace("T", "").rstrip("Z")[:14]
     values: dict[str, Any] = {
-        "ami_name": ami_name(project.app.name, pkg.version, env.name, stamp),
+        "ami_name": ami_name(project.app.name, layer or pkg.version, env.name, stamp),
         "deb_path": str(pkg.path),
         "deb_file": pkg.path.name,
         "build_id": build_id or "render",

@@ -237,6 +237,7 @@ def test_the_operator_story_pin_refusals_unpin_rollback_history_status_gc(
     (image,) = ec2.describe_images(ImageIds=[v2])["Images"]
     assert {t["Key"]: t["Value"] for t in image["Tags"]}["baker:base-ami"] == base
     (base_image,) = ec2.describe_images(ImageIds=[base])["Images"]
+    assert base_image["Name"].startswith("hello-web-base-e2e-"), "a base is named for its layer"
     base_root, root = (i["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] for i in (base_image, image))
     changed = local_cloud.client("ebs").list_changed_blocks(FirstSnapshotId=base_root, SecondSnapshotId=root)
     figures = baked["snapshot"]
