@@ -9,6 +9,9 @@ outlives one role session does not fail midway. Child programs (Packer, Terrafor
 identity from ``child_env()``: a generated AWS config profile whose ``credential_process`` asks
 this process, over a Unix socket that lives only as long as the child, for the current
 credentials. No key is ever in argv, on disk, or in a child's environment.
+
+Sessions are botocore's own (``Session`` below): boto3 would add only its resources and S3 transfer
+layer, which baker does not use, and importing it costs every command 0.2 s before it starts.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
@@ -178,16 +180,16 @@ class AWS:
     endpoint_url: str | None = None
     #: static credentials (the local cloud's); never logged
     credentials: dict[str, str] | None = None
-    _session: boto3.Session | None = field(default=None, repr=False)
+    _session: Session | None = field(default=None, repr=False)
     _clients: dict[tuple[Any, ...], Client] = field(default_factory=dict, repr=False)
 
-    def session(self) -> boto3.Session:
+    def session(self) -> Session:
         if self._session is None:
             try:
                 if self.credentials:
-                    base = _boto3_session(_botocore_session(), region_name=self.region, **self.credentials)
+                    base = Session.make(_botocore_session(), region_name=self.region, **self.credentials)
                 else:
-                    base = _boto3_session(
+                    base = Session.make(
                         _botocore_session(), profile_name=self.profile, region_name=self.region
                     )
             except botocore.exceptions.ProfileNotFound as exc:
@@ -195,7 +197,7 @@ class AWS:
             self._session = self._assume(base) if self.role_arn else base
         return self._session
 
-    def _assume(self, base: boto3.Session) -> boto3.Session:
+    def _assume(self, base: Session) -> Session:
         """A session on the role whose credentials botocore renews before they expire."""
         source = base.get_credentials()
         if source is None:
@@ -221,7 +223,7 @@ class AWS:
         )
         core = _botocore_session()
         core._credentials = creds  # the documented way to give a session refreshing credentials
-        return _boto3_session(core, region_name=self.region)
+        return Session.make(core, region_name=self.region)
 
     def client(self, service: str, region: str | None = None, *, attempts: int | None = None) -> Client:
         """``attempts``: botocore's attempts per call, when not RETRIES' (a poll with its own loop)."""
@@ -325,9 +327,6 @@ def _data_loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
-_LOADER_LOCK = threading.Lock()
-
-
 def known_regions() -> frozenset[str]:
     """Every region of every partition in botocore's endpoint data, read through the shared
     loader: the sessions made afterwards parse that data no second time."""
@@ -341,15 +340,58 @@ def _botocore_session() -> botocore.session.Session:
     return core
 
 
-def _boto3_session(core: botocore.session.Session, **kwargs: Any) -> boto3.Session:
-    """A boto3 session on ``core``; boto3 adds its own data path to the shared loader each time,
-    so it is kept there once."""
-    with _LOADER_LOCK:
-        session = boto3.Session(botocore_session=core, **kwargs)
-        paths = _data_loader().search_paths
-        paths[:] = list(dict.fromkeys(paths))
-    core.get_scoped_config()  # a missing profile fails here, as boto3.Session(profile_name=) does
-    return session
+class Session:
+    """A botocore session with what baker (and a test or bench) uses of boto3's: ``client``,
+    ``get_credentials``, ``events``."""
+
+    def __init__(self, core: botocore.session.Session, region_name: str | None) -> None:
+        self.core = core
+        self.region_name = region_name
+
+    @classmethod
+    def make(
+        cls,
+        core: botocore.session.Session,
+        *,
+        region_name: str | None = None,
+        profile_name: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+    ) -> Session:
+        if profile_name:
+            core.set_config_variable("profile", profile_name)
+        if aws_access_key_id or aws_secret_access_key:
+            core.set_credentials(aws_access_key_id, aws_secret_access_key, aws_session_token)
+        if region_name:
+            core.set_config_variable("region", region_name)
+        core.get_scoped_config()  # a missing profile fails here (ProfileNotFound)
+        return cls(core, region_name)
+
+    @property
+    def events(self) -> Any:
+        return self.core.get_component("event_emitter")
+
+    def get_credentials(self) -> Any:
+        return self.core.get_credentials()
+
+    def client(
+        self,
+        service: str,
+        region_name: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        config: botocore.config.Config | None = None,
+        **credentials: Any,
+    ) -> Any:
+        """``credentials``: the keys of another identity (botocore's AssumeRole fetcher passes them)."""
+        return self.core.create_client(
+            service,
+            region_name=region_name or self.region_name,
+            endpoint_url=endpoint_url,
+            config=config,
+            **credentials,
+        )
 
 
 class _NoCache(dict):
@@ -362,7 +404,7 @@ class _NoCache(dict):
 class _CredentialServer:
     """Answers each connection with the session's current credentials (credential_process JSON)."""
 
-    def __init__(self, path: Path, session: boto3.Session) -> None:
+    def __init__(self, path: Path, session: Session) -> None:
         self.path = path
         self.session = session
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
