@@ -46,7 +46,7 @@ lint: deps lint-deps
 
 # --allow-dirty: a demo of a work tree with local edits packages them (the version says .dirty)
 demo: deps
-	$(PYTHON) -m baker demo -e dev --allow-dirty
+	$(PYTHON) -m baker demo -e dev-layered --allow-dirty
 
 # copy this repository's packer/, ansible/ and terraform/ over the copies 'baker init' ships
 init-templates:

@@ -179,8 +179,9 @@ def rollback_command(root: Path, name: str, env: dict[str, str]) -> dict[str, An
 
 
 def story(
-    root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate: float, env: dict[str, str]
+    root: Path, aws: AWS, endpoint: str, name: str, v1: str, v2: str, rate: float, command: dict[str, str]
 ) -> dict[str, Any]:
+    """``command``: the environment variables of the ``baker`` command the operator types."""
     project = load_project(root)
     env = project.environment(name)
     lb_name = f"hello-web-{name}-lb"
@@ -206,7 +207,7 @@ def story(
         deployed = time.monotonic()
         time.sleep(2)
         back_at = time.monotonic()
-        result = rollback_command(root, name, env)
+        result = rollback_command(root, name, command)
         returned = time.monotonic()
         assert result["outcome"] == "healthy", result
         time.sleep(3)

@@ -55,7 +55,7 @@ def complete(words: str, cwd: Path = REPO) -> list[str]:
 
 
 def test_env_completes_from_the_projects_environments():
-    assert complete("baker render -e ") == ["dev", "prod", "staging"]
+    assert complete("baker render -e ") == ["dev", "dev-layered", "prod", "staging"]
     assert complete("baker config show --env s") == ["staging"]
 
 
@@ -83,4 +83,4 @@ def test_every_env_option_completes_environment_names():
     root.params["project_dir"] = str(REPO)
     for path, param in found:
         offered = [item.value for item in param.shell_complete(click.Context(cli, parent=root), "")]
-        assert offered == ["dev", "prod", "staging"], path
+        assert offered == ["dev", "dev-layered", "prod", "staging"], path

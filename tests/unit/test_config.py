@@ -112,8 +112,8 @@ def test_unknown_environment_lists_the_known_ones(project: Path):
     code, out, err = run(project, "--output", "json", "config", "show", "-e", "qa")
     assert code == 2
     result = json.loads(out)
-    assert result["known"] == ["dev", "prod", "staging"]
-    assert "unknown environment 'qa'; known: dev, prod, staging" in err
+    assert result["known"] == ["dev", "dev-layered", "prod", "staging"]
+    assert "unknown environment 'qa'; known: dev, dev-layered, prod, staging" in err
 
 
 def test_invalid_yaml_names_the_line(project: Path):

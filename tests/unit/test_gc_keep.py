@@ -90,7 +90,7 @@ def test_places_are_each_account_and_region_once_with_their_environments(repo):
     found = places(envs, aws_for, only=["prod"])
     where = {(p.account_id, p.region): p for p in found}
     assert set(where) == {("123456789012", "us-east-1"), ("210987654321", "us-west-2")}
-    assert where[("123456789012", "us-east-1")].envs == ["dev", "staging"]
+    assert where[("123456789012", "us-east-1")].envs == ["dev", "dev-layered", "staging"]
     assert [p.deletable for p in found] == [False, True]
     assert all(p.deletable for p in places(envs, aws_for))
 

@@ -65,5 +65,5 @@ def test_help_and_a_completion_build_no_configuration_and_import_no_aws_sdk():
             "COMP_CWORD": str(len(words.split(" ")) - 1),
         }
     )
-    assert [line.partition(",")[2] for line in out.splitlines()] == ["dev", "prod", "staging"]
+    assert [line.partition(",")[2] for line in out.splitlines()] == ["dev", "dev-layered", "prod", "staging"]
     assert loaded.isdisjoint({*HEAVY, "pydantic", "yaml"}), sorted(loaded & {*HEAVY, "pydantic", "yaml"})

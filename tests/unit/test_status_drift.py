@@ -156,7 +156,5 @@ def test_an_unreadable_environment_says_why():
 
 
 def test_a_layered_image_names_the_base_it_runs_on():
-    assert f"{A} is an app layer on the base image {B}" in render(
-        {"environments": [env_row(base_ami_id=B)]}
-    )
+    assert f"{A} is an app layer on the base image {B}" in render({"environments": [env_row(base_ami_id=B)]})
     assert "base image" not in render({"environments": [env_row(base_ami_id=None)]})
