@@ -317,6 +317,10 @@ class Instances:
             self._reap(instance_id)
         for thread in list(self._stopping.values()):
             thread.join(SHUTDOWN_GRACE + 5)
+        # containers that outlived their nspawn (killed after its grace, or by a crash of ours)
+        killed = kernel.kill_containers(self.dir)
+        if killed:
+            log.warning("ended %d container(s) that outlived their systemd-nspawn: %s", len(killed), killed)
         unmounted = kernel.unmount_under(self.dir) if self.dir.exists() else []
         kernel.remove_tree(self.dir)
         return {"stopped": stopped, "unmounted": unmounted}
@@ -328,6 +332,11 @@ class Instances:
         d = self.dir / instance_id
         if kernel.mounts_under(d / "merged"):
             return
+        if not kernel.mounts_under(self.dir):
+            # the instances' disks are mounted below a shared mount: a container started while
+            # another instance's disk is mounted holds a copy of that mount (systemd-nspawn copies
+            # the whole tree), and only a shared mount's copies go when it is unmounted here
+            kernel.make_shared(self.dir)
         options = kernel.overlay_options([d / "image"], d / "upper", d / "work")
         (d / "image").mkdir(exist_ok=True)
         if not kernel.mounts_under(d / "image"):
@@ -368,6 +377,8 @@ class Instances:
                 time.sleep(DRAIN_SECONDS)
                 if rec:
                     kernel.stop(rec, grace=SHUTDOWN_GRACE)  # SIGTERM: nspawn powers the container off
+                # a container whose nspawn had to be killed runs on without it: end it too
+                kernel.kill_containers(self.dir / instance_id)
                 self._reap(instance_id)
                 with self._lock:
                     if self._stopping.get(instance_id) is not threading.current_thread():

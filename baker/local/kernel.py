@@ -114,6 +114,65 @@ def processes_rooted_in(base: Path) -> list[int]:
     return pids
 
 
+def container_inits(base: Path) -> list[int]:
+    """PIDs (here) of the init of every container whose root is an overlay over a directory at or
+    below ``base``: the containers of our instances, found also when their systemd-nspawn is gone.
+
+    A container's root, seen from here, is "/" (it was moved there in the container's own mount
+    namespace), so it is found by its mount instead: its root mount's ``lowerdir``."""
+    prefix = "lowerdir=" + str(base).rstrip("/")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+            if len(nspid) < 2 or nspid[-1] != "1":
+                continue  # not the first process of a PID namespace of its own
+            with open(entry / "mountinfo") as f:
+                for line in f:
+                    fields = line.split()
+                    if fields[4] != "/" or "overlay" not in fields:
+                        continue
+                    options = fields[-1].split(",")
+                    if any(o == prefix or o.startswith((prefix + "/", prefix + ":")) for o in options):
+                        found.append(int(entry.name))
+                        break
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def kill_containers(base: Path, timeout: float = 10.0) -> list[int]:
+    """SIGKILL the init of every container of ours at or below ``base`` (``container_inits``): the
+    whole container goes with it (its PID namespace ends). A container outlives its systemd-nspawn
+    when that was killed, and keeps a copy of every mount it started with, so a disk unmounted here
+    would stay in use (its loop device bound) for as long as the container ran."""
+    pids = container_inits(base)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        for pid in pids:
+            reap(pid)
+        time.sleep(0.05)
+    return pids
+
+
+def make_shared(path: Path, stage: str = "local") -> None:
+    """``path`` a mount point of its own (a bind mount on itself) with shared propagation. Mounts
+    made below it are shared too, so their copies in the mount namespaces of containers started
+    later (systemd-nspawn makes those copies slaves) go when they are unmounted here, instead of
+    keeping a disk in use for as long as such a container runs. Call it while nothing is mounted
+    below ``path``: a bind on top would hide those mounts."""
+    point = str(path).rstrip("/")
+    if point not in mounts_under(path):
+        runner.output(["mount", "--bind", point, point], stage=stage)
+    runner.output(["mount", "--make-shared", point], stage=stage)
+
+
 def net_interfaces() -> list[str]:
     """Network interfaces of this thread's namespace (/proc/thread-self/net follows setns)."""
     lines = Path("/proc/thread-self/net/dev").read_text().splitlines()[2:]
