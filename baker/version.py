@@ -104,8 +104,11 @@ def git_state(repo: Path, inputs: list[Path]) -> GitState | None:
     except UsageError:
         log.warning("git is not installed: the version comes from baker.yml (app.base_version)")
         return None
+    # five git commands in all (a cache-hit bake runs this on every CI step): the top and whether
+    # the clone is shallow; HEAD and its time; the nearest tag with its distance; the tags on that
+    # tag's commit (or, with no tag, the length of the history); the package's changed inputs
     probe = runner.run(
-        ["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
+        ["git", "-C", str(repo), "rev-parse", "--show-toplevel", "--is-shallow-repository"],
         check=False,
         capture=True,
         echo=False,
@@ -125,25 +128,26 @@ def git_state(repo: Path, inputs: list[Path]) -> GitState | None:
             "%s is not in a git repository: the version comes from baker.yml (app.base_version)", repo
         )
         return None
-    top_dir = Path(probe.output.strip())
-    head = _git(top_dir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
-    if head is None:
+    top, shallow = [*probe.output.strip().splitlines(), "", ""][:2]
+    top_dir = Path(top)
+    said = _git(top_dir, "log", "-1", "--format=%H %ct", "HEAD", check=False)
+    if not said:
         log.warning("%s has no commit yet: the version comes from baker.yml (app.base_version)", top_dir)
         return None
-    commit_time = int(_out(top_dir, "log", "-1", "--format=%ct", head))
-    if _out(top_dir, "rev-parse", "--is-shallow-repository") == "true":
+    head, commit_time = said.split()
+    if shallow == "true":
         log.warning(
             "%s is a shallow clone: tags and commit counts may be missing, so the version may not sort "
             "after earlier builds; fetch the history (git fetch --unshallow --tags)",
             top_dir,
         )
-    tag = _nearest_tag(top_dir, head)
-    count_range = f"{tag}..{head}" if tag else head
-    distance = int(_out(top_dir, "rev-list", "--count", count_range))
+    tag, distance = _nearest_tag(top_dir, head)
+    if tag is None:
+        distance = int(_out(top_dir, "rev-list", "--count", head))
     rel = [_relative(p, top_dir) for p in inputs]
     status = _out(top_dir, "status", "--porcelain", "--untracked-files=all", "--", *rel, *_NOT_INPUTS)
     changes = tuple(line for line in status.splitlines() if line.strip())
-    return GitState(sha=head, commit_time=commit_time, tag=tag, distance=distance, changes=changes)
+    return GitState(sha=head, commit_time=int(commit_time), tag=tag, distance=distance, changes=changes)
 
 
 def derive(base_version: str, repo: Path, inputs: list[Path], *, allow_dirty: bool = False) -> Version:
@@ -161,20 +165,22 @@ def derive(base_version: str, repo: Path, inputs: list[Path], *, allow_dirty: bo
     return Version(version=compose(base_version, git), git=git)
 
 
-def _nearest_tag(top: Path, head: str) -> str | None:
-    described = _git(top, "describe", "--tags", "--abbrev=0", f"--match={TAG_PATTERN}", head, check=False)
-    if described is None:
-        return None
+def _nearest_tag(top: Path, head: str) -> tuple[str | None, int]:
+    """The nearest v* tag reachable from ``head`` and the commits since it (``describe --long``:
+    ``<tag>-<count>-g<sha>``), or ``(None, 0)``."""
+    described = _git(top, "describe", "--tags", "--long", f"--match={TAG_PATTERN}", head, check=False)
+    found = re.fullmatch(r"(?P<tag>.+)-(?P<distance>\d+)-g[0-9a-f]+", described or "")
+    if found is None:
+        return None, 0
+    name, distance = found["tag"], int(found["distance"])
     # Several tags on that commit (v2.0.0-rc1 promoted to v2.0.0): the highest version names it.
-    target = _out(top, "rev-list", "-n", "1", described)
-    tags = [
-        t for t in _out(top, "tag", "--list", TAG_PATTERN, "--points-at", target).split() if _TAG.match(t)
-    ]
-    best = tags[0] if tags else described  # a described tag of another shape is refused by tag_version
+    on_commit = _out(top, "tag", "--list", TAG_PATTERN, "--points-at", f"{name}^{{commit}}").split()
+    tags = [t for t in on_commit if _TAG.match(t)]
+    best = tags[0] if tags else name  # a described tag of another shape is refused by tag_version
     for t in tags[1:]:
         if newer(tag_version(t), tag_version(best)):
             best = t
-    return best
+    return best, distance
 
 
 def newer(a: str, b: str) -> bool:
