@@ -33,6 +33,7 @@ def terraform_for(project: Project, env: Environment, aws: AWS, *, local: bool =
         if backend
         else None,
         mirror=find_mirror(s.terraform.plugin_mirror),
+        in_place=local,
         timeout=s.terraform.timeout,
     )
 

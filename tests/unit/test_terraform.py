@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from baker import hcl
 from baker import terraform as tf
 from baker import terraform_lines as tfl
 from baker.config import BackendSettings
@@ -308,3 +310,55 @@ def test_a_plan_without_detail_names_the_changes_show_names(tmp_path: Path):
     (tainted,) = named.changes
     assert (tainted.kind, tainted.tainted) == ("replace", True)
     t.discard(shown)
+
+
+def test_the_local_clouds_terraform_runs_the_mirrors_provider_in_place_and_awss_never(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """In the local cloud every command after ``init`` runs the mirror's provider where it is
+    (``dev_overrides``: no ~700 MB hash against the lock file per command); init still installs
+    from the mirror and writes the lock file. Against AWS the CLI configuration has no override."""
+    need_tools("terraform")
+    mirror = tf.find_mirror(None)
+    assert mirror is not None, "make deps installs the provider mirror"
+    module = tmp_path / "m"
+    module.mkdir()
+    (module / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n'
+        'variable "v" {\n  type = string\n}\noutput "x" {\n  value = var.v\n}\n'
+    )
+    local = tf.Terraform(
+        module_dir=module, work_dir=tmp_path / "local", timeout=120, mirror=mirror, in_place=True
+    )
+    local.init()
+    config = (tmp_path / "local" / tf.CLI_CONFIG).read_text()
+    (provider,) = tf.mirror_providers(mirror)
+    binary_dir = tf.mirror_in_place(mirror, [provider])[provider]
+    assert f"dev_overrides {{\n    {hcl.string(provider)} = {hcl.string(str(binary_dir))}" in config
+    assert (tmp_path / "local" / tf.LOCK_FILE).is_file(), "init installed from the mirror as always"
+    with caplog.at_level(logging.INFO, logger="baker"):
+        local.apply(local.plan({"v": "in place"}))
+    assert local.outputs() == {"x": "in place"}
+    shown = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [m for m in shown if "development overrides" in m], shown
+
+    aws = tf.Terraform(module_dir=module, work_dir=tmp_path / "aws", timeout=120, mirror=mirror)
+    aws.prepare()
+    assert "dev_overrides" not in (tmp_path / "aws" / tf.CLI_CONFIG).read_text()
+
+
+def test_a_provider_is_run_in_place_only_from_one_unpacked_version_for_this_platform(tmp_path: Path):
+    one = tmp_path / "one" / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0" / tf.platform_dir()
+    one.mkdir(parents=True)
+    (one / "terraform-provider-aws_v5.100.0_x5").write_bytes(b"")
+    two = tmp_path / "two" / "registry.terraform.io" / "hashicorp" / "aws"
+    for version in ("5.99.0", "5.100.0"):
+        (two / version / tf.platform_dir()).mkdir(parents=True)
+        (two / version / tf.platform_dir() / f"terraform-provider-aws_v{version}_x5").write_bytes(b"")
+    packed = tmp_path / "packed" / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0"
+    packed.mkdir(parents=True)
+    aws = ["registry.terraform.io/hashicorp/aws"]
+    assert tf.mirror_in_place(tmp_path / "one", aws) == {aws[0]: one}
+    assert tf.mirror_in_place(tmp_path / "two", aws) == {}, "two versions: the lock file chooses"
+    assert tf.mirror_in_place(tmp_path / "packed", aws) == {}
+    assert "dev_overrides" not in tf.cli_config(tmp_path / "two", aws, {})
