@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 # lintian: tests/unit/test_package.py lints the .deb as Debian would; systemd-container: live instances;
-# e2fsprogs: the local cloud's disks (mke2fs -d); curl: the HTTPS listener as a user checks it (tests/integration/test_bluegreen_live.py)
+# e2fsprogs: the local cloud's disks (mke2fs -d); curl: the HTTPS listener as a user checks it (tests/e2e/test_bluegreen_story.py)
 APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-dev git fakeroot lintian systemd-container curl e2fsprogs
 # what `make test` runs; .ci/run runs exactly this. -n: files run on parallel workers, each in its
 # own namespace with its own local cloud (tests/conftest.py); loadfile keeps a file's tests together

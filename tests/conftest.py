@@ -140,7 +140,6 @@ HEAVY = {
     "tests/integration/test_bluegreen.py": 400,
     "tests/integration/test_faults.py": 390,
     "tests/e2e/test_bluegreen_story.py": 350,
-    "tests/integration/test_bluegreen_live.py": 275,
     "tests/integration/test_bake.py": 200,
     "tests/integration/test_bluegreen_5xx.py": 200,
     "tests/integration/test_live_instances.py": 80,

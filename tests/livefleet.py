@@ -7,7 +7,7 @@ by user data can point it at a directory without ``healthz``, a real defect with
 ``bake_hello`` makes an image of the example app itself (examples/hello-web, its unit reading the
 runtime environment file as the .deb's does): its runtime settings make real defects too
 (``HELLO_UNHEALTHY``, ``HELLO_BROKEN_PATHS``). ``Users`` is a client sending user requests
-through a load balancer's listener.
+through a load balancer's listener; ``listener_port`` finds where the local cloud serves one.
 """
 
 from __future__ import annotations
@@ -85,6 +85,19 @@ def bake_hello(local_cloud: Any, version: str) -> str:
         (wants / "hello-web.service").symlink_to("/etc/systemd/system/hello-web.service")
 
     return _image(local_cloud, f"hello-{version}", write)
+
+
+def listener_port(elb: Any, endpoint: str, lb_name: str, port: int = 80) -> int:
+    """The loopback port where the local cloud serves the listener on ``port`` of load balancer
+    ``lb_name`` (as ``baker local status`` lists it): where users of the fleet send requests."""
+    from baker.local import cloud
+
+    lb = elb.describe_load_balancers(Names=[lb_name])["LoadBalancers"][0]
+    listeners = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    arn = next(x["ListenerArn"] for x in listeners if x["Port"] == port)
+    found = cloud.listener(endpoint, arn)
+    assert found is not None, f"the listener on port {port} of {lb_name} answers nowhere"
+    return int(str(found["url"]).rsplit(":", 1)[1])
 
 
 class Users:

@@ -7,37 +7,49 @@ no instance launched. A v3 (v2's image with a runtime that fails /healthz and a 
 own) goes to the idle color, fails its health gate and exits 4: a user client running the whole
 time sees only v1 and v2 answer, and never v3's greeting. ``baker status`` and ``baker history``
 tell it as it happened. Every step is a `python -m baker --local --output json ...` child process
-against the session's local cloud; the test reads the load balancer the way a user does (HTTP to
+against the session's local cloud; the test reads the load balancer the way a user does (HTTPS to
 the listener's loopback URL that ``baker local status`` lists) and AWS through the emulator's API.
+
+The fleet speaks HTTPS (``certificate_arn``: the local cloud's own ACM certificate): users reach
+443 over TLS, checked against the CA that ACM gives as the certificate's chain (also with
+``curl --cacert``; a client that does not trust it is refused), port 80 answers 301 to it, and
+baker's smoke checks go through the test listener over TLS too.
 """
 
 from __future__ import annotations
 
 import shutil
+import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from baker.local.moto import certificates
 from tests.conftest import commit_all, copy_project, git, need_tools
 from tests.harness import Baker
-from tests.livefleet import Users, blue_green_environment
+from tests.livefleet import Users, blue_green_environment, listener_port
 
 pytestmark = pytest.mark.e2e
 
 ENV = "bge2e"  # its own Terraform state and fleet
 NAME = "hello-web-bge2e"
 GREETING = "hello from bge2e"
+CERTIFICATE = certificates.local_arn("us-east-1", "123456789012")
 
 
 def environment(runtime: dict[str, str] | None = None) -> dict[str, Any]:
-    return blue_green_environment(NAME, ENV, GREETING, runtime, step_seconds=2, unhealthy_timeout=10)
+    data = blue_green_environment(NAME, ENV, GREETING, runtime, step_seconds=2, unhealthy_timeout=10)
+    data["deploy"]["variables"]["certificate_arn"] = CERTIFICATE
+    return data
 
 
 @pytest.fixture(scope="module")
 def baker(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Baker]:
-    need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen", "terraform")
+    need_tools("packer", "ansible-playbook", "dpkg-deb", "git", "ssh-keygen", "terraform", "curl")
     if not shutil.which("systemd-nspawn"):
         pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
     assert local_cloud.build_host  # the root filesystem, fetched from outside the namespace if not cached
@@ -56,17 +68,26 @@ def baker(local_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
 
 
-def users_port(baker: Baker, local_cloud: Any) -> int:
-    """The loopback port of the users' listener (port 80), as `baker local status` lists it."""
-    elb = local_cloud.client("elbv2")
-    lb = elb.describe_load_balancers(Names=[f"{NAME}-lb"])["LoadBalancers"][0]
-    listeners = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
-    users = next(x["ListenerArn"] for x in listeners if x["Port"] == 80)
+def users(baker: Baker, local_cloud: Any, path: str = "/version") -> Users:
+    """A user of the fleet: HTTPS to the users' listener (443) where `baker local status` lists it,
+    trusting the CA that ACM gives as the certificate's chain."""
+    port = listener_port(local_cloud.client("elbv2"), local_cloud.endpoint, f"{NAME}-lb", 443)
     code, status, err = baker("local", "status", local=False)
     assert code == 0, err
-    (found,) = [b for b in status["load_balancers"] if b["listener_arn"] == users]
-    assert found["dns_name"] == lb["DNSName"]
-    return int(found["url"].rsplit(":", 1)[1])
+    assert f"https://127.0.0.1:{port}" in {b["url"] for b in status["load_balancers"]}, status
+    return Users(port, path, tls=ssl.create_default_context(cafile=str(ca_file(baker, local_cloud))))
+
+
+def ca_file(baker: Baker, local_cloud: Any) -> Path:
+    chain = local_cloud.client("acm").get_certificate(CertificateArn=CERTIFICATE)["CertificateChain"]
+    path = baker.project / ".baker" / "ca.pem"  # ignored by git: not an input of any package
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(chain)
+    return path
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, text=True, check=False)
 
 
 def instance_ids(local_cloud: Any) -> set[str]:
@@ -83,9 +104,19 @@ def test_blue_green_release_rollback_by_weights_and_a_bad_release_no_user_sees(
     assert code == 0, err
     v1 = first["ami_id"]
     assert (first["outcome"], first["color"], first["bake"]["version"]) == ("healthy", "blue", "1.0.0")
-    port = users_port(baker, local_cloud)
-    versions = Users(port)
+    versions = users(baker, local_cloud)
     assert {versions.get() for _ in range(4)} == {(200, "1.0.0")}
+    # as a user checks it: curl trusting the CA that ACM gives; one that does not is refused; plain
+    # HTTP is sent on to HTTPS with a 301
+    https = f"https://127.0.0.1:{versions.port}/version"
+    trusted = curl("--cacert", str(ca_file(baker, local_cloud)), https)
+    assert (trusted.returncode, trusted.stdout.strip()) == (0, "1.0.0"), trusted.stderr
+    assert curl(https).returncode == 60, "a client that does not trust the CA refuses the certificate"
+    plain_port = listener_port(local_cloud.client("elbv2"), local_cloud.endpoint, f"{NAME}-lb", 80)
+    plain = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                 f"http://127.0.0.1:{plain_port}/version?x=1")  # fmt: skip
+    code, location = plain.stdout.split(" ", 1)
+    assert code == "301" and location.startswith("https://127.0.0.1") and location.endswith("/version?x=1")
 
     with versions:  # a user asking for /version through the users' listener, all along
         # v2: a new commit and tag, baked, verified, launched on green, tested, given the users
@@ -122,7 +153,7 @@ def test_blue_green_release_rollback_by_weights_and_a_bad_release_no_user_sees(
             yaml.safe_dump(environment({"HELLO_UNHEALTHY": "1", "HELLO_GREETING": "hello from v3"}))
         )
         try:
-            with Users(port, path="/") as greetings:
+            with users(baker, local_cloud, path="/") as greetings:
                 code, third, err = baker("release", "-e", ENV)
         finally:
             env_file.write_text(yaml.safe_dump(environment()))

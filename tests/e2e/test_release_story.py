@@ -22,7 +22,7 @@ from baker import layers
 from baker.local import cloud
 from tests.conftest import commit_all, copy_project, git, need_tools
 from tests.harness import Baker
-from tests.livefleet import Users
+from tests.livefleet import Users, listener_port
 
 pytestmark = pytest.mark.e2e
 
@@ -116,12 +116,7 @@ def fleet(local_cloud: Any) -> dict[str, str]:
 
 def answers(local_cloud: Any, path: str = "/version") -> set[str]:
     """What users get from the fleet's load balancer (its listener on port 80), 10 requests."""
-    elb = local_cloud.client("elbv2")
-    lb = elb.describe_load_balancers(Names=[f"{NAME}-lb"])["LoadBalancers"][0]
-    (listener,) = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
-    found = cloud.listener(local_cloud.endpoint, listener["ListenerArn"])
-    assert found is not None, "the load balancer's listener answers nowhere"
-    users = Users(int(str(found["url"]).rsplit(":", 1)[1]), path)
+    users = Users(listener_port(local_cloud.client("elbv2"), local_cloud.endpoint, f"{NAME}-lb"), path)
     return {f"{code} {body}" for code, body in (users.get() for _ in range(10))}
 
 

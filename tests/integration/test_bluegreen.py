@@ -11,7 +11,6 @@ it, or made now, so any test runs alone and in any order.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -270,54 +269,6 @@ def test_a_failed_new_color_never_takes_user_traffic(fleet: Fleet, blue_live: No
     releases = fleet.ledger.releases()
     assert (releases[0].kind, releases[0].color, releases[0].outcome) == ("rollback", "blue", "healthy")
     assert (releases[1].ami_id, releases[1].color, releases[1].outcome) == (bad, "green", "rolled_back")
-
-
-def test_a_step_with_5xx_moves_the_weights_back(fleet: Fleet, blue_live: None):
-    live = fleet.ledger.live()
-    fleet.configure(strategy="blue_green", traffic_steps=[50, 100], step_seconds=2)
-    ami = fleet.ami("4.0.0-errors")
-    cw = fleet.aws.client("cloudwatch")
-    elb = fleet.aws.client("elbv2")
-    green = elb.describe_target_groups(Names=[GREEN_TG])["TargetGroups"][0]
-    lb = elb.describe_load_balancers(Names=[f"{NAME}-lb"])["LoadBalancers"][0]
-    seen: list[dict[str, int]] = []
-
-    def errors_once_traffic_arrives(state: Any) -> None:
-        weights = fleet.weights()
-        seen.append(weights)
-        if weights.get(GREEN_TG):
-            cw.put_metric_data(
-                Namespace="AWS/ApplicationELB",
-                MetricData=[
-                    {
-                        "MetricName": "HTTPCode_Target_5XX_Count",
-                        "Dimensions": [
-                            {
-                                "Name": "LoadBalancer",
-                                "Value": lb["LoadBalancerArn"].split("loadbalancer/")[1],
-                            },
-                            {"Name": "TargetGroup", "Value": green["TargetGroupArn"].split(":")[-1]},
-                        ],
-                        "Timestamp": dt.datetime.now(dt.UTC),
-                        "Value": 3,
-                        "Unit": "Count",
-                    }
-                ],
-            )
-
-    deploy = fleet.deploy()
-    deploy.on_poll = errors_once_traffic_arrives
-    try:
-        with pytest.raises(RolledBack) as info:
-            deploy.run(ami, options=TIMEOUT)
-    finally:
-        fleet.configure(strategy="blue_green")
-    assert "traffic step 50% to green failed" in info.value.message and "5xx" in info.value.message
-    assert {BLUE_TG: 50, GREEN_TG: 50} in seen
-    assert fleet.weights() == {BLUE_TG: 100, GREEN_TG: 0}
-    assert set(fleet.group(BLUE).values()) == {live.ami_id}
-    assert fleet.group(GREEN) == {}
-    assert fleet.ledger.live().color == "blue"
 
 
 def test_retire_keeps_the_previous_color_until_keep_previous(fleet: Fleet, blue_live: None):

@@ -1,5 +1,5 @@
 """HTTPS in the local cloud: its own certificate (baker.local.moto.certificates), which the listeners of
-the example's prod and of tests/integration/test_bluegreen_live.py serve, checked as a client would."""
+the example's prod and of tests/e2e/test_bluegreen_story.py serve, checked as a client would."""
 
 from __future__ import annotations
 
