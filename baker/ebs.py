@@ -80,6 +80,25 @@ def _listed(ebs: Client, snapshot_id: str) -> Iterator[tuple[int, str, int]]:
             return
 
 
+def cache_dir() -> Path:
+    """Where fetched snapshots are kept: $BAKER_CACHE_DIR or ~/.cache/baker, then snapshots/."""
+    return Path(os.environ.get("BAKER_CACHE_DIR") or Path.home() / ".cache" / "baker") / "snapshots"
+
+
+def forget(cache_dir: Path, snapshot_ids: Iterable[str]) -> list[str]:
+    """Remove the fetched copies of these snapshots from ``cache_dir`` (snapshots that no longer
+    exist: a local cloud's, when it goes); the ids whose copy was there."""
+    gone = []
+    for snapshot_id in snapshot_ids:
+        path = cache_dir / f"{snapshot_id}.img"
+        done = path.with_name(path.name + _COMPLETE)
+        if path.exists() or done.exists():
+            done.unlink(missing_ok=True)  # first: a copy without its marker is never reused
+            path.unlink(missing_ok=True)
+            gone.append(snapshot_id)
+    return gone
+
+
 def fetch(ebs: Client, snapshot_id: str, cache_dir: Path, *, volume_size: int) -> Fetched:
     """The snapshot's whole volume as a sparse file under ``cache_dir``, each block's checksum
     checked. A file fetched before is reused as it is (``cached``)."""

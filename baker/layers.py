@@ -55,8 +55,7 @@ class Layer:
 
 def cache_dir() -> Path:
     """Where fetched snapshots are kept: $BAKER_CACHE_DIR or ~/.cache/baker, then snapshots/."""
-    root = os.environ.get("BAKER_CACHE_DIR") or str(Path.home() / ".cache" / "baker")
-    return Path(root) / "snapshots"
+    return ebs.cache_dir()
 
 
 def roles_dir(project: Project) -> Path:

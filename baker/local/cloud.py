@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from baker import runner
+from baker import ebs, runner
 from baker.aws import AWS
 from baker.errors import BakerError, ToolError, UsageError
 from baker.local import instances, kernel, netns
@@ -370,8 +370,12 @@ def down(
         removed = name
     with contextlib.suppress(FileNotFoundError):
         (sdir / STATE_FILE).unlink()
+    forgotten: list[str] = []
     if not errors:  # the snapshots' blocks and the images' disks: the emulator that knew them is gone
+        dead = [p.name.removesuffix(".img") for p in (sdir / "snapshots").glob("snap-*.img")]
         kernel.remove_tree(sdir / "snapshots")
+        # and what a bake fetched of them (an app layer's base): their ids died with the emulator
+        forgotten = ebs.forget(ebs.cache_dir(), dead)
         for disk in sdir.glob("images/*/disk.img"):
             disk.unlink()
     purged = 0
@@ -388,6 +392,7 @@ def down(
         "was_running": bool(state),
         "instances_stopped_after_emulator": instances_left,
         "images_purged": purged,
+        "fetched_snapshots_removed": forgotten,
     }
 
 

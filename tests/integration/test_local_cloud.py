@@ -146,7 +146,9 @@ def test_instances_addresses_are_unreachable_from_inside(second_cloud: tuple[Pat
     assert cloud.in_netns(name, try_connect) == {}
 
 
-def test_down_leaves_no_container_mount_or_namespace(second_cloud: tuple[Path, str]) -> None:
+def test_down_leaves_no_container_mount_or_namespace(
+    second_cloud: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not shutil.which("systemd-nspawn"):
         pytest.skip("missing on this machine: systemd-nspawn (Debian package systemd-container)")
     state_dir, name = second_cloud
@@ -165,7 +167,18 @@ def test_down_leaves_no_container_mount_or_namespace(second_cloud: tuple[Path, s
         return found[0].get("container_pid") if found else None
 
     pid = wait_for("the instance's container", container, 30)
+    # what a bake fetched of this cloud's snapshots (an app layer's base), and of one on AWS
+    fetched = tmp_path / "cache" / "snapshots"
+    fetched.mkdir(parents=True)
+    monkeypatch.setenv("BAKER_CACHE_DIR", str(tmp_path / "cache"))
+    ours = sorted(p.name.removesuffix(".img") for p in (state_dir / "snapshots").glob("snap-*.img"))
+    assert ours
+    for snapshot in [*ours, "snap-0fromaws"]:
+        (fetched / f"{snapshot}.img").write_bytes(b"blocks")
+        (fetched / f"{snapshot}.img.complete").write_text("1\n")
     result = cloud.down(state_dir)
+    assert sorted(result["fetched_snapshots_removed"]) == ours
+    assert sorted(p.name for p in fetched.iterdir()) == ["snap-0fromaws.img", "snap-0fromaws.img.complete"]
     assert not kernel.alive(pid)
     assert _mounts_under(state_dir) == [] and not netns.exists(name)
     assert not (state_dir / "instances").exists()
