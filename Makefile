@@ -8,7 +8,7 @@ APT_PACKAGES := packer mmdebstrap openssh-server openssh-client iproute2 dpkg-de
 # own namespace with its own local cloud (tests/conftest.py); loadfile keeps a file's tests together
 # (they share a module's fleet); the slow files start first. `make unit` runs serially.
 PYTEST := $(PYTHON) -m pytest -q
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 5
 # checkov scans terraform/ in `make lint`; in a venv of its own (its pins of boto3 and friends are
 # not baker's). --skip-download: it asks Prisma Cloud for nothing (no network, no API key).
 CHECKOV_VERSION := 3.3.30

@@ -131,21 +131,22 @@ def commit_all(root: Path) -> None:
 
 
 #: the files that take minutes (Terraform load balancers, live fleets, whole CLI stories): what
-#: each took of one worker in a full run on this machine (2 cores, 4 workers), in seconds. Every
+#: each took of one worker in a full run on this machine (2 cores, 5 workers), in seconds. Every
 #: other file takes seconds. Only the order matters, so figures a third off do no harm.
 HEAVY = {
-    "tests/e2e/test_release_story.py": 760,
-    "tests/integration/test_deploy.py": 580,
-    "tests/integration/test_faults_more.py": 465,
-    "tests/integration/test_bluegreen.py": 400,
-    "tests/integration/test_faults.py": 390,
-    "tests/e2e/test_bluegreen_story.py": 350,
-    "tests/integration/test_bake.py": 200,
-    "tests/integration/test_bluegreen_5xx.py": 200,
-    "tests/integration/test_live_instances.py": 80,
-    "tests/integration/test_live_story.py": 45,
-    "tests/integration/test_moto_ext.py": 45,
-    "tests/integration/test_local_cloud.py": 40,
+    "tests/integration/test_deploy.py": 710,
+    "tests/e2e/test_release_story.py": 620,
+    "tests/integration/test_faults_more.py": 490,
+    "tests/e2e/test_bluegreen_story.py": 485,
+    "tests/integration/test_faults.py": 445,
+    "tests/integration/test_bluegreen.py": 360,
+    "tests/integration/test_bake.py": 285,
+    "tests/integration/test_bluegreen_5xx.py": 210,
+    "tests/integration/test_live_instances.py": 120,
+    "tests/integration/test_live_story.py": 60,
+    "tests/unit/test_terraform.py": 55,
+    "tests/integration/test_moto_ext.py": 55,
+    "tests/integration/test_local_cloud.py": 45,
 }
 #: a worker whose files still have more than this left gets a light file as its look-ahead
 LOOKAHEAD_SECONDS = 30.0
