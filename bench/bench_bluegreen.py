@@ -171,11 +171,30 @@ def command_env(pyc: str) -> dict[str, str]:
 
 
 def rollback_command(root: Path, name: str, env: dict[str, str]) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "baker", "--project", str(root), "--local", "--output", "json"]
-    done = subprocess.run([*argv, "rollback", "-e", name], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"baker rollback -e {name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.splitlines()[-1]))
+    """``baker rollback`` as an operator types it (``-v``: every step it logs); its JSON result, and
+    each line it printed on stderr with the seconds since the command started."""
+    argv = [sys.executable, "-m", "baker", "--project", str(root), "--local", "--output", "json", "-v"]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*argv, "rollback", "-e", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    said: list[tuple[float, str]] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            said.append((time.monotonic() - started, line.rstrip()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    out, _ = proc.communicate()
+    reader.join()
+    if proc.returncode != 0:
+        tail = "\n".join(line for _, line in said[-40:])
+        raise SystemExit(f"baker rollback -e {name} failed ({proc.returncode}):\n{tail}")
+    result = dict(json.loads(out.splitlines()[-1]))
+    result["said"] = said
+    return result
 
 
 def story(
@@ -227,6 +246,7 @@ def story(
         "deploy_failed": sum(1 for _, status, _ in during_deploy if status != 200),
         "back_sent": len(during_back),
         "back_failed": sum(1 for _, status, _ in during_back if status != 200),
+        "said": result["said"],
     }
 
 
@@ -290,6 +310,11 @@ def report(figures: dict[str, dict[str, Any]], rate: float) -> None:
     row("API level: until the listener serves only v1, healthy", s(r["api_v1_s"]), s(b["api_v1_s"]))
     if r["serving_v1_s"] and b["serving_v1_s"]:
         print(f"  blue/green answers v1 everywhere {r['serving_v1_s'] / b['serving_v1_s']:.1f}x sooner")
+    print("the blue/green rollback's own lines (-v), seconds since it started, until the users were moved:")
+    for at, line in b["said"]:
+        print(f"  {at:6.2f}  {line[:110]}")
+        if "traffic: 100%" in line:
+            break
 
 
 if __name__ == "__main__":

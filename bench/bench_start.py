@@ -105,8 +105,31 @@ def git_project(root: Path) -> None:
         subprocess.run(["git", "-C", str(root), *args], check=True)
 
 
-def cache_hit(runs: int) -> tuple[list[tuple[float, float]], list[str], float]:
-    """(wall seconds of each cache-hit bake, its top imports, seconds of the first bake)."""
+def profile(argv: Sequence[str], env: dict[str, str], cwd: Path, top: int = 30) -> list[str]:
+    """The ``top`` functions by cumulative time of one run under cProfile (what is left to cut)."""
+    import pstats
+
+    with tempfile.NamedTemporaryFile(suffix=".prof") as out:
+        subprocess.run(
+            [sys.executable, "-m", "cProfile", "-o", out.name, *argv[1:]],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            check=True,
+        )
+        stats = pstats.Stats(out.name)
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)  # type: ignore[attr-defined]
+    lines = []
+    for (file, line, name), (_, calls, _, cumulative, _) in rows[:top]:
+        where = f"{Path(file).parent.name}/{Path(file).name}:{line}" if line else file
+        lines.append(f"{cumulative:6.3f} s {calls:6d}x  {name}  {where}")
+    return lines
+
+
+def cache_hit(
+    runs: int, with_profile: bool = False
+) -> tuple[list[tuple[float, float]], list[str], float, list[str]]:
+    """(wall seconds of each cache-hit bake, its top imports, seconds of the first bake, its profile)."""
     sys.path.insert(0, str(REPO / "bench"))
     from privatecloud import private_cloud
 
@@ -126,13 +149,17 @@ def cache_hit(runs: int) -> tuple[list[tuple[float, float]], list[str], float]:
             out = subprocess.run(argv, env=env, cwd=root, capture_output=True, text=True, check=True).stdout
             times.append((time.perf_counter() - started, cpu() - used))
             assert json.loads(out.splitlines()[-1])["cached"] is True, out
-        return times, top_imports(argv, env=env, cwd=root), baked
+        profiled = profile(argv, env, root) if with_profile else []
+        return times, top_imports(argv, env=env, cwd=root), baked, profiled
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="runs of each (default 7)")
     parser.add_argument("--no-bake", action="store_true", help="skip the cache-hit bake (needs no root)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also the cache-hit bake's top functions (cProfile)"
+    )
     parser.add_argument(
         "--source", action="store_true", help="keep PYTHONDONTWRITEBYTECODE: compile baker on every start"
     )
@@ -163,13 +190,16 @@ def measure(args: argparse.Namespace) -> int:
         wall(argv, env=env)  # warm the page cache
         print(f"  {label:34} {spread([wall(argv, env=env) for _ in range(args.runs)])}", flush=True)
     if not args.no_bake:
-        times, bake_imports, baked = cache_hit(args.runs)
+        times, bake_imports, baked, profiled = cache_hit(args.runs, args.profile)
         print(f"  {'cache-hit bake (--local -e dev)':34} {spread(times)}   (first bake {baked:.1f} s)")
     print("\nten largest imports by cumulative time: baker --help")
     print("\n".join(f"  {line}" for line in top_imports(baker("--help"))))
     if not args.no_bake:
         print("\nten largest imports by cumulative time: cache-hit bake")
         print("\n".join(f"  {line}" for line in bake_imports))
+        if profiled:
+            print("\nthe cache-hit bake's functions by cumulative time (cProfile, one run)")
+            print("\n".join(f"  {line}" for line in profiled))
     return 0
 
 
