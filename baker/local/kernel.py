@@ -153,11 +153,7 @@ def kill_containers(base: Path, timeout: float = 10.0) -> list[int]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        for pid in pids:
-            reap(pid)
-        time.sleep(0.05)
+    _wait_gone(pids, timeout)
     return pids
 
 
@@ -238,16 +234,21 @@ def stop(rec: dict[str, Any], grace: float = 10.0) -> bool:
     return True
 
 
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    """Until none of ``pids`` runs (reaping those that are our children), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        for pid in pids:
+            reap(pid)
+        time.sleep(0.05)
+
+
 def end(pids: list[int], grace: float = 5.0) -> list[int]:
     """SIGTERM, wait, SIGKILL what is left. Only ever called with PIDs of our own."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        for pid in pids:
-            reap(pid)
-        time.sleep(0.05)
+    _wait_gone(pids, grace)
     for pid in pids:
         if alive(pid):
             with contextlib.suppress(ProcessLookupError):
