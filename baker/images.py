@@ -190,6 +190,56 @@ def of_app(ec2: Client, app: str, region: str) -> list[Image]:
     )
 
 
+@dataclass(frozen=True)
+class SourceImage:
+    """The AMI a bake starts from, resolved once: its id goes into the recipe and the tags."""
+
+    id: str
+    name: str
+    root_device: str
+    owner: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "root_device": self.root_device, "owner": self.owner}
+
+
+def resolve_source(ec2: Client, source: Mapping[str, Any]) -> SourceImage:
+    """A ``bake.source_ami`` (as JSON: ``id``, or ``filter`` with name, owners, architecture,
+    most_recent) resolved by one DescribeImages call: the explicit id, or the newest image the
+    filter matches."""
+    region = str(getattr(getattr(ec2.raw, "meta", None), "region_name", "") or "")
+    if source.get("id"):
+        found = get(ec2, source["id"], region)
+        matches = [found] if found is not None else []
+        what = source["id"]
+    else:
+        f = source["filter"]
+        matches = list(
+            many(
+                ec2,
+                region,
+                Owners=list(f["owners"]),
+                Filters=[
+                    {"Name": "name", "Values": [f["name"]]},
+                    {"Name": "architecture", "Values": [f["architecture"]]},
+                    {"Name": "state", "Values": ["available"]},
+                ],
+            )
+        )
+        what = f"name {f['name']!r} owned by {', '.join(f['owners'])}"
+        if len(matches) > 1 and not f["most_recent"]:
+            raise UsageError(
+                f"source AMI filter ({what}) matches {len(matches)} images and most_recent "
+                "is false; narrow the filter or set most_recent: true"
+            )
+    if not matches:
+        raise UsageError(f"no source AMI found for {what}")
+    image = max(matches, key=lambda i: i.created)
+    return SourceImage(
+        id=image.id, name=image.name, root_device=image.root_device or "/dev/xvda", owner=image.owner
+    )
+
+
 def find_by_recipe(ec2: Client, digest: str, region: str) -> Image | None:
     """The newest available image of this account tagged with the recipe (one call)."""
     found = list(

@@ -42,12 +42,15 @@ import tempfile
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baker import envfile, runner
-from baker.config import DEB_VERSION, DebSettings, Project
 from baker.errors import UsageError
-from baker.version import GitState, derive
+from baker.layout import PROJECT_FILE
+from baker.version import DEB_VERSION, GitState, derive
+
+if TYPE_CHECKING:  # the reuse check (a cache-hit bake) runs on plain data, without the models
+    from baker.config import DebSettings, Project
 
 log = logging.getLogger("baker")
 
@@ -87,40 +90,118 @@ class Package:
         }
 
 
+@dataclass(frozen=True)
+class Spec:
+    """What the .deb is made from, as plain data: enough to tell whether the .deb already built
+    is still the one these inputs make (kept in a bake's receipt, baker/receipt.py)."""
+
+    source: Path
+    #: app.deb as JSON
+    settings: dict[str, Any]
+    #: app.deb.env_defaults was given explicitly (then its file must exist)
+    env_defaults_set: bool
+    base_version: str
+    #: the paths whose changes make the version dirty
+    version_inputs: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, project: Project) -> Spec:
+        source = source_dir(project)
+        deb = project.app.deb
+        return cls(
+            source=source,
+            settings=deb.model_dump(mode="json"),
+            env_defaults_set="env_defaults" in deb.model_fields_set,
+            base_version=project.app.base_version,
+            version_inputs=(source, project.root / PROJECT_FILE),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "settings": self.settings,
+            "env_defaults_set": self.env_defaults_set,
+            "base_version": self.base_version,
+            "version_inputs": [str(p) for p in self.version_inputs],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Spec:
+        return cls(
+            source=Path(data["source"]),
+            settings=dict(data["settings"]),
+            env_defaults_set=bool(data["env_defaults_set"]),
+            base_version=str(data["base_version"]),
+            version_inputs=tuple(Path(p) for p in data["version_inputs"]),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The .deb these inputs make now: its version, commit, file name and inputs digest."""
+
+    spec: Spec
+    version: str
+    epoch: int
+    git: GitState | None
+    env_defaults: Path | None
+    #: ``<package>_<version>_<architecture>.deb``
+    name: str
+    #: the digest of its inputs ("" when reuse was not asked for)
+    inputs: str
+
+
+def plan(spec: Spec, *, allow_dirty: bool = False, reuse: bool = True) -> Plan:
+    """Version, commit time and (with ``reuse``) the inputs digest of the .deb ``spec`` makes now."""
+    settings = spec.settings
+    env_defaults = _env_defaults(spec.source, settings["env_defaults"], explicit=spec.env_defaults_set)
+    found = derive(spec.base_version, spec.source, list(spec.version_inputs), allow_dirty=allow_dirty)
+    version = found.version
+    if not DEB_VERSION.match(version):
+        raise UsageError(f"version {version!r} is not a valid Debian version", details={"version": version})
+    epoch = _source_date_epoch(found.git, spec.source)
+    inputs = (
+        _inputs_digest(spec.source, settings, version, epoch, env_defaults=env_defaults, git=found.git)
+        if reuse
+        else ""
+    )
+    name = f"{settings['package']}_{version}_{settings['architecture']}.deb"
+    return Plan(spec, version, epoch, found.git, env_defaults, name, inputs)
+
+
+def reused(made: Plan, out_dir: Path) -> Package | None:
+    """The .deb in ``out_dir`` when it was built from ``made``'s inputs and its bytes are still the
+    ones recorded beside it; None when it must be built."""
+    final = out_dir / made.name
+    found = _reusable(final, out_dir / f".{made.name}.inputs", made.inputs) if made.inputs else None
+    if found is None:
+        return None
+    log.info("%s: inputs unchanged, reused", final)
+    digest, size = found
+    return _package(final, made.spec.settings, made.version, digest, made.git, size)
+
+
 def build(project: Project, out_dir: Path, *, allow_dirty: bool = False, reuse: bool = False) -> Package:
     """Build the app's .deb from what is checked out and move it into ``out_dir``.
 
     ``reuse``: keep the .deb already there when it was built from the same inputs (recorded in a
     file beside it); ``baker package`` always builds."""
-    app = project.app
-    deb = app.deb
-    source = source_dir(project)
+    deb = project.app.deb
+    spec = Spec.of(project)
     check_settings(deb)
-    env_defaults = _env_defaults(source, deb)
+    made = plan(spec, allow_dirty=allow_dirty, reuse=reuse)
+    source, version, epoch, git = made.spec.source, made.version, made.epoch, made.git
+    log.info("packaging %s %s from %s", deb.package, version, git.sha[:12] if git else source)
+    if (kept := reused(made, out_dir)) is not None:
+        return kept
 
-    found = derive(app.base_version, source, [source, project.root / "baker.yml"], allow_dirty=allow_dirty)
-    version = found.version
-    if not DEB_VERSION.match(version):
-        raise UsageError(f"version {version!r} is not a valid Debian version", details={"version": version})
-    epoch = _source_date_epoch(found.git, source)
-    log.info("packaging %s %s from %s", deb.package, version, found.git.sha[:12] if found.git else source)
-
-    name = f"{deb.package}_{version}_{deb.architecture}.deb"
+    name, inputs = made.name, made.inputs
     final = out_dir / name
     record = out_dir / f".{name}.inputs"
-    inputs = (
-        _inputs_digest(source, deb, version, epoch, env_defaults=env_defaults, git=found.git) if reuse else ""
-    )
-    reused = _reusable(final, record, inputs) if inputs else None
-    if reused is not None:
-        log.info("%s: inputs unchanged, reused", final)
-        digest, size = reused
-        return _package(final, deb, version, digest, found.git, size)
-
     with tempfile.TemporaryDirectory(prefix="baker-package-") as tmp:
         tree = Path(tmp) / "tree"
         try:
-            assemble(tree, source, deb, version, epoch, env_defaults=env_defaults, git=found.git)
+            assemble(tree, source, deb, version, epoch, env_defaults=made.env_defaults, git=git)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise UsageError(
@@ -147,25 +228,25 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False, reuse: 
                 partial.unlink()
             raise UsageError(f"cannot write the package into {out_dir}: {exc.strerror or exc}") from exc
     if not inputs:
-        return _package(final, deb, version, digest, found.git, size)
+        return _package(final, made.spec.settings, version, digest, git, size)
     try:
         record.write_text(json.dumps({"inputs": inputs, "sha256": digest, "size": size}) + "\n")
     except OSError as exc:  # the .deb is there; the next build only cannot reuse it
         log.warning("cannot record the inputs of %s in %s: %s", final, record, exc.strerror or exc)
-    return _package(final, deb, version, digest, found.git, size)
+    return _package(final, made.spec.settings, version, digest, git, size)
 
 
 def _package(
-    path: Path, deb: DebSettings, version: str, digest: str, git: GitState | None, size: int
+    path: Path, deb: dict[str, Any], version: str, digest: str, git: GitState | None, size: int
 ) -> Package:
     return Package(
         path=path.resolve(),
-        package=deb.package,
+        package=deb["package"],
         version=version,
         sha256=digest,
         git_sha=git.sha if git else None,
         built_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        architecture=deb.architecture,
+        architecture=deb["architecture"],
         size=size,
     )
 
@@ -176,7 +257,7 @@ _MAKERS = (Path(__file__), Path(envfile.__file__), *sorted(TEMPLATES.iterdir()))
 
 def _inputs_digest(
     source: Path,
-    deb: DebSettings,
+    deb: dict[str, Any],
     version: str,
     epoch: int,
     *,
@@ -193,7 +274,7 @@ def _inputs_digest(
         h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
 
-    part("settings", json.dumps(deb.model_dump(mode="json"), sort_keys=True).encode())
+    part("settings", json.dumps(deb, sort_keys=True).encode())
     part("build", json.dumps([version, epoch, git.sha if git else None]).encode())
     dpkg_deb = Path(runner.which("dpkg-deb")).resolve()
     st = dpkg_deb.stat()
@@ -436,17 +517,17 @@ def _values(deb: DebSettings, version: str, epoch: int, git: GitState | None, so
     }
 
 
-def _env_defaults(source: Path, deb: DebSettings) -> Path | None:
+def _env_defaults(source: Path, name: str, *, explicit: bool) -> Path | None:
     """The app's default environment file; when app.deb.env_defaults is set explicitly it must exist."""
-    path = source / deb.env_defaults
+    path = source / name
     try:
         if path.is_file():
             return path
     except OSError:
         pass  # a name no file can have: missing, as below
-    if "env_defaults" in deb.model_fields_set:
+    if explicit:
         raise UsageError(
-            f"baker.yml: app.deb.env_defaults: {deb.env_defaults}: no such file in {source}",
+            f"baker.yml: app.deb.env_defaults: {name}: no such file in {source}",
             details={"key": "app.deb.env_defaults"},
         )
     return None

@@ -18,11 +18,15 @@ TEMPLATE = "ami.pkr.hcl.j2"
 VAULT_CLIENT = "vault-pass-client.py"
 
 
-def check_project_files(project: Project, env: Environment, *, terraform: bool = False) -> None:
-    """Raise one ConfigError listing every missing project file (``terraform``: the module too)."""
+def check_project_files(
+    project: Project, env: Environment, *, terraform: bool = False
+) -> list[tuple[Path, bool]]:
+    """Raise one ConfigError listing every missing project file (``terraform``: the module too).
+    Returns what it found: (path, is a directory) of each file and directory it checked."""
     paths = project.settings.paths
     baker_yml = project.root / PROJECT_FILE
     problems: list[str] = []
+    found: list[tuple[Path, bool]] = []
 
     def need(key: str, relative: str, *, directory: bool, what: str, origin: Path = baker_yml) -> Path | None:
         """The path when it is there; else None and a problem."""
@@ -34,12 +38,15 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
         if not ok:
             kind = "directory" if directory else "file"
             problems.append(f"{origin}: {key}: {what} {path} not found (no such {kind})")
-        return path if ok else None
+            return None
+        found.append((path, directory))
+        return path
 
+    source: Path | None = None
     try:
-        source: Path | None = source_dir(project)
+        source = source_dir(project)
+        found.append((source, True))
     except UsageError as exc:
-        source = None
         problems.append(exc.message)
     if source is not None and "env_defaults" in project.app.deb.model_fields_set:
         need(
@@ -81,3 +88,4 @@ def check_project_files(project: Project, env: Environment, *, terraform: bool =
             details={"problems": problems},
         )
     check_settings(project.app.deb)
+    return found

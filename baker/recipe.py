@@ -19,9 +19,10 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from baker.config import Environment, Project
+if TYPE_CHECKING:  # digest() runs on plain data: a cache-hit bake hashes without the models
+    from baker.config import Environment, Project
 
 #: bump when the hashing itself changes, so old AMIs stop matching
 SCHEME = "baker-recipe-v2"

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from baker import layers, package, plugins, provenance, recipe, runner
+from baker import images, layers, package, plugins, provenance, recipe, runner
 from baker.aws import AWS, Client
 from baker.config import Environment, Project, SourceAMI
 from baker.errors import ToolError, UsageError
 from baker.hcl import literal
+from baker.images import SourceImage
 from baker.preflight import TEMPLATE, VAULT_CLIENT, check_project_files
 
 if TYPE_CHECKING:  # imported when a template is rendered: a cache-hit bake renders none
@@ -140,55 +141,9 @@ def validate(
 # ---------------------------------------------------------------- the source image
 
 
-@dataclass(frozen=True)
-class SourceImage:
-    """The AMI a bake starts from, resolved once: its id goes into the recipe and the tags."""
-
-    id: str
-    name: str
-    root_device: str
-    owner: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "root_device": self.root_device, "owner": self.owner}
-
-
 def resolve_source_ami(ec2: Client, source: SourceAMI) -> SourceImage:
-    """One DescribeImages call (baker.images): the explicit id, or the newest image the filter matches."""
-    from baker import images
-
-    region = str(getattr(getattr(ec2.raw, "meta", None), "region_name", "") or "")
-    if source.id:
-        found = images.get(ec2, source.id, region)
-        matches = [found] if found is not None else []
-        what = source.id
-    else:
-        f = source.filter
-        assert f is not None
-        matches = list(
-            images.many(
-                ec2,
-                region,
-                Owners=list(f.owners),
-                Filters=[
-                    {"Name": "name", "Values": [f.name]},
-                    {"Name": "architecture", "Values": [f.architecture]},
-                    {"Name": "state", "Values": ["available"]},
-                ],
-            )
-        )
-        what = f"name {f.name!r} owned by {', '.join(f.owners)}"
-        if len(matches) > 1 and not f.most_recent:
-            raise UsageError(
-                f"source AMI filter ({what}) matches {len(matches)} images and most_recent "
-                "is false; narrow the filter or set most_recent: true"
-            )
-    if not matches:
-        raise UsageError(f"no source AMI found for {what}")
-    image = max(matches, key=lambda i: i.created)
-    return SourceImage(
-        id=image.id, name=image.name, root_device=image.root_device or "/dev/xvda", owner=image.owner
-    )
+    """The environment's ``bake.source_ami``, resolved by one DescribeImages call (baker.images)."""
+    return images.resolve_source(ec2, source.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- rendering

@@ -31,6 +31,8 @@ from baker.errors import ToolError, UsageError
 log = logging.getLogger("baker")
 
 TAG_PATTERN = "v[0-9]*"
+#: what Debian accepts as a version (without an epoch): app.base_version and every derived version
+DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]*$")
 #: v1.2.3, v1.2, v2.0.0-rc1, v2.0.0rc.2, v1.0.0-beta ...; the pre-release words that mean "before"
 _TAG = re.compile(r"^v(?P<upstream>\d+(?:\.\d+)*)(?:[-~.]?(?P<pre>(?:alpha|beta|rc|pre|dev)\.?\d*))?$")
 #: files git may report as changed that never reach the package (bytecode written by running the app)

@@ -18,7 +18,6 @@ from baker.config.keys import key_path
 from baker.config.loader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, merge, read_yaml
 from baker.config.models import (
     DEB_NAME,
-    DEB_VERSION,
     DEFAULTS_FILE,
     ENV_DIR,
     ENV_NAME,
@@ -76,6 +75,7 @@ from baker.config.types import (
     plain_data,
     seconds,
 )
+from baker.version import DEB_VERSION
 
 __all__ = [
     "AWS_MAX_TAGS",

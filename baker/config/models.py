@@ -47,7 +47,6 @@ from baker.layout import DEFAULTS_FILE, ENV_DIR, PROJECT_FILE
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # Debian policy: package names are lowercase alphanumerics and + - . , at least two characters
 DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]*$")
 
 
 # ---------------------------------------------------------------- baker.yml

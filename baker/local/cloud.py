@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from baker import ebs, runner
+from baker import runner
 from baker.aws import AWS
 from baker.errors import BakerError, ToolError, UsageError
-from baker.local import instances, kernel, netns
+from baker.local import kernel, netns
 
 if TYPE_CHECKING:
     from baker.local.buildhost import BuildHost
@@ -351,6 +351,8 @@ def down(
             stopped.append({"name": what, "pid": rec["pid"]})
     instances_left: list[str] = []
     if sdir.exists():  # the emulator powers its instances off; after a crash, this does
+        from baker.local import instances  # only here: --local commands start without it
+
         try:
             instances_left = instances.sweep(sdir)["stopped"]
         except BakerError as exc:
@@ -375,6 +377,8 @@ def down(
         dead = [p.name.removesuffix(".img") for p in (sdir / "snapshots").glob("snap-*.img")]
         kernel.remove_tree(sdir / "snapshots")
         # and what a bake fetched of them (an app layer's base): their ids died with the emulator
+        from baker import ebs
+
         forgotten = ebs.forget(ebs.cache_dir(), dead)
         for disk in sdir.glob("images/*/disk.img"):
             disk.unlink()
