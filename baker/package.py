@@ -160,6 +160,12 @@ def plan(spec: Spec, *, allow_dirty: bool = False, reuse: bool = True) -> Plan:
     if not DEB_VERSION.match(version):
         raise UsageError(f"version {version!r} is not a valid Debian version", details={"version": version})
     epoch = _source_date_epoch(found.git, spec.source)
+    log.info(
+        "packaging %s %s from %s",
+        settings["package"],
+        version,
+        found.git.sha[:12] if found.git else spec.source,
+    )
     inputs = (
         _inputs_digest(spec.source, settings, version, epoch, env_defaults=env_defaults, git=found.git)
         if reuse
@@ -191,7 +197,6 @@ def build(project: Project, out_dir: Path, *, allow_dirty: bool = False, reuse: 
     check_settings(deb)
     made = plan(spec, allow_dirty=allow_dirty, reuse=reuse)
     source, version, epoch, git = made.spec.source, made.version, made.epoch, made.git
-    log.info("packaging %s %s from %s", deb.package, version, git.sha[:12] if git else source)
     if (kept := reused(made, out_dir)) is not None:
         return kept
 

@@ -136,26 +136,37 @@ def digest(
     return f.h.hexdigest()
 
 
-def digest_for(project: Project, env: Environment, *, deb: Path, template: str, source_ami: str) -> str:
-    """The recipe of ``env``'s image from this project; ``template`` is the template's source."""
+def inputs_for(project: Project, env: Environment) -> dict[str, Any]:
+    """What ``digest`` hashes of ``env``'s configuration, as JSON (kept in a bake's receipt):
+    ``ansible_dir``, ``settings`` and ``extra_files`` (a playbook or vault file outside the tree)."""
     ansible_dir = project.path(project.settings.paths.ansible)
-    extra: list[tuple[str, Path]] = []
+    extra: list[tuple[str, str]] = []
     playbook = project.path(project.settings.paths.playbook).resolve()
     if not playbook.is_relative_to(ansible_dir.resolve()):
-        extra.append(("playbook", playbook))
+        extra.append(("playbook", str(playbook)))
     vault_file = env.settings.bake.vault_file
     if vault_file:
         vault = project.path(vault_file).resolve()
         if not vault.is_relative_to(ansible_dir.resolve()):
-            extra.append(("vault-file", vault))
+            extra.append(("vault-file", str(vault)))
+    return {"ansible_dir": str(ansible_dir), "settings": bake_settings(project, env), "extra_files": extra}
+
+
+def digest_of(inputs: Mapping[str, Any], *, deb: Path, template: str, source_ami: str) -> str:
+    """The recipe from ``inputs_for``'s data, the .deb, the template's source and the source AMI."""
     return digest(
         deb=deb,
         template=template,
-        ansible_dir=ansible_dir,
-        settings=bake_settings(project, env),
+        ansible_dir=Path(inputs["ansible_dir"]),
+        settings=inputs["settings"],
         source_ami=source_ami,
-        extra_files=extra,
+        extra_files=[(name, Path(p)) for name, p in inputs["extra_files"]],
     )
+
+
+def digest_for(project: Project, env: Environment, *, deb: Path, template: str, source_ami: str) -> str:
+    """The recipe of ``env``'s image from this project; ``template`` is the template's source."""
+    return digest_of(inputs_for(project, env), deb=deb, template=template, source_ami=source_ami)
 
 
 def _tree(f: _Framed, name: str, root: Path) -> None:

@@ -42,9 +42,8 @@ from baker.config.types import (
     VpcId,
 )
 from baker.errors import ConfigError
-from baker.layout import DEFAULTS_FILE, ENV_DIR, PROJECT_FILE
+from baker.layout import DEFAULTS_FILE, ENV_DIR, ENV_NAME, PROJECT_FILE
 
-ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # Debian policy: package names are lowercase alphanumerics and + - . , at least two characters
 DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 
