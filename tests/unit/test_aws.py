@@ -73,3 +73,28 @@ def test_a_refused_connection_and_throttling_are_transient_with_their_cause(aws:
             with pytest.raises(AWSError) as exc:
                 ec2.describe_images(Owners=["self"])
         assert transient(exc.value) == expected
+
+
+def test_botocore_data_is_parsed_once_per_install_and_reads_as_botocore_reads_it(tmp_path):
+    """baker's file loader (plain dicts, a marshal copy kept per file) gives botocore's own data;
+    a kept copy that cannot be read is parsed from the JSON again and replaced."""
+    import botocore.loaders
+
+    from baker.aws import _JSONFiles
+
+    own = botocore.loaders.create_loader()
+    fresh = botocore.loaders.Loader(file_loader=_JSONFiles(tmp_path))
+    ec2 = own.load_service_model("ec2", "service-2")
+    assert fresh.load_service_model("ec2", "service-2") == ec2
+    assert fresh.load_data("endpoints") == own.load_data("endpoints")
+    kept = sorted(tmp_path.glob("*.marshal"))
+    assert kept, "nothing kept for the next process"
+    for path in kept:
+        path.write_bytes(b"not marshal data")
+    again = botocore.loaders.Loader(file_loader=_JSONFiles(tmp_path))  # the next process
+    assert again.load_service_model("ec2", "service-2") == ec2
+    assert max(p.stat().st_size for p in tmp_path.glob("*.marshal")) > 1_000_000, "replaced"
+    # no cache (a read-only home): the same data, parsed every time
+    assert botocore.loaders.Loader(file_loader=_JSONFiles(None)).load_data("endpoints") == own.load_data(
+        "endpoints"
+    )
