@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from baker import images, layers, plugins, provenance, render, runner, vault
+from baker import images, layers, package, plugins, provenance, receipt, recipe, render, runner, vault
 from baker.aws import AWS
 from baker.config import Environment, Project, secret_values, withheld_variables
 from baker.errors import AWSError, ToolError, UsageError
@@ -158,13 +158,17 @@ class Bake:
         build_host: Any = None,
         allow_dirty: bool = False,
         packer: str = "packer",
+        receipt_key: str | None = None,
     ) -> None:
+        """``receipt_key``: the key of the configuration files (baker.receipt) computed before they
+        were loaded; a bake that ends with an AMI keeps its receipt when they are still the same."""
         self.project = project
         self.env = env
         self.aws = aws
         self.build_host = build_host
         self.allow_dirty = allow_dirty
         self.packer = packer
+        self.receipt_key = receipt_key
 
     @property
     def local(self) -> bool:
@@ -181,6 +185,7 @@ class Bake:
                 "(bake.layers.base.roles and bake.layers.app.roles)"
             )
         started = time.monotonic()
+        configured = self.receipt_key or receipt.key(self.project.root, self.env.name)
         prepared = render.prepare(
             self.project,
             self.env,
@@ -226,6 +231,7 @@ class Bake:
                 amis=self._distribute(existing),
                 duration=round(time.monotonic() - started, 3),
             )
+            self._keep_receipt(configured, prepared)
             return result
 
         amis, name, tags, packer_seconds = self._build(prepared)
@@ -238,7 +244,40 @@ class Bake:
             duration=round(time.monotonic() - started, 3),
             packer_seconds=round(packer_seconds, 3),
         )
+        self._keep_receipt(configured, prepared)
         return result
+
+    def _keep_receipt(self, configured: str, prepared: render.Prepared) -> None:
+        """What the next cache hit of this environment needs of its configuration (baker.receipt);
+        none for an image that is also copied or shared (a hit has work to do there)."""
+        root, name = self.project.root, self.env.name
+        bake, where = self.env.settings.bake, self.env.settings.aws
+        if [r for r in bake.copy_to_regions if r != where.region] or bake.share_with_accounts:
+            receipt.forget(root, name)
+            return
+        receipt.write(
+            root,
+            name,
+            configured,
+            {
+                "env": name,
+                "app": self.project.app.name,
+                "aws": {
+                    "region": where.region,
+                    "account_id": where.account_id,
+                    "profile": where.profile,
+                    "role_arn": where.role_arn,
+                },
+                "withheld": withheld_variables(self.env),
+                "files": [[str(path), directory] for path, directory in prepared.checked],
+                "package": package.Spec.of(self.project).as_json(),
+                "source_ami": bake.source_ami.model_dump(mode="json"),
+                "template": str(render.template_path(self.project)),
+                "recipe": recipe.inputs_for(self.project, self.env),
+                "build_dir": str(prepared.directory),
+                "template_out": str(prepared.directory / render.TEMPLATE_OUT),
+            },
+        )
 
     # -------------------------------------------------------------- layered images
 

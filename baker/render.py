@@ -414,6 +414,8 @@ class Prepared:
     ec2: Client
     directory: Path
     renderer: Callable[[], Rendered] = field(repr=False, compare=False)
+    #: the project files and directories checked before anything was built: (path, is a directory)
+    checked: tuple[tuple[Path, bool], ...] = ()
 
     @functools.cached_property
     def rendered(self) -> Rendered:
@@ -442,7 +444,9 @@ def prepare(
     packer_cache: bool = True,
 ) -> Prepared:
     """Package, render and hash: the one sequence ``render`` and ``bake`` share."""
-    check_project_files(project, env)  # every project file, before anything is built or AWS is asked
+    checked = check_project_files(
+        project, env
+    )  # every project file, before anything is built or AWS is asked
     out = build_dir(project, env)
     # botocore loads EC2's model while dpkg-deb runs: a cache hit is mostly these two waits
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -464,6 +468,7 @@ def prepare(
         renderer=lambda: render(
             project, env, source=source, version=version, out_dir=out, local_endpoint=local_endpoint
         ),
+        checked=tuple(checked),
     )
 
 

@@ -84,13 +84,21 @@ class App:
         """AWS for an environment: its region/account, or the local cloud's endpoint with --local
         (as the example role of the verb ``group`` when the local cloud enforces IAM)."""
         s = env.settings.aws
+        return self.aws_at(
+            region=s.region, account_id=s.account_id, profile=s.profile, role_arn=s.role_arn, group=group
+        )
+
+    def aws_at(
+        self, *, region: str, account_id: str, profile: str | None, role_arn: str | None, group: str
+    ) -> AWS:
+        """``aws`` from an environment's ``aws.*`` as plain values (a bake's receipt keeps them)."""
         if self.local:
             from baker.local import cloud
 
-            return cloud.aws(region=s.region, account_id=s.account_id, group=group)
+            return cloud.aws(region=region, account_id=account_id, group=group)
         from baker.aws import AWS
 
-        return AWS(region=s.region, profile=s.profile, role_arn=s.role_arn)
+        return AWS(region=region, profile=profile, role_arn=role_arn)
 
     def deploy(self, env: Environment) -> Deploy:
         """The environment's Deploy, with what the local cloud needs handed in under --local."""

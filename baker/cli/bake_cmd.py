@@ -47,6 +47,16 @@ def _text(r: dict[str, Any]) -> str:
 @click.pass_obj
 def bake(app: App, env_name: str, force: bool, dry_run: bool, layer: str | None, allow_dirty: bool) -> None:
     """Package, render and `packer build` ENV's AMI; prints its id. Same recipe: the same AMI, no bake."""
+    from baker import receipt
+
+    configured = None
+    if not (force or dry_run or layer):  # a cache hit answered from the last bake's receipt
+        configured, hit = receipt.cache_hit(
+            app.project_dir, env_name, lambda aws: app.aws_at(**aws, group="bake"), allow_dirty=allow_dirty
+        )
+        if hit is not None:
+            app.emit(hit, _text)
+            return
     from baker import bake as stage
 
     env = app.environment(env_name)
@@ -56,6 +66,11 @@ def bake(app: App, env_name: str, force: bool, dry_run: bool, layer: str | None,
 
         build_host = cloud.build_host()
     result = stage.Bake(
-        app.project, env, app.aws(env, "bake"), build_host=build_host, allow_dirty=allow_dirty
+        app.project,
+        env,
+        app.aws(env, "bake"),
+        build_host=build_host,
+        allow_dirty=allow_dirty,
+        receipt_key=configured,
     ).run(force=force, dry_run=dry_run, layer=layer)
     app.emit(result, _text)

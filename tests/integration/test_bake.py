@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,26 @@ def cli(project_dir: Path, *args: str) -> tuple[int, dict[str, Any], str]:
         code = main(["--project", str(project_dir), "--local", "--output", "json", *args])
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     return code, json.loads(lines[-1]) if lines else {}, err.getvalue()
+
+
+#: what a cache hit answered from the receipt (baker/receipt.py) never imports
+HEAVY = ("pydantic", "jinja2", "moto")
+
+
+def bake_process(project_dir: Path, env: str = "dev") -> tuple[dict[str, Any], list[str]]:
+    """``baker --local bake -e ENV`` in a new process: (its result, which of HEAVY it imported)."""
+    argv = ["--project", str(project_dir), "--local", "--output", "json", "bake", "-e", env]
+    script = (
+        "import json, sys\n"
+        "from baker.cli import main\n"
+        f"code = main({argv!r})\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    return json.loads(lines[-2]), json.loads(lines[-1])
 
 
 def tags_of(item: dict[str, Any]) -> dict[str, str]:
@@ -200,8 +221,17 @@ def test_an_unchanged_recipe_is_a_cache_hit_without_packer(project_dir, local_cl
     )
     assert len(same["Images"]) == 1
 
+    # `baker bake` as CI runs it, a process of its own: answered from the last bake's receipt, the
+    # same result (but its duration), without loading the configuration models or Jinja2
+    hit, loaded = bake_process(project_dir)
+    assert {k: v for k, v in hit.items() if k != "duration"} == {
+        k: v for k, v in again.items() if k != "duration"
+    }
+    assert loaded == [], f"a cache hit imported {loaded}"
+
     # staging shares dev's image settings (defaults.yml): the same recipe, dev's AMI, no bake
-    staging = bake(project_dir, local_cloud, env="staging")
+    code, staging, err = cli(project_dir, "bake", "-e", "staging")
+    assert code == 0, err
     assert (staging["cached"], staging["ami_id"], staging["recipe"]) == (
         True,
         first["ami_id"],
@@ -209,6 +239,14 @@ def test_an_unchanged_recipe_is_a_cache_hit_without_packer(project_dir, local_cl
     )
     assert staging["baked_for"] == "dev"
     assert log.stat().st_mtime_ns == before[log]
+    # a setting that is not part of the recipe changes the configuration, not the image
+    edit_env(project_dir, "staging", lambda d: d.setdefault("bake", {}).update(instance_type="t3.large"))
+    try:
+        moved, loaded = bake_process(project_dir, "staging")
+    finally:
+        git(project_dir, "checkout", "--", "environments/staging.yml")
+    assert (moved["cached"], moved["ami_id"]) == (True, first["ami_id"])
+    assert "pydantic" in loaded, "a changed configuration must be loaded and validated again"
 
     dry = bake(project_dir, local_cloud, dry_run=True)
     assert dry["cache_hit"] is True and dry["would_bake"] is False and dry["ami_id"] == first["ami_id"]
@@ -225,9 +263,11 @@ def test_a_changed_ansible_file_gives_a_new_recipe_and_a_new_bake(project_dir, l
     try:
         dry = bake(project_dir, local_cloud, dry_run=True)
         assert dry["recipe"] != first["recipe"] and dry["would_bake"] is True
-        changed = bake(project_dir, local_cloud)
+        # through the CLI: the configuration is unchanged, so its receipt is read; the recipe is not
+        code, changed, err = cli(project_dir, "bake", "-e", "dev")
     finally:
         conf.write_text(original)
+    assert code == 0, err
     assert changed["cached"] is False and changed["ami_id"] != first["ami_id"]
     root = local_cloud.build_host.image_root(changed["ami_id"])
     assert "MaxAuthTries 3" in (root / "etc/ssh/sshd_config.d/50-baker.conf").read_text()
@@ -247,10 +287,11 @@ def test_a_changed_setting_rebakes_and_a_hostile_tag_value_and_a_kms_key_reach_t
         data["bake"]["kms_key_id"] = key["Arn"]
 
     edit_env(project_dir, "dev", hostile)
-    try:
-        result = bake(project_dir, local_cloud)
+    try:  # through the CLI: the receipt of the first bake must not answer for the changed settings
+        code, result, err = cli(project_dir, "bake", "-e", "dev")
     finally:
         (project_dir / "environments/dev.yml").write_text(saved)
+    assert code == 0, err
     assert result["recipe"] != first["recipe"] and result["ami_id"] != first["ami_id"]
     ec2 = local_cloud.client("ec2")
     ami = image(ec2, result["ami_id"])
