@@ -18,6 +18,8 @@ baker's smoke checks go through the test listener over TLS too.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import shutil
 import ssl
 import subprocess
@@ -39,10 +41,12 @@ ENV = "bge2e"  # its own Terraform state and fleet
 NAME = "hello-web-bge2e"
 GREETING = "hello from bge2e"
 CERTIFICATE = certificates.local_arn("us-east-1", "123456789012")
+MAX_5XX = 2
 
 
-def environment(runtime: dict[str, str] | None = None) -> dict[str, Any]:
-    data = blue_green_environment(NAME, ENV, GREETING, runtime, step_seconds=2, unhealthy_timeout=10)
+def environment(runtime: dict[str, str] | None = None, **deploy: Any) -> dict[str, Any]:
+    settings = {"step_seconds": 2, "unhealthy_timeout": 10, **deploy}
+    data = blue_green_environment(NAME, ENV, GREETING, runtime, **settings)
     data["deploy"]["variables"]["certificate_arn"] = CERTIFICATE
     return data
 
@@ -190,3 +194,68 @@ def test_blue_green_release_rollback_by_weights_and_a_bad_release_no_user_sees(
         ("release", v2, "green", "healthy"),
         ("release", v1, "blue", "healthy"),
     ], steps
+
+    # v4: v2's image with a runtime that breaks /version for its users (the example app's
+    # HELLO_BROKEN_PATHS) while /healthz stays fine: health gate and smoke check pass, then the
+    # 50% traffic step sees the 500s users get, as CloudWatch counts them, and moves the weights
+    # back (the 100% step does when a busy machine sent too few requests in the first)
+    blue_instances = in_service(local_cloud, NAME)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    env_file.write_text(
+        yaml.safe_dump(
+            environment(
+                {"HELLO_BROKEN_PATHS": "/version"}, traffic_steps=[50, 100], step_seconds=6, max_5xx=MAX_5XX
+            )
+        )
+    )
+    try:
+        with users(baker, local_cloud) as broken:
+            code, fourth, err = baker("release", "-e", ENV)
+    finally:
+        env_file.write_text(yaml.safe_dump(environment()))
+    assert code == 4, err
+    assert (fourth["outcome"], fourth["ami_id"], fourth["color"]) == ("rolled_back", v2, "green")
+    failed = r"traffic step (50|100)% to green failed: (\d+) 5xx answers from green's"
+    step = re.search(failed, fourth["error"])
+    assert step is not None, fourth["error"]
+    assert f"(deploy.max_5xx: {MAX_5XX})" in fourth["error"]
+    counted = int(step.group(2))
+    assert counted > MAX_5XX
+    assert (500, "broken (HELLO_BROKEN_PATHS)") in broken.answers
+    assert set(broken.answers) <= {(200, "1.0.0"), (500, "broken (HELLO_BROKEN_PATHS)")}
+    assert {broken.get() for _ in range(4)} == {(200, "1.0.0")}, "the weights are back on blue"
+    assert in_service(local_cloud, NAME) == blue_instances, "blue kept its instances: nothing launched"
+    assert in_service(local_cloud, f"{NAME}-green") == set(), "the failed color is scaled to zero"
+
+    # what the load balancer counted is CloudWatch's, with AWS's dimensions
+    elb, cw = local_cloud.client("elbv2"), local_cloud.client("cloudwatch")
+    lb_arn = elb.describe_load_balancers(Names=[f"{NAME}-lb"])["LoadBalancers"][0]["LoadBalancerArn"]
+    groups = {
+        g["TargetGroupName"]: g["TargetGroupArn"]
+        for g in elb.describe_target_groups(LoadBalancerArn=lb_arn)["TargetGroups"]
+    }
+    lb_dim = {"Name": "LoadBalancer", "Value": lb_arn.split(":loadbalancer/")[1]}
+
+    def target_5xx(*dims: dict[str, str]) -> int:
+        points = cw.get_metric_statistics(
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Dimensions=list(dims),
+            StartTime=since,
+            EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        return int(sum(p["Sum"] for p in points))
+
+    green_5xx = target_5xx(lb_dim, {"Name": "TargetGroup", "Value": groups[f"{NAME}-gr-tg"].split(":")[-1]})
+    assert green_5xx >= counted, "every 500 a green target answered through the load balancer"
+    assert green_5xx == sum(1 for status, _ in broken.answers if status == 500)
+    assert target_5xx(lb_dim, {"Name": "TargetGroup", "Value": groups[f"{NAME}-tg"].split(":")[-1]}) == 0
+    assert target_5xx(lb_dim) == green_5xx, "by load balancer alone: the sum over its target groups, once"
+
+
+def in_service(local_cloud: Any, group: str) -> set[str]:
+    asg = local_cloud.client("autoscaling")
+    found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    return {i["InstanceId"] for i in found[0]["Instances"] if i["LifecycleState"] == "InService"}
