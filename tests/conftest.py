@@ -136,7 +136,7 @@ def commit_all(root: Path) -> None:
 HEAVY = {
     "tests/integration/test_deploy.py": 710,
     "tests/e2e/test_release_story.py": 620,
-    "tests/integration/test_faults_more.py": 490,
+    "tests/integration/test_faults_more.py": 380,
     "tests/e2e/test_bluegreen_story.py": 560,
     "tests/integration/test_faults.py": 445,
     "tests/integration/test_bluegreen.py": 360,

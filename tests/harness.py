@@ -74,8 +74,14 @@ class Running:
         self.err: list[str] = []
         #: what it printed on stdout, once finished
         self.out = ""
-        self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)  # type: ignore[arg-type]
+        #: when it ended (time.monotonic() when its stderr closed), while the test did other things
+        self.ended: float | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def _read(self) -> None:
+        self.err.extend(self.proc.stderr)  # type: ignore[arg-type]
+        self.ended = time.monotonic()
 
     @property
     def said(self) -> str:

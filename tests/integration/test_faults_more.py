@@ -7,9 +7,10 @@ endpoint restarting during the health wait, Packer killed mid-build.
   succeed through it with the right answers, and the emulator counted the throttled answers, so
   the tests cannot pass without the fault.
 - Restart: a private local cloud (its own state dir and namespace, as tests/README allows for
-  this test) is stopped while a deploy waits on health, and started again (amnesic: moto keeps
-  nothing) after a moment or after the deadline; the deploy ends by its deadline, exit 5, saying
-  when and why the endpoint stopped answering, and that the group is gone or it never came back.
+  this test) is stopped while two deploys wait on health, and started again (amnesic: moto keeps
+  nothing) after the deadline of one and before the deadline of the other; each deploy ends by its
+  deadline, exit 5, saying when and why the endpoint stopped answering, and that it never came
+  back or that the group is gone.
 - Packer killed: the real packer process of a `baker --local bake` is SIGKILLed while it builds;
   baker exits 3 naming packer's death, and no instance, key pair or security group of the
   build is left in the emulator.
@@ -193,56 +194,67 @@ def private_cloud(isolated: str, tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 #: how long the emulator stays away: longer than baker's longest poll interval (15 s), so that a
-#: poll meets the closed port, then the deploy finds the group gone; or past the deploy's deadline
-#: (the deploy ends at its deadline, saying the endpoint never came back)
-OUTAGES = {"restarted during the wait": 20.0, "away past the deadline": None}
+#: poll meets the closed port
+AWAY = 50.0
+#: the deploys' deadlines, counted from the start of their wait: one passes while the emulator is
+#: away (that deploy ends at it, the endpoint never back), one outlives the outage (that deploy meets
+#: the fresh emulator, which remembers nothing, and finds its group gone)
+DEADLINES = {"away": 45, "restart": 120}
 
 
-@pytest.mark.parametrize("outage", list(OUTAGES))
-def test_the_endpoint_stopping_during_the_wait_ends_the_deploy_by_its_deadline_saying_what_happened(
-    private_cloud: tuple[Path, str], tmp_path: Path, outage: str
+def test_the_endpoint_stopping_during_the_wait_ends_each_deploy_by_its_deadline_saying_what_happened(
+    private_cloud: tuple[Path, str], tmp_path: Path
 ):
     need_tools("terraform")
     state_dir, name = private_cloud
     (tmp_path / "p").mkdir()
     root = copy_project(tmp_path / "p", "environments", "terraform")
-    write_env(
-        root, "restart", {"deploy": {"variables": {"name": "hello-web-restart"}, "unhealthy_timeout": None}}
-    )
     aws = cloud.aws("us-east-1", None, state_dir)
     ami = cloud.in_netns(name, lambda: register_ami(aws, "6.0.0-restart"))
-    cloud.set_health(ami, "initial", state_dir)  # never healthy: the deploy waits to its deadline
-    # restarted: the deploy must meet the fresh emulator (20 s away, polls up to 15 s apart) before
-    # its deadline; away: only the deadline matters, and a shorter one keeps the test short
-    timeout = 60 if OUTAGES[outage] is not None else 30
-    away = OUTAGES[outage] or timeout + 10.0
-    deploy = Baker(root, env={"BAKER_LOCAL_DIR": str(state_dir)}).start(
-        "deploy", "-e", "restart", "--ami", ami, "--timeout", str(timeout)
-    )
+    cloud.set_health(ami, "initial", state_dir)  # never healthy: each deploy waits to its deadline
+    deploys = {}
+    for env, timeout in DEADLINES.items():  # two fleets, two deploys at once: one outage for both
+        write_env(
+            root, env, {"deploy": {"variables": {"name": f"hello-web-{env}"}, "unhealthy_timeout": None}}
+        )
+        deploys[env] = Baker(root, env={"BAKER_LOCAL_DIR": str(state_dir)}).start(
+            "deploy", "-e", env, "--ami", ami, "--timeout", str(timeout)
+        )
+    waiting: dict[str, float] = {}
+    results: dict[str, tuple[int, dict[str, Any]]] = {}
     try:
-        deploy.until(lambda: "waiting:" in deploy.said)
-        waiting = time.monotonic()
+        for env, deploy in deploys.items():
+            deploy.until(lambda d=deploy: "waiting:" in d.said)
+            waiting[env] = time.monotonic()
         emulator = json.loads((state_dir / cloud.STATE_FILE).read_text())["pids"]["emulator"]
         assert kernel.stop(emulator)  # the emulator's own PID, recorded by `up`
-        time.sleep(away)  # baker's polls meet a closed port
-        cloud.up(
-            state_dir, name, rootfs=False
-        )  # a fresh emulator in the same namespace: it remembers nothing
-        code, result = deploy.finish(timeout=timeout + 120)
+        stopped = time.monotonic()
+        assert stopped - waiting["away"] < DEADLINES["away"], "the away deploy's deadline passed first"
+        time.sleep(AWAY)  # baker's polls meet a closed port
+        cloud.up(state_dir, name, rootfs=False)  # a fresh emulator in the same namespace
+        for env, deploy in deploys.items():
+            results[env] = deploy.finish(timeout=DEADLINES[env] + 120)
     finally:
-        deploy.stop()
-    ended = time.monotonic() - waiting
-    said = deploy.said
-    assert code == 5, said[-3000:]  # a human is needed: nothing could be recorded or rolled back
-    assert ended <= max(timeout, away) + 30, f"the deploy ended {ended:.0f}s after the wait began"
-    error = result["error"]
-    assert "the AWS endpoint http://127.0.0.1:5000 stopped answering at" in error, error
-    assert "(connection refused)" in error, error
-    if OUTAGES[outage] is not None:
-        assert "the Auto Scaling group hello-web-restart is gone" in error, error
-        assert "Live when last seen: no instance in service" in error, error
-    else:
-        assert "had not answered again when the deadline passed" in error, error
+        for deploy in deploys.values():
+            deploy.stop()
+    for env, (code, result) in results.items():
+        said = deploys[env].said
+        assert code == 5, said[-3000:]  # a human is needed: nothing could be recorded or rolled back
+        error = result["error"]
+        assert "the AWS endpoint http://127.0.0.1:5000 stopped answering at" in error, error
+        assert "(connection refused)" in error, error
+    error = results["away"][1]["error"]
+    assert "had not answered again when the deadline passed" in error, error
+    error = results["restart"][1]["error"]
+    assert "the Auto Scaling group hello-web-restart is gone" in error, error
+    assert "Live when last seen: no instance in service" in error, error
+    for env, began in waiting.items():
+        ended = (deploys[env].ended or time.monotonic()) - began
+        assert ended <= max(DEADLINES[env], AWAY) + 30, (
+            f"{env}: the deploy ended {ended:.0f}s after its wait began"
+        )
+    # the away deploy ended at its deadline, while the emulator was still away
+    assert (deploys["away"].ended or 0) - waiting["away"] <= DEADLINES["away"] + 20
 
 
 # ---------------------------------------------------------------- packer killed mid-build
