@@ -138,6 +138,36 @@ class Meter:
             return sorted((*key, n) for key, n in self._counts.items())
 
 
+class InFlight:
+    """The requests each instance is serving through the load balancers now. A request counts from
+    the moment its target is picked (under the same lock as the count is read, so a count read
+    after the targets changed has every pick made before) until its answer is relayed; what
+    Auto Scaling waits for before it ends a deregistered instance (baker.local.moto.refresh)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def pick(self, targets: Callable[[], list[Target]], turn: int) -> Target | None:
+        with self._lock:
+            found = targets()
+            if not found:
+                return None
+            target = found[turn % len(found)]
+            self._counts[target.instance_id] += 1
+            return target
+
+    def done(self, target: Target) -> None:
+        with self._lock:
+            self._counts[target.instance_id] -= 1
+            if self._counts[target.instance_id] <= 0:
+                del self._counts[target.instance_id]
+
+    def serving(self, instance_id: str) -> int:
+        with self._lock:
+            return self._counts.get(instance_id, 0)
+
+
 class Framing:
     """Where HTTP/1.x messages start and end in one direction of a relayed connection.
 
@@ -361,6 +391,7 @@ class Listener:
     sock: socket.socket
     load_balancer_arn: str = ""
     meter: Meter = field(default_factory=Meter)
+    flights: InFlight = field(default_factory=InFlight)
     targets: list[Target] = field(default_factory=list)
     #: HTTPS: the server context of the listener's certificate (and which certificate it holds)
     tls: ssl.SSLContext | None = None
@@ -386,10 +417,9 @@ class Listener:
             threading.Thread(target=self._relay, args=(client,), name="lb-conn", daemon=True).start()
 
     def pick(self) -> Target | None:
-        targets = self.targets  # replaced whole by sync(), never changed in place
-        if not targets:
-            return None
-        return targets[next(self._turn) % len(targets)]
+        """The next target (round robin), counted in flight until ``flights.done``."""
+        # self.targets is replaced whole by sync(), never changed in place
+        return self.flights.pick(lambda: self.targets, next(self._turn))
 
     def _answer(self, client: socket.socket, code: int, reason: str, *, unread: bool = False) -> None:
         """An answer of the load balancer itself, counted as CloudWatch counts it. ``unread``: the
@@ -428,47 +458,63 @@ class Listener:
             if target is None:
                 self._answer(client, 503, "Service Temporarily Unavailable", unread=True)
                 return
+            once = threading.Lock()
+
+            def release() -> None:
+                """The target is done with: its connection closed (or never made)."""
+                if once.acquire(blocking=False):
+                    self.flights.done(target)
+
             try:
-                upstream = kernel.in_netns(
-                    target.netns_file,
-                    lambda: socket.create_connection((HOST, target.port), timeout=CONNECT_TIMEOUT),
-                    name="lb-connect",
-                )
-            except TimeoutError:
-                self._answer(client, 504, "Gateway Time-out", unread=True)
+                self._forward(client, target, release)
+            finally:
+                release()
+
+    def _forward(self, client: socket.socket, target: Target, release: Callable[[], None]) -> None:
+        """Relay the client's request to ``target`` and its answer back (502/504 when it cannot);
+        ``release`` once the target closed its side (the client may keep its own open)."""
+        try:
+            upstream = kernel.in_netns(
+                target.netns_file,
+                lambda: socket.create_connection((HOST, target.port), timeout=CONNECT_TIMEOUT),
+                name="lb-connect",
+            )
+        except TimeoutError:
+            self._answer(client, 504, "Gateway Time-out", unread=True)
+            return
+        except Exception as exc:  # whatever kept the target out of reach: 502
+            # never a reset: closing the client with its request unread would reset it, and an
+            # ALB answers 502 for a target it cannot reach (its namespace gone: the instance ended)
+            if not isinstance(exc, OSError):
+                name, instance = self.load_balancer, target.instance_id
+                log.warning("load balancer %s: target %s unreachable: %s", name, instance, exc)
+            self._answer(client, 502, "Bad Gateway", unread=True)
+            return
+        methods: collections.deque[str] = collections.deque()
+        requests = Framing("request", lambda words: None, methods)
+
+        def counted(words: list[str]) -> None:
+            self.meter.target(self.load_balancer_arn, target.target_group_arn, int(words[1]))
+
+        answers = Framing("response", counted, methods)
+        with upstream:
+            upstream.settimeout(None)
+            if isinstance(client, ssl.SSLSocket):
+                if _pump(client, upstream, requests, answers) == 0 and methods:
+                    self._answer(client, 502, "Bad Gateway")
                 return
-            except Exception as exc:  # whatever kept the target out of reach: 502
-                # never a reset: closing the client with its request unread would reset it, and an
-                # ALB answers 502 for a target it cannot reach (its namespace gone: the instance ended)
-                if not isinstance(exc, OSError):
-                    name, instance = self.load_balancer, target.instance_id
-                    log.warning("load balancer %s: target %s unreachable: %s", name, instance, exc)
-                self._answer(client, 502, "Bad Gateway", unread=True)
-                return
-            methods: collections.deque[str] = collections.deque()
-            requests = Framing("request", lambda words: None, methods)
 
-            def counted(words: list[str]) -> None:
-                self.meter.target(self.load_balancer_arn, target.target_group_arn, int(words[1]))
+            def back() -> None:
+                if _pipe(upstream, client, answers) == 0 and methods:
+                    self._answer(client, 502, "Bad Gateway")  # closed without answering
+                release()
+                _shut(client)
 
-            answers = Framing("response", counted, methods)
-            with upstream:
-                upstream.settimeout(None)
-                if isinstance(client, ssl.SSLSocket):
-                    if _pump(client, upstream, requests, answers) == 0 and methods:
-                        self._answer(client, 502, "Bad Gateway")
-                    return
-
-                def back() -> None:
-                    if _pipe(upstream, client, answers) == 0 and methods:
-                        self._answer(client, 502, "Bad Gateway")  # closed without answering
-                    _shut(client)
-
-                thread = threading.Thread(target=back, name="lb-back", daemon=True)
-                thread.start()
-                _pipe(client, upstream, requests)
-                _shut(upstream)
-                thread.join()
+            thread = threading.Thread(target=back, name="lb-back", daemon=True)
+            thread.start()
+            _pipe(client, upstream, requests)
+            _shut(upstream)
+            thread.join()
 
     def close(self) -> None:
         self._closed.set()
@@ -496,6 +542,8 @@ class LoadBalancers:
         self.listeners: dict[str, Listener] = {}
         #: every listener's answers (a load balancer's metrics add up its listeners)
         self.meter = Meter()
+        #: every listener's requests in flight, per instance
+        self.flights = InFlight()
 
     def sync(self, wanted: dict[str, Route]) -> None:
         """``wanted``: listener ARN -> what it does (healthy targets, certificate, redirect)."""
@@ -513,6 +561,7 @@ class LoadBalancers:
                 listener.port = int(listener.sock.getsockname()[1])
                 listener.declared = route.port
                 listener.port_of = self.port_of
+                listener.flights = self.flights
                 self.listeners[arn] = listener
                 threading.Thread(target=listener.serve, name=f"lb-{route.name}", daemon=True).start()
                 log.info(

@@ -11,6 +11,7 @@ import http.client
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -348,3 +349,94 @@ def fetch(base: str, path: str) -> tuple[int, str]:
         return resp.status, resp.read().decode()
     finally:
         conn.close()
+
+
+def test_a_refresh_ends_an_old_instance_only_once_its_request_in_flight_is_answered(
+    local_cloud: Any, probe_ami: str
+) -> None:
+    """Auto Scaling behind a load balancer (baker.local.moto.refresh): the replaced instance leaves
+    the target group first, gets no new request, answers the one it is serving, then ends."""
+    ec2, elb, asg = local_cloud.client("ec2"), local_cloud.client("elbv2"), local_cloud.client("autoscaling")
+    v2 = bake_probe(local_cloud, "2.0.0")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    tg = elb.create_target_group(
+        Name="live-drain", Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/healthz",
+        HealthCheckIntervalSeconds=5, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    elb.modify_target_group_attributes(
+        TargetGroupArn=tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "60"}]
+    )
+    lb = elb.create_load_balancer(Name="live-drain", Subnets=subnets, Type="application")["LoadBalancers"][0]
+    listener = elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+    )["Listeners"][0]["ListenerArn"]
+    template_id = ec2.create_launch_template(
+        LaunchTemplateName="live-drain", LaunchTemplateData={"ImageId": probe_ami}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": v2})
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="live-drain",
+        LaunchTemplate={"LaunchTemplateId": template_id, "Version": "1"},
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=subnets[0],
+        TargetGroupARNs=[tg],
+    )
+
+    def health() -> dict[str, str]:
+        found = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in found}
+
+    def state(instance_id: str) -> str:
+        found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        return str(found["State"]["Name"])
+
+    def url() -> str | None:
+        found = [b["url"] for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener]
+        return found[0] if found and found[0] else None
+
+    held: socket.socket | None = None
+    try:
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["live-drain"])["AutoScalingGroups"][0]
+        old = group["Instances"][0]["InstanceId"]
+        wait_for("the v1 instance healthy", lambda: health().get(old) == "healthy", 60)
+        base = wait_for("the listener's loopback port", url, 10)
+        assert fetch(base, "/version") == (200, "1.0.0\n")
+        # a user's request in flight to v1 (the load balancer picks the target when the user
+        # connects); its last line is sent once the refresh has taken v1 out of the group
+        host, port = base.removeprefix("http://").split(":")
+        held = socket.create_connection((host, int(port)), timeout=30)
+        held.sendall(b"GET /version HTTP/1.1\r\nHost: live-drain\r\n")
+        asg.start_instance_refresh(
+            AutoScalingGroupName="live-drain",
+            DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": template_id, "Version": "2"}},
+        )
+        wait_for("v1 deregistered, draining", lambda: health().get(old) == "draining", 30)
+        time.sleep(2)  # rounds of the refresh: v1 goes on serving the request it holds
+        assert state(old) == "running", "terminated with a request in flight"
+        assert fetch(base, "/version") != (200, "1.0.0\n"), "a new request reached the draining v1"
+        held.sendall(b"\r\n")
+        answer = http.client.HTTPResponse(held)
+        answer.begin()
+        assert (answer.status, answer.read().decode()) == (200, "1.0.0\n")
+        held.close()
+        wait_for("v1 terminated once its request was answered", lambda: state(old) == "terminated", 15)
+
+        def refreshed() -> str | None:
+            found = asg.describe_instance_refreshes(AutoScalingGroupName="live-drain")["InstanceRefreshes"][0]
+            return found["Status"] if found["Status"] not in ("Pending", "InProgress") else None
+
+        assert wait_for("the refresh over", refreshed, 90) == "Successful"
+        assert fetch(base, "/version") == (200, "2.0.0\n")
+    finally:
+        if held is not None:
+            held.close()
+        asg.delete_auto_scaling_group(AutoScalingGroupName="live-drain", ForceDelete=True)
+        elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
+        ec2.delete_launch_template(LaunchTemplateId=template_id)
+        elb.delete_target_group(TargetGroupArn=tg)

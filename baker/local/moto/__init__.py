@@ -7,10 +7,11 @@ provider 5.100.0, inside a loopback-only namespace) before it was filled here:
    ``CancelInstanceRefresh`` and ``RollbackInstanceRefresh`` answer HTTP 500 (NotImplementedError);
    the provider retries the start for 15 minutes. Added: batches honouring Min/MaxHealthyPercentage,
    replacements launched from the version the refresh (or the group) asks for, registered with the
-   group's target groups, old instances deregistered and terminated; Pending -> InProgress ->
-   Successful / Failed / Cancelled (and the Rollback* states), advanced by a background thread.
-   A batch whose replacements are not healthy within ``Settings.refresh_timeout`` fails the refresh.
-   (baker.local.moto.refresh)
+   group's target groups, old instances deregistered first and terminated once the load balancers
+   serve no request of theirs (or their deregistration delay has passed: Auto Scaling's
+   WaitingForELBConnectionDraining); Pending -> InProgress -> Successful / Failed / Cancelled (and
+   the Rollback* states), advanced by a background thread. A batch whose replacements are not
+   healthy within ``Settings.refresh_timeout`` fails the refresh. (baker.local.moto.refresh)
 2. Target health cannot be driven: every registered target reports ``healthy`` forever. Now a live
    instance's target (baker.local.instances) reports what real checks inside the instance say
    (baker.local.health: initial, healthy, unhealthy, draining for the deregistration delay); an

@@ -5,7 +5,18 @@
 Min/MaxHealthyPercentage, replacements launched from the version the refresh (or the group) asks
 for, registered with the group's target groups, old instances deregistered and terminated;
 Pending -> InProgress -> Successful / Failed / Cancelled (and the Rollback* states), advanced by
-one background thread under the emulator's lock. A batch is healthy when the group sees it so
+one background thread under the emulator's lock.
+
+An old instance is deregistered from the group's target groups first and terminated once the load
+balancers serve no request of its (or when the longest deregistration delay of those groups has
+passed), as Auto Scaling does behind a load balancer: "Elastic Load Balancing stops sending requests
+to targets that are deregistering ... If a deregistering target has no in-flight requests and no
+active connections, Elastic Load Balancing immediately completes the deregistration process ... If
+the target is part of an Auto Scaling group, it can be terminated and replaced" (Application Load
+Balancers guide, "Deregistration delay"; the group's activity waits in WaitingForELBConnectionDraining).
+Terminating it first, as moto does, cut the requests it was answering and sent it new ones until the
+load balancers' next sync: users of a rolling deploy saw a few 502s under load. The refresh is
+Successful once its old instances are gone. A batch is healthy when the group sees it so
 (``target_health.group_health``: real checks for live instances); one whose replacements are not
 healthy within ``Settings.refresh_timeout`` fails the refresh (live replacements whose checks have
 not decided yet get up to ``LIVE_BOOT_SECONDS``).
@@ -21,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from baker.local.moto.state import LOCK, SETTINGS, is_live, utcnow
+from baker.local.moto.state import BALANCERS, LOCK, SETTINGS, is_live, utcnow
 from baker.local.moto.target_health import group_health
 
 log = logging.getLogger("baker")
@@ -94,10 +105,22 @@ class Refresh:
         return out
 
 
+@dataclass
+class Leaving:
+    """Old instances a refresh took out of its group: deregistered (their targets drain), ended once
+    no load balancer serves a request of theirs or at ``deadline`` (the deregistration delay)."""
+
+    refresh_id: str
+    ec2_backend: Any
+    ids: list[str]
+    deadline: float
+
+
 class Refreshes:
     """All refreshes of the emulator, advanced by one background thread under ``LOCK``."""
 
     def __init__(self) -> None:
+        self.leaving: list[Leaving] = []
         self.by_group: dict[tuple[str, str, str], list[Refresh]] = {}
         self._thread: threading.Thread | None = None
 
@@ -122,6 +145,7 @@ class Refreshes:
 
     def tick(self) -> None:
         with LOCK:
+            self._end_drained()
             for refreshes in list(self.by_group.values()):
                 for refresh in refreshes:
                     if refresh.status in ACTIVE:
@@ -155,7 +179,7 @@ class Refreshes:
                 limit = max(limit, LIVE_BOOT_SECONDS)
             if all(s == "healthy" for s in states):
                 if r.batch_old:  # launch-before-terminate: the old ones go once the new are healthy
-                    self._terminate(backend, group, r.batch_old)
+                    self._terminate(backend, group, r.batch_old, r)
                 r.done += len(r.batch_new)
                 r.batch_new, r.batch_old = [], []
             elif time.monotonic() - r.batch_started > limit:
@@ -169,7 +193,8 @@ class Refreshes:
         present = {s.instance.id for s in group.instance_states}
         r.to_replace = [i for i in r.to_replace if i in present]
         if not r.to_replace:
-            self._complete(r, group)
+            if not any(leave.refresh_id == r.id for leave in self.leaving):
+                self._complete(r, group)
             return
         self._next_batch(backend, group, r)
 
@@ -192,17 +217,51 @@ class Refreshes:
         old = r.to_replace[:size]
         r.to_replace = r.to_replace[size:]
         if max_pct <= 100:
-            self._terminate(backend, group, old)
+            self._terminate(backend, group, old, r)
         else:
             r.batch_old = old
         r.batch_new = self._launch(backend, group, len(old), r.target)
         r.launched.extend(r.batch_new)
         r.batch_started = time.monotonic()
 
-    def _terminate(self, backend: Any, group: Any, ids: list[str]) -> None:
+    def _terminate(self, backend: Any, group: Any, ids: list[str], r: Refresh) -> None:
+        """Out of the group and its target groups now; terminated once drained (``_end_drained``)."""
+        from baker.local.moto.load_balancers import sync_load_balancers
+
         group.instance_states = [s for s in group.instance_states if s.instance.id not in ids]
-        group.ec2_backend.terminate_instances(ids)  # leaves the target groups (gap 3)
+        delay = self._deregister(backend, group, ids)
         backend.update_attached_elbs(group.name)
+        self.leaving.append(Leaving(r.id, group.ec2_backend, list(ids), time.monotonic() + delay))
+        sync_load_balancers()  # no new request reaches them
+
+    @staticmethod
+    def _deregister(backend: Any, group: Any, ids: list[str]) -> float:
+        """Deregister ``ids`` from the group's target groups; the longest deregistration delay."""
+        delay = 0.0
+        elbv2 = backend.elbv2_backend
+        for arn in group.target_group_arns or []:
+            tg = elbv2.target_groups.get(arn)
+            here = [{"Id": i} for i in ids if tg is not None and i in tg.targets]
+            if here:
+                elbv2.deregister_targets(arn, here)
+                delay = max(delay, float(tg.attributes.get("deregistration_delay.timeout_seconds", 300) or 0))
+        return delay
+
+    def _end_drained(self) -> None:
+        """Terminate the leaving instances no load balancer serves a request of (or whose delay is up)."""
+        now = time.monotonic()
+        for leave in list(self.leaving):
+            if now < leave.deadline and any(BALANCERS.flights.serving(i) for i in leave.ids):
+                continue
+            self.leaving.remove(leave)
+            alive = [
+                i
+                for i in leave.ids
+                if (found := leave.ec2_backend.get_instance_by_id(i)) is not None
+                and found.state != "terminated"
+            ]
+            if alive:
+                leave.ec2_backend.terminate_instances(alive)
 
     def _launch(self, backend: Any, group: Any, count: int, target: tuple[str, str]) -> list[str]:
         if count <= 0:
