@@ -141,7 +141,7 @@ HEAVY = {
     "tests/integration/test_faults.py": 445,
     "tests/integration/test_bluegreen.py": 360,
     "tests/integration/test_bake.py": 285,
-    "tests/integration/test_live_instances.py": 120,
+    "tests/integration/test_live_instances.py": 160,
     "tests/integration/test_live_story.py": 60,
     "tests/unit/test_terraform.py": 55,
     "tests/integration/test_moto_ext.py": 55,
