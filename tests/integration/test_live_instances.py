@@ -288,24 +288,38 @@ def test_an_elb_health_checked_group_replaces_an_instance_that_fails_its_checks(
         ec2.delete_launch_template(LaunchTemplateId=template)
 
 
-def test_the_load_balancer_answers_on_loopback_and_forwards_to_healthy_targets(
-    local_cloud: Any, probe_ami: str
-) -> None:
+def load_balanced(local_cloud: Any, name: str) -> tuple[str, dict[str, Any], str]:
+    """A target group with quick checks (5 s apart, 2 in a row decide) and a load balancer whose
+    HTTP listener on port 80 forwards to it: (target group ARN, load balancer, listener ARN)."""
     ec2, elb = local_cloud.client("ec2"), local_cloud.client("elbv2")
-    other = bake_probe(local_cloud, "2.0.0")
     vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
     tg = elb.create_target_group(
-        Name="live-lb", Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/healthz",
+        Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/healthz",
         HealthCheckIntervalSeconds=5, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
     )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
-    lb = elb.create_load_balancer(Name="live-lb", Subnets=subnets, Type="application")["LoadBalancers"][0]
+    lb = elb.create_load_balancer(Name=name, Subnets=subnets, Type="application")["LoadBalancers"][0]
     listener = elb.create_listener(
         LoadBalancerArn=lb["LoadBalancerArn"],
         Protocol="HTTP",
         Port=80,
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
     )["Listeners"][0]["ListenerArn"]
+    return tg, lb, listener
+
+
+def listener_url(local_cloud: Any, listener: str) -> str | None:
+    """Where the listener answers on loopback (None while it does not)."""
+    found = [b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener]
+    return found[0]["url"] if found else None
+
+
+def test_the_load_balancer_answers_on_loopback_and_forwards_to_healthy_targets(
+    local_cloud: Any, probe_ami: str
+) -> None:
+    ec2, elb = local_cloud.client("ec2"), local_cloud.client("elbv2")
+    other = bake_probe(local_cloud, "2.0.0")
+    tg, lb, listener = load_balanced(local_cloud, "live-lb")
     ids = [
         ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, **extra)["Instances"][0]["InstanceId"]
         for ami, extra in (
@@ -316,12 +330,7 @@ def test_the_load_balancer_answers_on_loopback_and_forwards_to_healthy_targets(
     ]
     try:
         elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i} for i in ids])
-
-        def url() -> str | None:
-            found = [b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener]
-            return found[0]["url"] if found else None
-
-        base = wait_for("the listener's loopback port", url, 10)
+        base = wait_for("the listener's loopback port", lambda: listener_url(local_cloud, listener), 10)
         entry = next(b for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener)
         assert entry["dns_name"] == lb["DNSName"] and base.startswith("http://127.0.0.1:")
         assert fetch(base, "/version")[0] == 503, "no healthy target yet"
@@ -337,7 +346,7 @@ def test_the_load_balancer_answers_on_loopback_and_forwards_to_healthy_targets(
         elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
         ec2.terminate_instances(InstanceIds=ids)
         elb.delete_target_group(TargetGroupArn=tg)
-    wait_for("the listener closed", lambda: url() is None, 10)
+    wait_for("the listener closed", lambda: listener_url(local_cloud, listener) is None, 10)
 
 
 def fetch(base: str, path: str) -> tuple[int, str]:
@@ -358,22 +367,10 @@ def test_a_refresh_ends_an_old_instance_only_once_its_request_in_flight_is_answe
     the target group first, gets no new request, answers the one it is serving, then ends."""
     ec2, elb, asg = local_cloud.client("ec2"), local_cloud.client("elbv2"), local_cloud.client("autoscaling")
     v2 = bake_probe(local_cloud, "2.0.0")
-    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
-    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
-    tg = elb.create_target_group(
-        Name="live-drain", Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/healthz",
-        HealthCheckIntervalSeconds=5, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
-    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    tg, lb, listener = load_balanced(local_cloud, "live-drain")
     elb.modify_target_group_attributes(
         TargetGroupArn=tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "60"}]
     )
-    lb = elb.create_load_balancer(Name="live-drain", Subnets=subnets, Type="application")["LoadBalancers"][0]
-    listener = elb.create_listener(
-        LoadBalancerArn=lb["LoadBalancerArn"],
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
-    )["Listeners"][0]["ListenerArn"]
     template_id = ec2.create_launch_template(
         LaunchTemplateName="live-drain", LaunchTemplateData={"ImageId": probe_ami}
     )["LaunchTemplate"]["LaunchTemplateId"]
@@ -384,7 +381,7 @@ def test_a_refresh_ends_an_old_instance_only_once_its_request_in_flight_is_answe
         MinSize=1,
         MaxSize=1,
         DesiredCapacity=1,
-        VPCZoneIdentifier=subnets[0],
+        VPCZoneIdentifier=ec2.describe_subnets()["Subnets"][0]["SubnetId"],
         TargetGroupARNs=[tg],
     )
 
@@ -396,16 +393,12 @@ def test_a_refresh_ends_an_old_instance_only_once_its_request_in_flight_is_answe
         found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
         return str(found["State"]["Name"])
 
-    def url() -> str | None:
-        found = [b["url"] for b in local_cloud.status()["load_balancers"] if b["listener_arn"] == listener]
-        return found[0] if found and found[0] else None
-
     held: socket.socket | None = None
     try:
         group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["live-drain"])["AutoScalingGroups"][0]
         old = group["Instances"][0]["InstanceId"]
         wait_for("the v1 instance healthy", lambda: health().get(old) == "healthy", 60)
-        base = wait_for("the listener's loopback port", url, 10)
+        base = wait_for("the listener's loopback port", lambda: listener_url(local_cloud, listener), 10)
         assert fetch(base, "/version") == (200, "1.0.0\n")
         # a user's request in flight to v1 (the load balancer picks the target when the user
         # connects); its last line is sent once the refresh has taken v1 out of the group
