@@ -98,34 +98,26 @@ def _settings(project: Project, env: Environment) -> dict[str, Any]:
     return {**recipe.bake_settings(project, env), "image": image}
 
 
+def layer_inputs(project: Project, env: Environment) -> dict[str, Any]:
+    """What the two layers' recipes hash of the configuration, as JSON (kept in a bake's receipt)."""
+    bake = env.settings.bake
+    assert bake.layers is not None
+    return {
+        "roles_dir": str(roles_dir(project)),
+        "base_roles": list(bake.layers.base.roles),
+        "app_roles": list(bake.layers.app.roles),
+        "settings": _settings(project, env),
+        "ansible_cfg": str(project.path(project.settings.paths.ansible) / "ansible.cfg"),
+        "app_layer": bake.app_layer or "instance",
+    }
+
+
 def base_recipe(project: Project, env: Environment, *, template: str, source_ami: str) -> str:
-    layers = env.settings.bake.layers
-    assert layers is not None
-    return recipe.layer_digest(
-        BASE,
-        roles_dir=roles_dir(project),
-        roles=layers.base.roles,
-        settings=_settings(project, env),
-        parts={"source-ami": source_ami, "template": template},
-        files=[("ansible.cfg", project.path(project.settings.paths.ansible) / "ansible.cfg")],
-    )
+    return recipe.base_digest(layer_inputs(project, env), template=template, source_ami=source_ami)
 
 
 def app_recipe(project: Project, env: Environment, *, base_ami: str, deb: Path, template: str) -> str:
-    bake = env.settings.bake
-    assert bake.layers is not None
-    app_layer = bake.app_layer or "instance"
-    parts = {"base-ami": base_ami, "app-layer": app_layer}
-    if app_layer == "instance":
-        parts["template"] = template
-    return recipe.layer_digest(
-        APP,
-        roles_dir=roles_dir(project),
-        roles=bake.layers.app.roles,
-        settings=_settings(project, env),
-        parts=parts,
-        files=[("deb", deb), ("ansible.cfg", project.path(project.settings.paths.ansible) / "ansible.cfg")],
-    )
+    return recipe.app_digest(layer_inputs(project, env), base_ami=base_ami, deb=deb, template=template)
 
 
 # ---------------------------------------------------------------- the snapshot path

@@ -202,3 +202,30 @@ def layer_digest(
         if path.is_file():
             f.file(f"file:{name}", path)
     return f.h.hexdigest()
+
+
+def base_digest(inputs: Mapping[str, Any], *, template: str, source_ami: str) -> str:
+    """The base layer's recipe from ``layers.layer_inputs``' data (kept in a bake's receipt)."""
+    return layer_digest(
+        "base",
+        roles_dir=Path(inputs["roles_dir"]),
+        roles=inputs["base_roles"],
+        settings=inputs["settings"],
+        parts={"source-ami": source_ami, "template": template},
+        files=[("ansible.cfg", Path(inputs["ansible_cfg"]))],
+    )
+
+
+def app_digest(inputs: Mapping[str, Any], *, base_ami: str, deb: Path, template: str) -> str:
+    """The app layer's recipe: its roles, settings, the base AMI, how it is baked, the .deb."""
+    parts = {"base-ami": base_ami, "app-layer": inputs["app_layer"]}
+    if inputs["app_layer"] == "instance":
+        parts["template"] = template
+    return layer_digest(
+        "app",
+        roles_dir=Path(inputs["roles_dir"]),
+        roles=inputs["app_roles"],
+        settings=inputs["settings"],
+        parts=parts,
+        files=[("deb", deb), ("ansible.cfg", Path(inputs["ansible_cfg"]))],
+    )
