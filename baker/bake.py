@@ -249,7 +249,8 @@ class Bake:
 
     def _keep_receipt(self, configured: str, prepared: render.Prepared) -> None:
         """What the next cache hit of this environment needs of its configuration (baker.receipt);
-        none for an image that is also copied or shared (a hit has work to do there)."""
+        none for an image that is also copied or shared (a hit has work to do there). A layered
+        environment's keeps its layers' recipe inputs."""
         root, name = self.project.root, self.env.name
         bake, where = self.env.settings.bake, self.env.settings.aws
         if [r for r in bake.copy_to_regions if r != where.region] or bake.share_with_accounts:
@@ -274,6 +275,7 @@ class Bake:
                 "source_ami": bake.source_ami.model_dump(mode="json"),
                 "template": str(render.template_path(self.project)),
                 "recipe": recipe.inputs_for(self.project, self.env),
+                "layers": layers.layer_inputs(self.project, self.env) if bake.layers is not None else None,
                 "build_dir": str(prepared.directory),
                 "template_out": str(prepared.directory / render.TEMPLATE_OUT),
             },
@@ -284,6 +286,7 @@ class Bake:
     def _layered(self, *, force: bool, dry_run: bool, only: str | None) -> dict[str, Any]:
         """The base (cache hit, or Packer with the base roles), then the app layer on it."""
         started = time.monotonic()
+        configured = self.receipt_key or receipt.key(self.project.root, self.env.name)
         bake = self.env.settings.bake
         assert bake.layers is not None
         app_layer = bake.app_layer or "instance"
@@ -417,6 +420,7 @@ class Bake:
                 snapshot=snapshot.figures.as_dict(),
             )
         result["duration"] = round(time.monotonic() - started, 3)
+        self._keep_receipt(configured, prepared)
         return result
 
     def _distribute(self, image: images.Image) -> dict[str, str]:

@@ -13,8 +13,9 @@ are now does the rest as the full path does, with the same functions: it checks 
 files the full path checked are there, packages (the .deb reused by its inputs' digest), resolves
 the source AMI, hashes the recipe and looks it up, so the answer, the log lines and the errors are
 the same. No receipt, another key, a missing project file, a .deb that must be built or a recipe
-with no AMI: the full path runs, which loads, validates and reports as always. An environment whose
-AMI is copied to other regions or shared, or that has layers, gets no receipt.
+with no AMI: the full path runs, which loads, validates and reports as always. A layered
+environment's receipt keeps its layers' recipe inputs: the base is looked up by its recipe, then
+the app layer on it. An environment whose AMI is copied to other regions or shared gets no receipt.
 """
 
 from __future__ import annotations
@@ -158,12 +159,38 @@ def _answer(receipt: dict[str, Any], aws: AWS, *, allow_dirty: bool, started: fl
     if pkg is None:
         return None
     source = images.resolve_source(ec2, receipt["source_ami"])
-    digest = recipe.digest_of(
-        receipt["recipe"], deb=pkg.path, template=Path(receipt["template"]).read_text(), source_ami=source.id
-    )
+    template = Path(receipt["template"]).read_text()
+    layered = receipt.get("layers")
+    base = None
+    if layered:  # the base by its recipe, then the app layer on it (as Bake._layered)
+        base_digest = recipe.base_digest(layered, template=template, source_ami=source.id)
+        base = images.find_by_recipe(ec2, base_digest, region)
+        if base is None:
+            return None
+        digest = recipe.app_digest(layered, base_ami=base.id, deb=pkg.path, template=template)
+    else:
+        digest = recipe.digest_of(receipt["recipe"], deb=pkg.path, template=template, source_ami=source.id)
     existing = images.find_by_recipe(ec2, digest, region)
     if existing is None:
         return None
+    if layered and base is not None:
+        return {
+            "region": region,
+            "version": pkg.version,
+            "env": receipt["env"],
+            "app": receipt["app"],
+            "git_sha": pkg.git_sha,
+            "deb_sha256": pkg.sha256,
+            "source_ami": source.id,
+            "app_layer": layered["app_layer"],
+            "base": {"ami_id": base.id, "recipe": base_digest, "cached": True},
+            "recipe": digest,
+            "ami_id": existing.id,
+            "cached": True,
+            "name": existing.name,
+            "amis": {region: existing.id},
+            "duration": round(time.monotonic() - started, 3),
+        }
     baked_for = existing.tags.get(provenance.BAKED_FOR)
     log.info(
         "recipe %s already baked: %s (%s, baked for %s)", digest[:12], existing.id, existing.name, baked_for

@@ -486,6 +486,13 @@ def test_the_snapshot_app_layer_runs_no_instance_and_writes_only_changed_blocks_
     # the same commit again: the app layer's recipe is a cache hit
     again = bake(layered_dir, local_cloud)
     assert again["cached"] is True and again["ami_id"] == result["ami_id"]
+    # and as CI runs it, a new process answered from the receipt: the base by its recipe, then the
+    # app layer on it, the same result, no configuration models loaded
+    hit, loaded = bake_process(layered_dir)
+    assert {k: v for k, v in hit.items() if k != "duration"} == {
+        k: v for k, v in again.items() if k != "duration"
+    }
+    assert loaded == [], f"a cache hit imported {loaded}"
 
 
 def test_an_interrupted_block_upload_leaves_no_mount_loop_device_or_pending_snapshot(
