@@ -39,6 +39,7 @@ import botocore.exceptions
 import botocore.loaders
 import botocore.session
 
+from baker import kept
 from baker.errors import AWSError, BakerError, UsageError
 
 #: botocore's own retry machinery; no hand-written retry loops elsewhere
@@ -368,14 +369,8 @@ class _JSONFiles:
 
     @staticmethod
     def _keep(target: Path, data: Any) -> None:
-        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(marshal.dumps(data))
-            os.replace(partial, target)
-        except (OSError, ValueError):
-            with contextlib.suppress(OSError):
-                partial.unlink()
+        with contextlib.suppress(ValueError):  # data marshal cannot write: parsed every time
+            kept.keep(target, marshal.dumps(data))
 
 
 def data_cache_dir() -> Path:

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from baker import __version__
+from baker import __version__, kept
 from baker.layout import DEFAULTS_FILE, ENV_DIR, ENV_NAME, PROJECT_FILE
 
 if TYPE_CHECKING:
@@ -88,15 +88,9 @@ def write(root: Path, env: str, key_then: str, content: dict[str, Any]) -> bool:
     if key(root, env) != key_then:
         forget(root, env)
         return False
-    partial = target.with_name(f".{target.name}.{os.getpid()}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"key": key_then, **content}, indent=1, sort_keys=True) + "\n")
-        os.replace(partial, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        log.debug("cannot keep the receipt %s: %s", target, exc.strerror or exc)
+    text = json.dumps({"key": key_then, **content}, indent=1, sort_keys=True) + "\n"
+    if not kept.keep(target, text.encode()):
+        log.debug("cannot keep the receipt %s", target)
         return False
     return True
 
